@@ -1,0 +1,1 @@
+//! What a database can do: deploy, revert and verify changes.

@@ -1,0 +1,1 @@
+//! The registry inside the target database.

@@ -1,0 +1,4 @@
+//! Test infrastructure for switchyard's end-to-end tests: throwaway servers that tests
+//! start for themselves and never leave running.
+
+pub mod postgres;
