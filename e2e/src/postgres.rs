@@ -1,0 +1,245 @@
+//! A throwaway PostgreSQL server for tests: Debian's `postgresql` binaries, `initdb` and
+//! `pg_ctl` in a temp dir, on a free loopback port, as a non-root user.
+//!
+//! One server per test binary ([`server`]), a fresh database per test ([`PgServer::fresh_db`]).
+//! A watchdog process stops the server and removes its directory when the test binary
+//! exits, so nothing is left running, even after a panic or a kill.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, bail};
+
+/// A running throwaway server.
+#[derive(Debug)]
+pub struct PgServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    /// The OS user the server runs as when the tests run as root.
+    os_user: Option<String>,
+}
+
+/// A database created for one test.
+#[derive(Debug, Clone)]
+pub struct TestDb {
+    /// The database name.
+    pub name: String,
+    /// `postgres://postgres@127.0.0.1:PORT/NAME`.
+    pub url: String,
+    /// The server's port.
+    pub port: u16,
+}
+
+static SERVER: OnceLock<PgServer> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// The test binary's server, started on first use.
+pub fn server() -> &'static PgServer {
+    SERVER.get_or_init(|| match PgServer::start() {
+        Ok(server) => server,
+        Err(error) => panic!("cannot start a throwaway PostgreSQL: {error:#}"),
+    })
+}
+
+/// Connects to `url` and drives the connection on the current runtime.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+impl PgServer {
+    fn start() -> Result<PgServer> {
+        let bin = find_bin_dir()?;
+        let os_user = running_as_root().then(|| "postgres".to_string());
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-pg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        if let Some(user) = &os_user {
+            run(Command::new("chown").arg(user).arg(&dir))?;
+        }
+        let data = dir.join("data");
+        let mut server = PgServer { bin, dir, port: 0, os_user };
+        server
+            .pg_command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .status_ok()
+            .context("initdb")?;
+        spawn_watchdog(&server)?;
+        // A free port can be taken between probing and binding; try a few.
+        let mut last = None;
+        for _ in 0..5 {
+            server.port = free_port()?;
+            match server.pg_ctl_start() {
+                Ok(()) => return Ok(server),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("postgres did not start")))
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for `db` as the superuser `postgres`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a new empty database for one test.
+    pub async fn fresh_db(&self) -> Result<TestDb> {
+        let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
+        let name = format!("t{}_{n}", std::process::id());
+        let admin = connect(&self.url("postgres")).await?;
+        admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await?;
+        Ok(TestDb { url: self.url(&name), name, port: self.port })
+    }
+
+    /// Stops the server (fast shutdown), for tests of a database going away.
+    pub fn stop(&self) -> Result<()> {
+        self.pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .status_ok()
+    }
+
+    /// Starts the server again on the same port after [`PgServer::stop`].
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl_start()
+    }
+
+    fn pg_ctl_start(&self) -> Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
+            self.port,
+            self.dir.display()
+        );
+        self.pg_command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .status_ok()
+            .with_context(|| format!("pg_ctl start (log in {})", self.dir.join("log").display()))
+    }
+
+    fn pg_command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.os_user {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(path);
+                command
+            }
+            None => Command::new(path),
+        }
+    }
+}
+
+trait StatusOk {
+    fn status_ok(&mut self) -> Result<()>;
+}
+
+impl StatusOk for Command {
+    fn status_ok(&mut self) -> Result<()> {
+        let output = self.stdin(Stdio::null()).output()?;
+        if !output.status.success() {
+            bail!(
+                "{:?} failed: {}\n{}",
+                self,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    command.status_ok()
+}
+
+/// Debian installs the server binaries under /usr/lib/postgresql/<major>/bin, off PATH.
+fn find_bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("SWITCHYARD_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL is not installed (apt-get install postgresql)")?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let major = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((major, bin))
+        })
+        .collect();
+    majors.sort();
+    majors
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no /usr/lib/postgresql/<major>/bin/initdb found")
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A detached shell that waits for this test process to exit, then stops the server and
+/// removes its directory.
+fn spawn_watchdog(server: &PgServer) -> Result<()> {
+    let data = server.dir.join("data");
+    let pg_ctl = server.bin.join("pg_ctl");
+    let as_user = match &server.os_user {
+        Some(user) => format!("runuser -u {user} -- "),
+        None => String::new(),
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         {as_user}{pg_ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {dir}",
+        pid = std::process::id(),
+        pg_ctl = quote(&pg_ctl),
+        data = quote(&data),
+        dir = quote(&server.dir),
+    );
+    Command::new("setsid")
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawning the postgres watchdog")?;
+    Ok(())
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}

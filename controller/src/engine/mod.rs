@@ -1,1 +1,17 @@
-//! What a database can do: deploy, revert and verify changes.
+//! What a database can do: deploy, revert and verify a project's changes, the way Sqitch
+//! does, with Sqitch's registry.
+//!
+//! The engine takes a [`Project`](crate::project::Project) already read from disk and a
+//! connection, and owns every statement run against the target's own schemas. It knows
+//! nothing of git or Kubernetes; callers report its outcomes.
+
+mod error;
+mod postgres;
+pub mod script;
+
+pub use error::{Error, Failure, Result, db_error_message, redact_url};
+pub use postgres::{
+    DeployOptions, DeployReport, FailureMode, PgEngine, Progress, RevertOptions, RevertReport,
+    Status, VerifyReport, VerifyResult,
+};
+pub use script::{Script, Statement, StatementKind};

@@ -1,0 +1,142 @@
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::*;
+
+fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Script> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deploy = dir.path().join("deploy");
+    std::fs::create_dir(&deploy).expect("mkdir");
+    let path = deploy.join("change.sql");
+    std::fs::write(&path, text).expect("write");
+    let vars: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Script::load(&path, &vars)
+}
+
+fn kinds(script: &Script) -> Vec<StatementKind> {
+    script.statements.iter().map(|s| s.kind).collect()
+}
+
+#[test]
+fn sqitch_style_script_splits_into_begin_body_commit_with_lines() {
+    let script = load_text(
+        "-- Deploy app:users to pg\n\nBEGIN;\n\nCREATE TABLE users (\n  id int\n);\n\nCOMMIT;\n",
+        &[],
+    )
+    .expect("loads");
+    use StatementKind::*;
+    assert_eq!(kinds(&script), vec![Begin, Plain, Commit]);
+    let lines: Vec<usize> = script.statements.iter().map(|s| s.line).collect();
+    assert_eq!(lines, vec![3, 5, 9]);
+    assert_eq!(script.statements[1].sql, "CREATE TABLE users (\n  id int\n)");
+}
+
+#[test]
+fn semicolons_inside_strings_comments_and_bodies_do_not_split() {
+    let script = load_text(
+        "SELECT 'a;b', \"x;y\" FROM t; /* ; */\nCREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;\nSELECT E'it\\'s;';",
+        &[],
+    )
+    .expect("loads");
+    assert_eq!(script.statements.len(), 3);
+    assert_eq!(script.statements[2].line, 3);
+}
+
+#[test]
+fn variables_are_substituted_as_psql_does() {
+    let script = load_text(
+        "GRANT SELECT ON t TO :\"role\";\nSELECT :'greeting', :n::int, ':role', $$:role$$, a[1:2];\n",
+        &[("role", "app user"), ("greeting", "it's"), ("n", "42")],
+    )
+    .expect("loads");
+    assert_eq!(script.statements[0].sql, "GRANT SELECT ON t TO \"app user\"");
+    assert_eq!(script.statements[1].sql, "SELECT 'it''s', 42::int, ':role', $$:role$$, a[1:2]");
+}
+
+#[test]
+fn set_meta_command_defines_variables_and_keeps_line_numbers() {
+    let script = load_text("\\set ON_ERROR_STOP 1\n\\set name 'v'\nSELECT :'name';\n", &[])
+        .expect("loads");
+    assert_eq!(script.statements[0].sql, "SELECT 'v'");
+    assert_eq!(script.statements[0].line, 3);
+}
+
+#[test]
+fn unsupported_meta_command_names_file_and_line() {
+    let error = load_text("SELECT 1;\n\\connect other\n", &[]).expect_err("rejected");
+    let text = error.to_string();
+    assert!(text.contains("change.sql:2:"), "{text}");
+    assert!(text.contains("\\connect"), "{text}");
+}
+
+#[test]
+fn syntax_error_names_the_line_of_the_bad_statement() {
+    let error = load_text("SELECT 1;\n\nSELEC 2;\nSELECT 3;\n", &[]).expect_err("rejected");
+    let text = error.to_string();
+    assert!(text.contains("change.sql:3:"), "{text}");
+    assert!(text.contains("syntax error"), "{text}");
+}
+
+#[test]
+fn non_transactional_statements_are_detected() {
+    let cases = [
+        ("CREATE INDEX CONCURRENTLY i ON t (a)", true),
+        ("DROP INDEX CONCURRENTLY i", true),
+        ("REINDEX (CONCURRENTLY) INDEX i", true),
+        ("REINDEX INDEX CONCURRENTLY i", true),
+        ("VACUUM t", true),
+        ("CREATE DATABASE d", true),
+        ("ALTER SYSTEM SET work_mem = '1MB'", true),
+        ("CREATE INDEX i ON t (a)", false),
+        ("ANALYZE t", false),
+        ("REFRESH MATERIALIZED VIEW CONCURRENTLY m", false),
+    ];
+    for (sql, want) in cases {
+        let script = load_text(&format!("{sql};"), &[]).expect(sql);
+        assert_eq!(script.needs_autocommit(), want, "{sql}");
+    }
+}
+
+#[test]
+fn include_relative_reads_the_file_beside_the_script() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deploy = dir.path().join("deploy");
+    std::fs::create_dir(&deploy).expect("mkdir");
+    std::fs::write(deploy.join("part.sql"), "SELECT 'part';\n").expect("write");
+    let path = deploy.join("change.sql");
+    std::fs::write(&path, "SELECT 1;\n\\ir part.sql\nSELECT 2;\n").expect("write");
+    let script = Script::load(&path, &BTreeMap::new()).expect("loads");
+    let got: Vec<(&str, usize, bool)> = script
+        .statements
+        .iter()
+        .map(|s| (s.sql.as_str(), s.line, s.path.ends_with("part.sql")))
+        .collect();
+    assert_eq!(got, vec![("SELECT 1", 1, false), ("SELECT 'part'", 1, true), ("SELECT 2", 3, false)]);
+}
+
+#[test]
+fn non_utf8_script_is_rejected_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.sql");
+    std::fs::write(&path, b"SELECT 1;\nSELECT '\xff';\n").expect("write");
+    let error = Script::load(Path::new(&path), &BTreeMap::new()).expect_err("rejected");
+    assert!(error.to_string().contains("bad.sql:2: file is not valid UTF-8"), "{error}");
+}
+
+#[test]
+fn unset_variable_is_named_with_its_line() {
+    let error = load_text("SELECT 1;\nGRANT ALL ON t TO :\"app_role\";\n", &[]).expect_err("rejected");
+    let text = error.to_string();
+    assert!(text.contains("change.sql:2:"), "{text}");
+    assert!(text.contains("variable :app_role is not set"), "{text}");
+}
+
+#[test]
+fn begin_atomic_bodies_are_one_statement_and_errors_after_them_are_located() {
+    let script = "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND;\nSELECT 1;\nSELEC 2;\n";
+    let error = load_text(script, &[]).expect_err("rejected");
+    assert!(error.to_string().contains("change.sql:7:"), "{error}");
+    let ok = load_text(&script.replace("SELEC 2", "SELECT 2"), &[]).expect("loads");
+    assert_eq!(ok.statements.len(), 3);
+}
