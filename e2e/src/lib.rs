@@ -1,4 +1,5 @@
 //! Test infrastructure for switchyard's end-to-end tests: throwaway servers that tests
 //! start for themselves and never leave running.
 
+pub mod apiserver;
 pub mod postgres;
