@@ -176,6 +176,11 @@ pub async fn handle(srv: Arc<Server>, req: Request<Incoming>) -> Result<Response
         query: Query(query_params(parts.uri.query())),
     };
     let path = parts.uri.path().to_string();
+    let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
+    if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
+        // Only JSON (and YAML) bodies; client-go falls back to JSON on 415.
+        return Ok(error_response(&ApiError::unsupported_media_type(&["application/json", "application/yaml"])));
+    }
     let res = route(&srv, &ctx, &path, &body);
     Ok(match res {
         Ok(r) => r,
