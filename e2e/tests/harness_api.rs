@@ -2,6 +2,8 @@
 //! errors, generation and the status subresource, patch types, server-side apply, finalizers,
 //! schema validation and CEL, authentication, and the `kube-harness` binary.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::BufRead as _;
 
 use e2e::apiserver::testing::{RawResponse, fixture_docs, raw, raw_json};
@@ -416,4 +418,27 @@ fn binary_writes_kubeconfig_prints_url_and_stops_on_sigterm() {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn cluster_is_the_harness_unless_kubeconfig_is_set() {
+    let cluster = e2e::apiserver::cluster().unwrap();
+    if std::env::var_os("KUBECONFIG").is_some() {
+        assert!(cluster.harness().is_none(), "a given KUBECONFIG is used unchanged");
+        return;
+    }
+    let srv = cluster.harness().expect("a harness server when KUBECONFIG is unset");
+    assert!(std::fs::read_to_string(cluster.kubeconfig()).unwrap().contains(srv.url()));
+    let client = cluster.client().await.unwrap();
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    let default = namespaces.get("default").await.unwrap();
+    assert_eq!(default.status.unwrap().phase.as_deref(), Some("Active"));
+    let err = namespaces.get("missing").await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 404);
+            assert_eq!(s.reason, "NotFound");
+        }
+        other => panic!("expected a Status error, got {other:?}"),
+    }
 }

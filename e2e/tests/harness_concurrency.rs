@@ -1,6 +1,8 @@
 //! Optimistic concurrency: two writers updating one object with read-modify-write get 409
 //! Conflicts, retry, and never lose an update.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Barrier};
 
 use e2e::apiserver::ApiServer;

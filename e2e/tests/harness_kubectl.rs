@@ -3,6 +3,8 @@
 //! patch (merge and `--subresource=status`), wait on a condition, delete waiting on a
 //! finalizer, and rejection of an invalid object with its field path.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! and without bookmarks, with streaming lists, across a forced 410 re-list; a Controller
 //! that reconciles every object to its latest generation).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -226,9 +226,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             continue;
         }
         let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
-        match OPS.iter().find(|op| rest.starts_with(**op)) {
+        match OPS.iter().find(|op| rest.starts_with(*op)) {
             Some(op) => {
-                out.push(Tok::Op(*op));
+                out.push(Tok::Op(op));
                 i += op.len();
             }
             None => return Err(format!("unexpected character {c:?}")),
@@ -785,6 +785,7 @@ fn call(target: Option<&Expr>, name: &str, args: &[Expr], env: &mut Env) -> R<Va
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

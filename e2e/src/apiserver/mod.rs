@@ -3,8 +3,8 @@
 //! out on purpose.
 //!
 //! Modules: `store` (objects, resourceVersion, history, write semantics), `resources` (which
-//! kinds exist), `discovery`, `openapi`, `validation` + `cel` (CRD schema admission), `patch`
-//! + `ssa` (PATCH bodies, server-side apply, managedFields), `watch`, `table`, `selector`,
+//! kinds exist), `discovery`, `openapi`, `validation` and `cel` (CRD schema admission), `patch`
+//! and `ssa` (PATCH bodies, server-side apply, managedFields), `watch`, `table`, `selector`,
 //! `status` (errors) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
 //! so sync and async tests alike can use it; [`cluster`] picks it or a real cluster.
 

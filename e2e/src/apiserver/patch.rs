@@ -201,6 +201,7 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -215,6 +215,7 @@ pub fn table(rt: &ResourceType, objects: &[Value], rv: Option<u64>, include: &st
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -64,8 +64,7 @@ pub fn raw(url: &str, method: &str, path: &str, headers: &[(&str, &str)], body: 
         .collect();
     if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
         let mut out = vec![];
-        loop {
-            let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") else { break };
+        while let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..nl]).trim(), 16)?;
             if size == 0 {
                 break;
