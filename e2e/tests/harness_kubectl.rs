@@ -95,9 +95,12 @@ fn apply_is_idempotent_client_and_server_side() {
     assert_eq!(rv(&k.json(&["get", "widget", "alpha"])), before);
 
     // Server-side, in a namespace of its own.
-    // NB: `kubectl create namespace` sends protobuf, which the harness does not decode (415).
-    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ssa"}});
-    assert_eq!(raw_json(k.srv.url(), "POST", "/api/v1/namespaces", "application/json", &ns).unwrap().code, 201);
+    // kubectl's typed commands send protobuf bodies.
+    assert!(k.ok(&["create", "namespace", "ssa"]).contains("namespace/ssa created"));
+    k.ok(&["create", "configmap", "cfg", "-n", "ssa", "--from-literal=a=1"]);
+    k.ok(&["create", "secret", "generic", "s", "-n", "ssa", "--from-literal=p=hi!"]);
+    assert_eq!(k.json(&["get", "configmap", "cfg", "-n", "ssa"])["data"], json!({"a": "1"}));
+    assert_eq!(k.json(&["get", "secret", "s", "-n", "ssa"])["data"], json!({"p": "aGkh"}));
     let out = k.ok(&["apply", "--server-side", "-n", "ssa", "-f", &Kubectl::f("widgets.yaml")]);
     assert!(out.contains("widget.test.switchyard.dev/alpha serverside-applied"), "{out}");
     let first = k.json(&["get", "widget", "alpha", "-n", "ssa", "--show-managed-fields"]);

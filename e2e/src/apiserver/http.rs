@@ -177,9 +177,15 @@ pub async fn handle(srv: Arc<Server>, req: Request<Incoming>) -> Result<Response
     };
     let path = parts.uri.path().to_string();
     let ct = ctx.content_type.split(';').next().unwrap_or("").trim();
+    let mut body = body;
     if !body.is_empty() && (ct.contains("protobuf") || ct.contains("cbor")) {
-        // Only JSON (and YAML) bodies; client-go falls back to JSON on 415.
-        return Ok(error_response(&ApiError::unsupported_media_type(&["application/json", "application/yaml"])));
+        // JSON and YAML bodies, plus the few protobuf ones kubectl's typed commands send.
+        match super::proto::decode(&body).filter(|_| ct == "application/vnd.kubernetes.protobuf") {
+            Some(v) => body = Bytes::from(v.to_string()),
+            None => {
+                return Ok(error_response(&ApiError::unsupported_media_type(&["application/json", "application/yaml"])));
+            }
+        }
     }
     let res = route(&srv, &ctx, &path, &body);
     Ok(match res {

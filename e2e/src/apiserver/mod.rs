@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod selector;
 pub mod ssa;
