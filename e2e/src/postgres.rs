@@ -243,3 +243,42 @@ fn spawn_watchdog(server: &PgServer) -> Result<()> {
 fn quote(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
+
+/// Every user-visible object in the database, one `kind schema.name` line each, sorted:
+/// schemas, relations (tables, views, indexes, sequences), functions and types. Compare two
+/// snapshots to assert that something changed nothing.
+pub async fn snapshot(url: &str) -> Result<Vec<String>> {
+    let client = connect(url).await?;
+    let rows = client
+        .query(
+            "SELECT 'schema ' || nspname FROM pg_namespace
+              WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+             UNION ALL
+             SELECT c.relkind::text || ' ' || n.nspname || '.' || c.relname FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+             UNION ALL
+             SELECT 'function ' || n.nspname || '.' || p.proname FROM pg_proc p
+               JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Rows of a query as text columns joined by `|`, for compact assertions.
+pub async fn rows(url: &str, sql: &str) -> Result<Vec<String>> {
+    let client = connect(url).await?;
+    let rows = client.simple_query(sql).await?;
+    Ok(rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len()).map(|i| row.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|"),
+            ),
+            _ => None,
+        })
+        .collect())
+}

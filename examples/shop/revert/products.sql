@@ -1,0 +1,7 @@
+-- Revert shop:products from pg
+
+BEGIN;
+
+DROP TABLE shop.products;
+
+COMMIT;

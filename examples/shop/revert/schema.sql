@@ -1,0 +1,7 @@
+-- Revert shop:schema from pg
+
+BEGIN;
+
+DROP SCHEMA shop;
+
+COMMIT;

@@ -1,0 +1,3 @@
+-- Verify shop:products on pg
+
+SELECT sku, title, price_cents FROM shop.products WHERE false;
