@@ -189,7 +189,13 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
                 add(doc, path, v)?;
             }
             "test" => {
-                let v = get(doc, path)?;
+                // As the real server (evanphx/json-patch): testing a missing member for
+                // null succeeds. kube-rs's finalizer helper relies on it.
+                let v = match get(doc, path) {
+                    Ok(v) => v,
+                    Err(_) if op["value"].is_null() => Value::Null,
+                    Err(e) => return Err(e),
+                };
                 if v != op["value"] {
                     return Err(invalid_patch(format!("testing value {path} failed: test failed")));
                 }
@@ -225,6 +231,19 @@ mod tests {
         .unwrap();
         assert_eq!(d, json!({"metadata": {"finalizers": ["b", "c"]}, "n": 2}));
         assert!(json_patch(&mut d, &json!([{"op": "test", "path": "/n", "value": 1}])).is_err());
+    }
+
+    #[test]
+    fn test_op_on_a_missing_member_matches_null() {
+        // kube-rs `finalizer()` adds the first finalizer with test-null-then-add.
+        let mut d = json!({"metadata": {"name": "x"}});
+        json_patch(&mut d, &json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+        ]))
+        .unwrap();
+        assert_eq!(d["metadata"]["finalizers"], json!(["f"]));
+        assert!(json_patch(&mut d, &json!([{"op": "test", "path": "/metadata/nope", "value": 1}])).is_err());
     }
 
     #[test]
