@@ -8,6 +8,7 @@
 mod error;
 mod manifest;
 mod plan;
+pub mod objects;
 mod sqitch_conf;
 
 pub use error::{Error, Result};
