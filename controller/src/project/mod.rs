@@ -4,17 +4,30 @@
 //! Owns parsing and validation of what is on disk. It never touches a database, git or
 //! Kubernetes: callers hand it a directory and get back a [`Project`] or an [`Error`] that
 //! names the file and line.
+//!
+//! The plan is read as Sqitch 1.3 reads it (`App::Sqitch::Plan`), ids included, so that
+//! `sqitch` and `switchyard` agree about the same registry.
 
+mod chars;
 mod error;
+mod grammar;
+mod load;
 mod manifest;
-mod plan;
 pub mod objects;
+mod plan;
 mod sqitch_conf;
+mod uri;
+
+#[cfg(test)]
+mod tests;
 
 pub use error::{Error, Result};
-pub use manifest::{Engine, Manifest, SchemaMode};
-pub use plan::{Change, Dependency, Plan, Tag};
+pub use manifest::{Cluster, Engine, Manifest, SchemaMode};
+pub use plan::{Change, Dependency, FindError, Plan, SYNTAX_VERSION, Tag, parse};
+pub use sqitch_conf::{SqitchConf, SqitchSettings};
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Which of a change's three scripts.
@@ -39,12 +52,31 @@ impl ScriptKind {
     }
 }
 
+/// Something a project may lack without being invalid, e.g. a change without a verify or
+/// revert script (Sqitch only complains when it needs one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The file the warning is about (the plan, for scripts).
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What is missing, lowercase, no trailing period.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
 /// A project read from disk: the manifest, the parsed plan and where its scripts live.
 #[derive(Clone, Debug)]
 pub struct Project {
     /// The project's top directory (where `switchyard.yaml` or `sqitch.conf` is).
     pub root: PathBuf,
-    /// `switchyard.yaml`, or one synthesised from `sqitch.conf` and the plan.
+    /// `switchyard.yaml`, or one synthesised from `sqitch.conf` and the plan (engine
+    /// postgres, no schemas, `sqitch.conf`'s deploy variables).
     pub manifest: Manifest,
     /// The parsed and validated plan.
     pub plan: Plan,
@@ -54,23 +86,50 @@ pub struct Project {
     pub revert_dir: PathBuf,
     /// Directory holding verify scripts (default `<root>/verify`).
     pub verify_dir: PathBuf,
+    /// Directory holding reworked changes' `name@tag` deploy scripts (Sqitch's
+    /// `reworked_deploy_dir`; default `<reworked_dir>/deploy`, which is the deploy
+    /// directory unless `sqitch.conf` moves only one of them).
+    pub reworked_deploy_dir: PathBuf,
+    /// Directory holding reworked changes' revert scripts (default `<reworked_dir>/revert`).
+    pub reworked_revert_dir: PathBuf,
+    /// Directory holding reworked changes' verify scripts (default `<reworked_dir>/verify`).
+    pub reworked_verify_dir: PathBuf,
+    /// Script file extension without the dot (`core.extension`, default `sql`).
+    pub extension: String,
+    /// Whether deploys run verify scripts unless told otherwise (`deploy.verify` in
+    /// `sqitch.conf`; default false).
+    pub default_verify: bool,
+    /// Script variables: `sqitch.conf`'s deploy variables, overridden by the manifest's.
+    pub variables: BTreeMap<String, String>,
+    /// What `sqitch.conf` said, when the project has one.
+    pub sqitch: Option<SqitchSettings>,
+    /// Things missing that Sqitch tolerates: revert and verify scripts.
+    pub warnings: Vec<Warning>,
 }
 
 impl Project {
     /// Reads and validates the project in `root`.
     pub fn load(root: &Path) -> Result<Project> {
-        plan::load_project(root)
+        load::load_project(root)
     }
 
     /// The path of `change`'s script of `kind`. Reworked changes resolve to their
     /// `name@tag.sql` copy, as Sqitch does.
     pub fn script_path(&self, change: &Change, kind: ScriptKind) -> PathBuf {
-        let dir = match kind {
-            ScriptKind::Deploy => &self.deploy_dir,
-            ScriptKind::Revert => &self.revert_dir,
-            ScriptKind::Verify => &self.verify_dir,
-        };
-        dir.join(&change.script_file)
+        self.script_dir(change, kind).join(&change.script_file)
+    }
+
+    /// The directory `change`'s script of `kind` is in (before any `/` in its name): the
+    /// reworked directories for earlier instances of reworked changes.
+    pub fn script_dir(&self, change: &Change, kind: ScriptKind) -> &Path {
+        match (kind, change.is_reworked()) {
+            (ScriptKind::Deploy, false) => &self.deploy_dir,
+            (ScriptKind::Revert, false) => &self.revert_dir,
+            (ScriptKind::Verify, false) => &self.verify_dir,
+            (ScriptKind::Deploy, true) => &self.reworked_deploy_dir,
+            (ScriptKind::Revert, true) => &self.reworked_revert_dir,
+            (ScriptKind::Verify, true) => &self.reworked_verify_dir,
+        }
     }
 
     /// The project name (the plan's `%project`).
