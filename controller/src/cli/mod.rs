@@ -3,6 +3,7 @@
 //! Parses arguments, resolves the target database, calls the engine and prints its
 //! outcome, short for humans or as JSON. Holds no SQL.
 
+mod bluegreen;
 mod output;
 mod plan;
 mod target;
@@ -33,6 +34,10 @@ pub mod exit {
     pub const VERIFY_FAILED: u8 = 5;
     /// The database could not be reached.
     pub const UNREACHABLE: u8 = 6;
+    /// A promotion guard blocked; the message names the guard. Nothing was changed.
+    pub const BLOCKED: u8 = 7;
+    /// Verify failed after a swap; the previous set was swapped back in.
+    pub const ROLLED_BACK: u8 = 8;
 }
 
 const EXIT_CODES: &str = "\
@@ -44,6 +49,8 @@ Exit status:
   4  a change failed while deploying or reverting
   5  verification failed
   6  the database could not be reached
+  7  a promotion guard blocked (the message names it; nothing was changed)
+  8  verify failed after a swap and the previous set was swapped back
 
 The target database is --db, else $SWITCHYARD_DB, else the libpq variables
 (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE). Sqitch-style db:pg:// URIs work.
@@ -72,6 +79,14 @@ enum Command {
     Verify(VerifyArgs),
     /// Show the registry's events, newest first.
     Log(DbArgs),
+    /// Build changed blue-green schemas into staging copies and verify them.
+    Stage(bluegreen::StageArgs),
+    /// Swap a verified staging set in (one transaction; verify after, swap back on failure).
+    Promote(bluegreen::PromoteArgs),
+    /// Swap back to the newest retained set, rebuilding nothing.
+    Rollback(bluegreen::RollbackArgs),
+    /// Show changes to deploy and blue-green objects added, changed and removed.
+    Diff(bluegreen::DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +203,10 @@ impl Command {
             Command::Deploy(a) => a.target.common.json,
             Command::Revert(a) => a.target.common.json,
             Command::Verify(a) => a.target.common.json,
+            Command::Stage(a) => a.json(),
+            Command::Promote(a) => a.json(),
+            Command::Rollback(a) => a.json(),
+            Command::Diff(a) => a.json(),
         }
     }
 }
@@ -239,7 +258,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
         Command::Status(args) => {
             let (project, engine) = open(&args).await?;
             let status = engine.status(&project).await?;
-            output::status(&status, args.common.json);
+            bluegreen::status(&project, &engine, &args, &status).await?;
             Ok(exit::OK)
         }
         Command::Log(args) => {
@@ -282,6 +301,10 @@ async fn run(command: Command) -> Result<u8, CliError> {
             output::verify(&report, args.target.common.json);
             Ok(exit::OK)
         }
+        Command::Stage(args) => bluegreen::stage(args).await,
+        Command::Promote(args) => bluegreen::promote(args).await,
+        Command::Rollback(args) => bluegreen::rollback(args).await,
+        Command::Diff(args) => bluegreen::diff(args).await,
     }
 }
 

@@ -5,6 +5,9 @@
 //! connection, and owns every statement run against the target's own schemas. It knows
 //! nothing of git or Kubernetes; callers report its outcomes.
 
+pub mod bluegreen;
+pub mod bluegreen_guards;
+pub mod bluegreen_sql;
 mod error;
 mod postgres;
 pub mod script;

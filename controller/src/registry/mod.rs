@@ -11,6 +11,7 @@
 //! Owns every SQL statement that touches those schemas. Knows nothing of scripts, git or
 //! Kubernetes.
 
+pub mod bluegreen;
 mod ddl;
 
 use tokio_postgres::GenericClient;

@@ -1,0 +1,359 @@
+//! `switchyard stage | promote | rollback | diff`, and the blue/green part of `status`.
+//!
+//! Parses the blue/green arguments, calls [`BlueGreen`](crate::engine::bluegreen::BlueGreen)
+//! and prints its outcome, short or as JSON. Blue/green failures are printed here and
+//! mapped to exit codes (a blocked guard exits [`exit::BLOCKED`] naming the guard). Holds
+//! no SQL.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use super::{CliError, DbArgs, exit, target};
+use crate::engine::bluegreen::{self, BlueGreen, PromoteOptions, StageOptions, SwapReport};
+use crate::engine::{PgEngine, Status};
+use crate::project::Project;
+use crate::project::objects::Objects;
+use crate::registry::Registry;
+
+/// `switchyard stage`.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    #[command(flatten)]
+    target: DbArgs,
+    /// Stage this schema even when its objects did not change (repeatable).
+    #[arg(long = "redeploy-schema", value_name = "SCHEMA")]
+    redeploy_schema: Vec<String>,
+    /// Keep the staging schemas when building or verifying fails, for debugging.
+    #[arg(long)]
+    keep_failed: bool,
+    /// Print the SQL it would run, and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `switchyard promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    target: DbArgs,
+    /// The staged deployment to promote (default: the newest verified one).
+    #[arg(long)]
+    deployment: Option<String>,
+    /// Promote only this schema, or the schema of this object (repeatable).
+    #[arg(long, value_name = "OBJECT|SCHEMA")]
+    select: Vec<String>,
+    /// Pull in changed upstream schemas the selection depends on.
+    #[arg(long)]
+    include_stale_upstreams: bool,
+    /// Allow promoting a subset of the staged schemas.
+    #[arg(long)]
+    allow_partial_promotion: bool,
+    /// lock_timeout for the swap transaction, in milliseconds; retried with backoff.
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    lock_timeout: u64,
+    /// Retained sets to keep per schema for instant rollback.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    keep: usize,
+    /// Print the SQL it would run, and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `switchyard rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    target: DbArgs,
+    /// Print the SQL it would run, and run nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// `switchyard diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    target: DbArgs,
+    /// Compare with this database instead of the project: what promoting --db into it
+    /// would change.
+    #[arg(long, value_name = "URL")]
+    against: Option<String>,
+    /// Accepted for symmetry; diff never changes anything.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl StageArgs {
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.target.common.json
+    }
+}
+impl PromoteArgs {
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.target.common.json
+    }
+}
+impl RollbackArgs {
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.target.common.json
+    }
+}
+impl DiffArgs {
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.target.common.json
+    }
+}
+
+async fn connect(args: &DbArgs, db: Option<&str>) -> Result<PgEngine, CliError> {
+    let (config, shown) = target::resolve(db.or(args.db.as_deref())).map_err(CliError::Target)?;
+    Ok(PgEngine::connect_config(&config, &shown, Registry::new(&args.registry), target::committer()).await?)
+}
+
+fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
+    let project = Project::load(&args.common.project)?;
+    let objects = Objects::load(&project)?;
+    Ok((project, objects))
+}
+
+fn bg<'c>(engine: &'c PgEngine, args: &DbArgs) -> BlueGreen<'c> {
+    BlueGreen::new(engine.client(), Registry::new(&args.registry), target::committer())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// Prints a blue/green failure and returns its exit code.
+fn failed(error: &bluegreen::Error, json: bool) -> u8 {
+    use bluegreen::Error as E;
+    let code = match error {
+        E::Blocked { .. } => exit::BLOCKED,
+        E::RolledBack { .. } => exit::ROLLED_BACK,
+        E::StageFailed { .. } => exit::CHANGE_FAILED,
+        E::Project(_) | E::NameTooLong(_) | E::NoRetained(_) => exit::INVALID,
+        E::SwapTimeout { .. } => exit::LOCKED,
+        E::Db { .. } | E::Registry(_) => exit::FAILURE,
+    };
+    if json {
+        let mut doc = json!({ "error": error.to_string(), "reason": error.reason() });
+        match error {
+            E::Blocked { blocked } => doc["guard"] = json!(blocked.reason),
+            E::StageFailed { deployment, failure, kept } => {
+                doc["deployment"] = json!(deployment);
+                doc["failure"] = json!(failure);
+                doc["kept"] = json!(kept);
+            }
+            E::RolledBack { restored, failure } => {
+                doc["restored"] = json!(restored);
+                doc["failure"] = json!(failure);
+            }
+            _ => {}
+        }
+        print_json(&doc);
+    } else {
+        eprintln!("error: {error}");
+        if let E::Blocked { blocked } = error {
+            eprintln!("blocked: {}", blocked.reason);
+        }
+    }
+    code
+}
+
+/// `stage`.
+pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
+    let (project, objects) = load(&args.target)?;
+    let engine = connect(&args.target, None).await?;
+    let options = StageOptions { redeploy: args.redeploy_schema.clone(), keep_failed: args.keep_failed, dry_run: args.dry_run };
+    let json = args.json();
+    match bg(&engine, &args.target).stage(&project, &objects, &options).await {
+        Ok(report) => {
+            if json {
+                print_json(&serde_json::to_value(&report).unwrap_or_default());
+            } else if args.dry_run {
+                for statement in &report.sql {
+                    println!("{statement};");
+                }
+            } else if report.up_to_date {
+                println!("nothing to stage: every blue-green schema matches its live set");
+            } else {
+                println!("staged deployment {} ({} object(s))", report.deployment, report.objects);
+                for (logical, physical) in &report.schemas {
+                    println!("  {logical} -> {physical}");
+                }
+            }
+            Ok(exit::OK)
+        }
+        Err(error) => Ok(failed(&error, json)),
+    }
+}
+
+/// `promote`.
+pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
+    let (project, objects) = load(&args.target)?;
+    let engine = connect(&args.target, None).await?;
+    let options = PromoteOptions {
+        deployment: args.deployment.clone(),
+        select: args.select.clone(),
+        include_stale_upstreams: args.include_stale_upstreams,
+        allow_partial: args.allow_partial_promotion,
+        lock_timeout: Duration::from_millis(args.lock_timeout),
+        keep: args.keep,
+        dry_run: args.dry_run,
+        ..PromoteOptions::default()
+    };
+    let json = args.json();
+    match bg(&engine, &args.target).promote(&project, &objects, &options).await {
+        Ok(report) => {
+            swapped("promoted", &report, args.dry_run, json);
+            Ok(exit::OK)
+        }
+        Err(error) => Ok(failed(&error, json)),
+    }
+}
+
+/// `rollback`.
+pub async fn rollback(args: RollbackArgs) -> Result<u8, CliError> {
+    let (project, objects) = load(&args.target)?;
+    let engine = connect(&args.target, None).await?;
+    let json = args.json();
+    match bg(&engine, &args.target).rollback(&project, &objects, args.dry_run).await {
+        Ok(report) => {
+            swapped("rolled back to", &report, args.dry_run, json);
+            Ok(exit::OK)
+        }
+        Err(error) => Ok(failed(&error, json)),
+    }
+}
+
+fn swapped(what: &str, report: &SwapReport, dry_run: bool, json: bool) {
+    if json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+    } else if dry_run {
+        for statement in &report.sql {
+            println!("{statement};");
+        }
+    } else {
+        println!("{what} deployment {} (swap {} ms, {} attempt(s))", report.deployment, report.swap_ms, report.attempts);
+        for (logical, retained) in &report.retained {
+            println!("  {logical}: previous set kept as {retained}");
+        }
+        for dropped in &report.dropped {
+            println!("  dropped {dropped}");
+        }
+        for (schema, dependents) in &report.kept_for_dependents {
+            println!("  kept {schema}: {} depend on it", dependents.join(", "));
+        }
+    }
+}
+
+/// `diff`: changes to deploy and objects added / changed / removed per schema.
+pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
+    let (project, objects) = load(&args.target)?;
+    let source = connect(&args.target, None).await?;
+    let json = args.json();
+    let result = async {
+        match &args.against {
+            None => {
+                let status = source.status(&project).await?;
+                let schemas = bg(&source, &args.target).diff_project(&project, &objects).await.map_err(Box::new)?;
+                Ok::<_, DiffError>((status.pending, schemas))
+            }
+            Some(against) => {
+                let target = connect(&args.target, Some(against)).await.map_err(|e| DiffError::Cli(Box::new(e)))?;
+                let from = source.status(&project).await?;
+                let to = target.status(&project).await?;
+                let pending: Vec<String> = from.deployed.iter().filter(|c| !to.deployed.contains(c)).cloned().collect();
+                let src = bg(&source, &args.target).live_objects(&project).await.map_err(Box::new)?;
+                let dst = bg(&target, &args.target).live_objects(&project).await.map_err(Box::new)?;
+                let schemas = objects
+                    .schemas
+                    .iter()
+                    .map(|s| {
+                        let empty = json!({});
+                        (s.clone(), bluegreen::diff_objects(src.get(s).unwrap_or(&empty), dst.get(s).unwrap_or(&empty)))
+                    })
+                    .collect::<BTreeMap<_, _>>();
+                Ok((pending, schemas))
+            }
+        }
+    }
+    .await;
+    let (changes, schemas) = match result {
+        Ok(r) => r,
+        Err(DiffError::Engine(e)) => return Err(e.into()),
+        Err(DiffError::Cli(e)) => return Err(*e),
+        Err(DiffError::BlueGreen(e)) => return Ok(failed(&e, json)),
+    };
+    if json {
+        print_json(&json!({ "project": project.name(), "changes": changes, "schemas": schemas }));
+    } else {
+        println!("changes to deploy: {}", if changes.is_empty() { "none".to_string() } else { changes.join(", ") });
+        for (schema, d) in &schemas {
+            println!("{schema}: {} added, {} changed, {} removed", d.added.len(), d.changed.len(), d.removed.len());
+            for (sign, names) in [('+', &d.added), ('~', &d.changed), ('-', &d.removed)] {
+                for name in names {
+                    println!("  {sign} {name}");
+                }
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Debug)]
+enum DiffError {
+    Engine(crate::engine::Error),
+    BlueGreen(bluegreen::Error),
+    Cli(Box<CliError>),
+}
+
+impl From<crate::engine::Error> for DiffError {
+    fn from(e: crate::engine::Error) -> Self {
+        DiffError::Engine(e)
+    }
+}
+
+impl From<Box<bluegreen::Error>> for DiffError {
+    fn from(e: Box<bluegreen::Error>) -> Self {
+        DiffError::BlueGreen(*e)
+    }
+}
+
+/// `status`: the engine's status plus `live` (logical → physical) and `retained` (previous
+/// sets, newest first) when the project has blue-green schemas.
+pub async fn status(project: &Project, engine: &PgEngine, args: &DbArgs, status: &Status) -> Result<(), CliError> {
+    let sets = match bg(engine, args).sets(project).await {
+        Ok(sets) => sets,
+        Err(error) => {
+            tracing::debug!(%error, "No blue/green state");
+            bluegreen::Sets::default()
+        }
+    };
+    if args.common.json {
+        let mut doc = serde_json::to_value(status).unwrap_or_default();
+        doc["live"] = json!(sets.live);
+        doc["retained"] = json!(sets.retained);
+        doc["staged"] = json!(sets.staged);
+        print_json(&doc);
+        return Ok(());
+    }
+    super::output::status(status, false);
+    for (logical, physical) in &sets.live {
+        let id = sets.live_deployments.get(logical).map(String::as_str).unwrap_or("?");
+        println!("live: {logical} = {physical} (deployment {id})");
+    }
+    for set in &sets.retained {
+        println!("retained: deployment {} ({})", set.deployment, set.schemas.values().cloned().collect::<Vec<_>>().join(", "));
+    }
+    for set in &sets.staged {
+        println!("staged: deployment {} {} ({})", set.deployment, set.state, set.schemas.values().cloned().collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,962 @@
+//! Blue/green on PostgreSQL: stage a project's `objects/` into `<schema>__sy_<id>`,
+//! promote by renaming schemas in one transaction, roll back to a retained set.
+//!
+//! Gather, decide, act: [`BlueGreen`] reads the pointers and the catalog, the pure
+//! functions in [`bluegreen_sql`](super::bluegreen_sql) and
+//! [`bluegreen_guards`](super::bluegreen_guards) decide and write the SQL, and the same
+//! statements run or print (`dry_run`). It knows nothing of Kubernetes: a reconciler calls
+//! [`BlueGreen::stage`], [`BlueGreen::promote`] and [`BlueGreen::rollback`] and maps the
+//! outcome to conditions with [`Error::reason`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use super::bluegreen_guards::{self as guards, Blocked, Chain, GuardInput};
+use super::bluegreen_sql as sql;
+use super::error::{Failure, db_error_message};
+use crate::project::objects::Objects;
+use crate::project::{Project, SchemaMode};
+use crate::registry::bluegreen::{self as pointers, Pointer, Role};
+use crate::registry::{Committer, Registry};
+
+/// The advisory lock class deploys take ("SYDL"); staging and swapping take the same lock
+/// so they never interleave with a deploy of the same project.
+// NB: must equal `LOCK_CLASS` in engine/postgres.rs.
+const LOCK_CLASS: i32 = 0x5359_444C;
+
+/// SQLSTATE `lock_not_available`, raised when `lock_timeout` expires.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Blue/green failures. Each maps to a condition reason with [`Error::reason`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The project's `objects/` is invalid.
+    #[error(transparent)]
+    Project(#[from] crate::project::Error),
+    /// The registry could not be read or written.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+    /// A query the engine runs itself failed.
+    #[error("{context}: {}", db_error_message(source))]
+    Db {
+        /// What we were doing.
+        context: &'static str,
+        /// The database error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// A guard blocked the promotion; nothing changed.
+    #[error("blocked by {}: {}", blocked.reason, blocked.message)]
+    Blocked {
+        /// The guard and why.
+        blocked: Blocked,
+    },
+    /// Building or verifying the staging schemas failed; what this stage created was
+    /// dropped unless `keep_failed`.
+    #[error("stage {deployment} failed: {failure}{}", if *kept { " (staging kept)" } else { "" })]
+    StageFailed {
+        /// The deployment id.
+        deployment: String,
+        /// Where and why.
+        failure: Failure,
+        /// True when the staging schemas were kept (`--keep-failed`).
+        kept: bool,
+    },
+    /// The swap could not take its locks within the retries.
+    #[error("swap gave up after {attempts} attempts: {message}")]
+    SwapTimeout {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        message: String,
+    },
+    /// Verify failed after the swap; the previous set was swapped back in.
+    #[error("verify failed after the swap, rolled back to deployment {restored}: {failure}")]
+    RolledBack {
+        /// The deployment live again.
+        restored: String,
+        /// The verify failure.
+        failure: Failure,
+    },
+    /// Nothing to roll back to.
+    #[error("nothing to roll back to: {0}")]
+    NoRetained(String),
+    /// A schema name would exceed PostgreSQL's identifier limit.
+    #[error("staging schema name {0} is longer than 63 bytes; use a shorter schema name")]
+    NameTooLong(String),
+}
+
+impl Error {
+    /// The condition / event reason for this outcome (UpperCamelCase).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Project(_) | Error::NameTooLong(_) => "InvalidObjects",
+            Error::Registry(_) | Error::Db { .. } => "DatabaseError",
+            Error::Blocked { blocked } => blocked.reason,
+            Error::StageFailed { .. } => "StageFailed",
+            Error::SwapTimeout { .. } => "SwapTimeout",
+            Error::RolledBack { .. } => "VerifyFailed",
+            Error::NoRetained(_) => "NothingToRollBack",
+        }
+    }
+
+    /// Terminal errors need a change of input; the rest may pass on retry.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Error::Db { .. } | Error::Registry(_) | Error::SwapTimeout { .. } | Error::Blocked { .. })
+    }
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |source| Error::Db { context, source }
+}
+
+/// Options for [`BlueGreen::stage`].
+#[derive(Clone, Debug, Default)]
+pub struct StageOptions {
+    /// Stage these schemas even when unchanged (`--redeploy-schema`).
+    pub redeploy: Vec<String>,
+    /// Keep the staging schemas when building or verifying fails.
+    pub keep_failed: bool,
+    /// Print the SQL instead of running it.
+    pub dry_run: bool,
+}
+
+/// Options for [`BlueGreen::promote`].
+#[derive(Clone, Debug)]
+pub struct PromoteOptions {
+    /// The staged deployment to promote; the newest verified one when `None`.
+    pub deployment: Option<String>,
+    /// Schemas or objects to promote (`--select`); all staged when empty.
+    pub select: Vec<String>,
+    /// Pull changed upstreams of the selection in.
+    pub include_stale_upstreams: bool,
+    /// Allow promoting a subset.
+    pub allow_partial: bool,
+    /// `lock_timeout` for the swap transaction.
+    pub lock_timeout: Duration,
+    /// Swap attempts before giving up.
+    pub attempts: u32,
+    /// Retained sets to keep per schema.
+    pub keep: usize,
+    /// The target is suspended (a reconciler passes its Environment's `suspend`).
+    pub suspended: bool,
+    /// Print the SQL instead of running it.
+    pub dry_run: bool,
+}
+
+impl Default for PromoteOptions {
+    fn default() -> Self {
+        PromoteOptions {
+            deployment: None,
+            select: Vec::new(),
+            include_stale_upstreams: false,
+            allow_partial: false,
+            lock_timeout: Duration::from_millis(500),
+            attempts: 8,
+            keep: 2,
+            suspended: false,
+            dry_run: false,
+        }
+    }
+}
+
+/// What `stage` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StageReport {
+    /// The project.
+    pub project: String,
+    /// The deployment id (`<id>` in a dry run).
+    pub deployment: String,
+    /// Logical schema → staging schema.
+    pub schemas: BTreeMap<String, String>,
+    /// Objects built.
+    pub objects: usize,
+    /// True when nothing changed and nothing was staged.
+    pub up_to_date: bool,
+    /// The SQL, in a dry run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<String>,
+}
+
+/// What `promote` or `rollback` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SwapReport {
+    /// The project.
+    pub project: String,
+    /// The deployment now live.
+    pub deployment: String,
+    /// Logical schema → physical schema now live (always the logical name).
+    pub live: BTreeMap<String, String>,
+    /// Logical schema → the physical schema the previous live set was renamed to.
+    pub retained: BTreeMap<String, String>,
+    /// Retained schemas dropped beyond the kept count.
+    pub dropped: Vec<String>,
+    /// Retained schemas kept past the count because something outside depends on them.
+    pub kept_for_dependents: BTreeMap<String, Vec<String>>,
+    /// How long the swap transaction took, in milliseconds.
+    pub swap_ms: u64,
+    /// Swap attempts (lock timeouts retried).
+    pub attempts: u32,
+    /// The SQL, in a dry run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<String>,
+}
+
+/// The live and retained sets, for `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Sets {
+    /// Logical schema → physical schema live (with its deployment).
+    pub live: BTreeMap<String, String>,
+    /// Deployment id of each live schema.
+    pub live_deployments: BTreeMap<String, String>,
+    /// Previous sets, newest first: deployment id and logical → physical.
+    pub retained: Vec<RetainedSet>,
+    /// Staged candidates, newest first.
+    pub staged: Vec<RetainedSet>,
+}
+
+/// One deployment's schemas.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetainedSet {
+    /// Deployment id.
+    pub deployment: String,
+    /// Logical → physical.
+    pub schemas: BTreeMap<String, String>,
+    /// State (`verified`, `failed`, `ready`).
+    pub state: String,
+}
+
+/// Objects added, changed and removed in one schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaDiff {
+    /// In the source, not in the target.
+    pub added: Vec<String>,
+    /// In both, with different definitions.
+    pub changed: Vec<String>,
+    /// In the target, not in the source.
+    pub removed: Vec<String>,
+}
+
+/// Groups pointers into live, retained and staged sets.
+pub fn sets(all: &[Pointer]) -> Sets {
+    let mut out = Sets::default();
+    let mut retained: BTreeMap<String, RetainedSet> = BTreeMap::new();
+    let mut staged: BTreeMap<String, RetainedSet> = BTreeMap::new();
+    for p in all {
+        match p.role {
+            Role::Live => {
+                out.live.insert(p.logical.clone(), p.physical.clone());
+                out.live_deployments.insert(p.logical.clone(), p.deployment.clone());
+            }
+            Role::Retained | Role::Staged => {
+                let target = if p.role == Role::Retained { &mut retained } else { &mut staged };
+                let set = target.entry(p.deployment.clone()).or_insert_with(|| RetainedSet {
+                    deployment: p.deployment.clone(),
+                    state: p.state.clone(),
+                    ..RetainedSet::default()
+                });
+                if p.state != "verified" && p.state != "ready" {
+                    set.state = p.state.clone();
+                }
+                set.schemas.insert(p.logical.clone(), p.physical.clone());
+            }
+        }
+    }
+    let newest_first = |m: BTreeMap<String, RetainedSet>| {
+        let mut v: Vec<RetainedSet> = m.into_values().collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.deployment.parse::<i64>().unwrap_or(0)));
+        v
+    };
+    out.retained = newest_first(retained);
+    out.staged = newest_first(staged);
+    out
+}
+
+/// Object name → file hash of one schema's objects.
+pub fn object_hashes(objects: &Objects, schema: &str) -> serde_json::Value {
+    serde_json::Value::Object(
+        objects.of_schema(schema).map(|o| (o.name.name.clone(), serde_json::Value::String(o.hash.clone()))).collect(),
+    )
+}
+
+/// Compares two object maps (name → hash).
+pub fn diff_objects(source: &serde_json::Value, target: &serde_json::Value) -> SchemaDiff {
+    let empty = serde_json::Map::new();
+    let s = source.as_object().unwrap_or(&empty);
+    let t = target.as_object().unwrap_or(&empty);
+    SchemaDiff {
+        added: s.keys().filter(|k| !t.contains_key(*k)).cloned().collect(),
+        changed: s.iter().filter(|(k, v)| t.get(*k).is_some_and(|tv| tv != *v)).map(|(k, _)| k.clone()).collect(),
+        removed: t.keys().filter(|k| !s.contains_key(*k)).cloned().collect(),
+    }
+}
+
+/// Which blue-green schemas a stage builds: changed against live, or named.
+pub fn schemas_to_stage(objects: &Objects, all: &[Pointer], redeploy: &[String]) -> Vec<String> {
+    objects
+        .schemas
+        .iter()
+        .filter(|schema| {
+            redeploy.iter().any(|r| r == *schema)
+                || !all.iter().any(|p| p.role == Role::Live && &p.logical == *schema && p.definition_hash == objects.schema_hash(schema))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Blue/green operations on one connection, for one project and committer.
+pub struct BlueGreen<'c> {
+    client: &'c Client,
+    registry: Registry,
+    committer: Committer,
+}
+
+/// One statement to run, with where it came from for failures.
+struct Step {
+    sql: String,
+    /// `(object, file, line)` for object statements; the file is the staging step otherwise.
+    origin: (String, PathBuf, usize),
+}
+
+impl<'c> BlueGreen<'c> {
+    /// Works on `client` (e.g. [`PgEngine::client`](super::PgEngine::client)).
+    pub fn new(client: &'c Client, registry: Registry, committer: Committer) -> BlueGreen<'c> {
+        BlueGreen { client, registry, committer }
+    }
+
+    /// The project's live, retained and staged sets. Empty before the first stage.
+    pub async fn sets(&self, project: &Project) -> Result<Sets> {
+        Ok(sets(&pointers::pointers(self.client, project.name()).await?))
+    }
+
+    /// Objects added, changed and removed per blue-green schema between the project and
+    /// the live sets in this database.
+    pub async fn diff_project(&self, project: &Project, objects: &Objects) -> Result<BTreeMap<String, SchemaDiff>> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        Ok(objects
+            .schemas
+            .iter()
+            .map(|schema| {
+                let live = all.iter().find(|p| p.role == Role::Live && &p.logical == schema).map(|p| p.objects.clone());
+                (schema.clone(), diff_objects(&object_hashes(objects, schema), &live.unwrap_or_default()))
+            })
+            .collect())
+    }
+
+    /// The live objects (name → hash) per logical schema, for diffs between databases.
+    pub async fn live_objects(&self, project: &Project) -> Result<BTreeMap<String, serde_json::Value>> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        Ok(all.into_iter().filter(|p| p.role == Role::Live).map(|p| (p.logical, p.objects)).collect())
+    }
+
+    // === locking ===
+
+    async fn try_lock(&self, project: &str) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &project])
+            .await
+            .map_err(db("taking the project lock"))?;
+        if row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let holder = self.registry.lock_holder(self.client, project).await?;
+        Ok(Some(match holder {
+            Some(h) => format!("{} on {} (pid {}, {} since {})", h.holder, h.host, h.pid, h.operation, h.started_at),
+            None => "another session".into(),
+        }))
+    }
+
+    async fn unlock(&self, project: &str) {
+        let _ = self.registry.clear_lock(self.client, project).await;
+        let _ = self.client.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &project]).await;
+    }
+
+    async fn ensure_registry(&self, project: &Project, operation: &str) -> Result<()> {
+        let mut holder = crate::registry::LockHolder {
+            holder: format!("{} <{}>", self.committer.name, self.committer.email),
+            host: hostname(),
+            pid: std::process::id() as i32,
+            operation: operation.to_string(),
+            started_at: String::new(),
+        };
+        holder.started_at.clear();
+        self.client.batch_execute("BEGIN").await.map_err(db("starting a transaction"))?;
+        let result = async {
+            self.registry.ensure(self.client, &self.committer).await?;
+            pointers::migrate(self.client).await?;
+            self.registry.register_project(self.client, project.name(), project.plan.uri.as_deref(), &self.committer).await?;
+            self.registry.record_lock(self.client, project.name(), &holder).await?;
+            Ok::<(), Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => self.client.batch_execute("COMMIT").await.map_err(db("creating the registry")),
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    // === stage ===
+
+    /// Builds every changed (or named) blue-green schema into `<schema>__sy_<id>`, copies
+    /// and checks grants, and runs `objects/<schema>/verify.sql` against the staging
+    /// schemas. On failure drops what it created unless `keep_failed`.
+    pub async fn stage(&self, project: &Project, objects: &Objects, options: &StageOptions) -> Result<StageReport> {
+        if options.dry_run {
+            let all = pointers::pointers(self.client, project.name()).await?;
+            return self.stage_plan(project, objects, &all, options, "<id>").map(|(mut report, steps)| {
+                report.sql = steps.into_iter().map(|s| s.sql).collect();
+                report
+            });
+        }
+        if let Some(holder) = self.try_lock(project.name()).await? {
+            return Err(Error::Blocked {
+                blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
+            });
+        }
+        let result = self.stage_locked(project, objects, options).await;
+        self.unlock(project.name()).await;
+        result
+    }
+
+    async fn stage_locked(&self, project: &Project, objects: &Objects, options: &StageOptions) -> Result<StageReport> {
+        self.ensure_registry(project, "stage").await?;
+        let all = pointers::pointers(self.client, project.name()).await?;
+        if schemas_to_stage(objects, &all, &options.redeploy).is_empty() {
+            return Ok(StageReport { project: project.name().into(), up_to_date: true, ..StageReport::default() });
+        }
+        let run = self.registry.start_deployment(self.client, project.name(), "stage", None, &self.committer).await?;
+        let id = run.to_string();
+        let (report, steps) = self.stage_plan(project, objects, &all, options, &id)?;
+        for (logical, physical) in &report.schemas {
+            pointers::upsert(
+                self.client,
+                project.name(),
+                &Pointer {
+                    logical: logical.clone(),
+                    physical: physical.clone(),
+                    deployment: id.clone(),
+                    role: Role::Staged,
+                    state: "building".into(),
+                    definition_hash: objects.schema_hash(logical),
+                    objects: object_hashes(objects, logical),
+                    message: String::new(),
+                    updated_at: String::new(),
+                },
+            )
+            .await?;
+        }
+        let outcome = self.run_steps(&steps).await;
+        let outcome = match outcome {
+            Ok(()) => self.verify(project, objects, &report.schemas, true).await,
+            Err(f) => Err(f),
+        };
+        let _ = self.client.batch_execute("RESET ALL").await;
+        match outcome {
+            Ok(()) => {
+                for physical in report.schemas.values() {
+                    pointers::set_state(self.client, project.name(), physical, "verified", "").await?;
+                }
+                self.registry.finish_deployment(self.client, run, "succeeded", report.objects as i32, "").await?;
+                Ok(report)
+            }
+            Err(failure) => {
+                let message = failure.to_string();
+                for physical in report.schemas.values() {
+                    if options.keep_failed {
+                        pointers::set_state(self.client, project.name(), physical, "failed", &message).await?;
+                    } else {
+                        self.client.batch_execute(&sql::drop_schema(physical)).await.map_err(db("dropping a failed staging schema"))?;
+                        pointers::forget(self.client, project.name(), physical).await?;
+                    }
+                }
+                let _ = self.registry.finish_deployment(self.client, run, "failed", 0, &message).await;
+                Err(Error::StageFailed { deployment: id, failure, kept: options.keep_failed })
+            }
+        }
+    }
+
+    /// Decides what a stage builds and writes its SQL, without touching the database.
+    fn stage_plan(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        all: &[Pointer],
+        options: &StageOptions,
+        id: &str,
+    ) -> Result<(StageReport, Vec<Step>)> {
+        let staged = schemas_to_stage(objects, all, &options.redeploy);
+        let mut map = BTreeMap::new();
+        for schema in &staged {
+            let physical = sql::physical_name(schema, id);
+            if physical.len() > sql::MAX_IDENTIFIER {
+                return Err(Error::NameTooLong(physical));
+            }
+            map.insert(schema.clone(), physical);
+        }
+        let stable: Vec<String> = project
+            .manifest
+            .schemas
+            .iter()
+            .filter(|(_, m)| **m == SchemaMode::Stable)
+            .map(|(s, _)| s.clone())
+            .collect();
+        let physical_of = |s: &String| map.get(s).cloned().unwrap_or_else(|| s.clone());
+        let path_for = |own: &String| {
+            let mut path = vec![physical_of(own)];
+            path.extend(objects.schemas.iter().filter(|s| *s != own).map(&physical_of));
+            path.extend(stable.iter().cloned());
+            path.push("public".into());
+            path
+        };
+        let origin = |what: &str| (what.to_string(), PathBuf::from("(staging)"), 0);
+        let mut steps = Vec::new();
+        for (logical, physical) in &map {
+            steps.push(Step { sql: format!("CREATE SCHEMA {}", crate::engine::script::quote_ident(physical)), origin: origin(logical) });
+            steps.push(Step { sql: sql::copy_schema_privileges(logical, physical), origin: origin(logical) });
+        }
+        let mut count = 0;
+        for object in objects.ordered.iter().filter(|o| map.contains_key(&o.name.schema)) {
+            count += 1;
+            let path = path_for(&object.name.schema);
+            steps.push(Step { sql: sql::set_search_path(&path), origin: origin(&object.name.to_string()) });
+            for statement in &object.statements {
+                let late = sql::late_bound(object.kind, &statement.sql).then_some(&objects.schemas);
+                steps.push(Step {
+                    sql: sql::rewrite(&statement.sql, &map, late),
+                    origin: (object.name.to_string(), object.path.clone(), statement.line),
+                });
+            }
+            if matches!(object.kind, crate::project::objects::ObjectKind::Function | crate::project::objects::ObjectKind::Procedure) {
+                steps.push(Step { sql: sql::stamp_routines(&map[&object.name.schema], &path), origin: origin(&object.name.to_string()) });
+            }
+        }
+        for (logical, physical) in &map {
+            steps.push(Step { sql: sql::copy_object_privileges(logical, physical), origin: origin(logical) });
+            steps.push(Step { sql: sql::check_privileges(logical, physical), origin: origin(logical) });
+        }
+        let report = StageReport {
+            project: project.name().into(),
+            deployment: id.into(),
+            schemas: map,
+            objects: count,
+            up_to_date: staged.is_empty(),
+            sql: Vec::new(),
+        };
+        Ok((report, steps))
+    }
+
+    async fn run_steps(&self, steps: &[Step]) -> std::result::Result<(), Failure> {
+        for step in steps {
+            if let Err(error) = self.client.batch_execute(&step.sql).await {
+                let (object, path, line) = &step.origin;
+                return Err(Failure { change: object.clone(), path: path.clone(), line: *line, message: db_error_message(&error) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs each schema's `verify.sql` in a transaction that is rolled back; against the
+    /// staging copies (`staging`: references rewritten) or the live schemas.
+    async fn verify(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        schemas: &BTreeMap<String, String>,
+        staging: bool,
+    ) -> std::result::Result<(), Failure> {
+        let _ = project;
+        for (logical, physical) in schemas {
+            let Some(path) = objects.verify.get(logical) else { continue };
+            let fail = |line: usize, message: String| Failure {
+                change: format!("{logical} verify"),
+                path: path.clone(),
+                line,
+                message,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| fail(1, e.to_string()))?;
+            let map: BTreeMap<String, String> =
+                if staging { schemas.clone() } else { BTreeMap::new() };
+            let statements = pg_query::split_with_parser(&text).map_err(|e| fail(1, e.to_string()))?;
+            let search = if staging { physical.clone() } else { logical.clone() };
+            self.client.batch_execute("BEGIN").await.map_err(|e| fail(1, db_error_message(&e)))?;
+            let mut result = self
+                .client
+                .batch_execute(&sql::set_search_path(&[search, "public".into()]))
+                .await
+                .map_err(|e| fail(1, db_error_message(&e)));
+            for statement in statements {
+                if result.is_err() {
+                    break;
+                }
+                let offset = statement.as_ptr() as usize - text.as_ptr() as usize;
+                let line = text[..offset + (statement.len() - statement.trim_start().len())].matches('\n').count() + 1;
+                result = self
+                    .client
+                    .batch_execute(&sql::rewrite(statement, &map, None))
+                    .await
+                    .map_err(|e| fail(line, db_error_message(&e)));
+            }
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            result?;
+        }
+        Ok(())
+    }
+
+    // === promote ===
+
+    /// Gathers the guard input for promoting; pure checks happen in [`Chain`].
+    fn gather(
+        &self,
+        objects: &Objects,
+        all: &[Pointer],
+        options: &PromoteOptions,
+        locked_by: Option<String>,
+    ) -> (GuardInput, Option<String>, BTreeSet<String>) {
+        let staged_sets = sets(all).staged;
+        let candidate = match &options.deployment {
+            Some(id) => staged_sets.iter().find(|s| &s.deployment == id),
+            None => staged_sets.iter().find(|s| s.state == "verified"),
+        };
+        let mut input = GuardInput { target_locked_by: locked_by, target_suspended: options.suspended, allow_partial: options.allow_partial, ..GuardInput::default() };
+        let Some(candidate) = candidate else {
+            input.source_not_finalized = Some(match &options.deployment {
+                Some(id) => format!("deployment {id} is not staged"),
+                None => "nothing verified is staged; run stage first".into(),
+            });
+            return (input, None, BTreeSet::new());
+        };
+        if candidate.state != "verified" {
+            input.source_not_finalized = Some(format!("deployment {} is {}, not verified", candidate.deployment, candidate.state));
+        }
+        let staged: BTreeSet<String> = candidate.schemas.keys().cloned().collect();
+        let selection = guards::select(objects, &staged, &options.select, options.include_stale_upstreams);
+        if !selection.unknown.is_empty() {
+            input.source_not_finalized = Some(format!("--select {} names nothing staged in deployment {}", selection.unknown.join(", "), candidate.deployment));
+        }
+        input.partial = selection.partial;
+        input.stale_upstreams = selection.stale_upstreams.clone();
+        input.source_stale = all
+            .iter()
+            .filter(|p| p.deployment == candidate.deployment && p.role == Role::Staged && selection.schemas.contains(&p.logical))
+            .filter(|p| p.definition_hash != objects.schema_hash(&p.logical))
+            .map(|p| p.logical.clone())
+            .collect();
+        (input, Some(candidate.deployment.clone()), selection.schemas)
+    }
+
+    /// Promotes a staged deployment: guards, then one transaction renames live →
+    /// `<schema>__sy_<previous id>` and staged → `<schema>` and moves the pointers;
+    /// verify runs against live and a failure swaps back. Retained sets beyond
+    /// `options.keep` are dropped when nothing outside depends on them.
+    pub async fn promote(&self, project: &Project, objects: &Objects, options: &PromoteOptions) -> Result<SwapReport> {
+        let locked_by = if options.dry_run { None } else { self.try_lock(project.name()).await? };
+        let result = self.promote_locked(project, objects, options, locked_by.clone()).await;
+        if locked_by.is_none() && !options.dry_run {
+            self.unlock(project.name()).await;
+        }
+        result
+    }
+
+    async fn promote_locked(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        options: &PromoteOptions,
+        locked_by: Option<String>,
+    ) -> Result<SwapReport> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let (input, deployment, selected) = self.gather(objects, &all, options, locked_by);
+        if let Some(blocked) = Chain::promotion().check(&input) {
+            return Err(Error::Blocked { blocked });
+        }
+        let deployment = deployment.unwrap_or_default();
+        let mut moves = Vec::new();
+        for logical in &selected {
+            let Some(staged) = all.iter().find(|p| p.deployment == deployment && &p.logical == logical && p.role == Role::Staged) else { continue };
+            let live = all.iter().find(|p| p.role == Role::Live && &p.logical == logical).cloned();
+            moves.push(Move { logical: logical.clone(), incoming: staged.clone(), outgoing: live });
+        }
+        let exists = self.existing_schemas(&selected).await?;
+        let plan = swap_plan(project, objects, &moves, &exists, Role::Retained);
+        if options.dry_run {
+            return Ok(SwapReport {
+                project: project.name().into(),
+                deployment,
+                sql: plan.statements(),
+                live: plan.live.clone(),
+                retained: plan.retained.clone(),
+                ..SwapReport::default()
+            });
+        }
+        let (swap_ms, attempts) = self.swap(project, &plan, options).await?;
+        let mut report = SwapReport {
+            project: project.name().into(),
+            deployment: deployment.clone(),
+            live: plan.live.clone(),
+            retained: plan.retained.clone(),
+            swap_ms,
+            attempts,
+            ..SwapReport::default()
+        };
+        let live_now: BTreeMap<String, String> = selected.iter().map(|s| (s.clone(), s.clone())).collect();
+        if let Err(failure) = self.verify(project, objects, &live_now, false).await {
+            let restored = moves.iter().find_map(|m| m.outgoing.as_ref().map(|o| o.deployment.clone())).unwrap_or_else(|| "none".into());
+            let back = swap_back_plan(project, objects, &plan);
+            self.swap(project, &back, options).await?;
+            // The failed set goes: nothing should run it again.
+            for m in &moves {
+                let failed = sql::physical_name(&m.logical, &m.incoming.deployment);
+                let _ = self.client.batch_execute(&sql::drop_schema(&failed)).await;
+                let _ = pointers::forget(self.client, project.name(), &failed).await;
+            }
+            let run = self.registry.start_deployment(self.client, project.name(), "promote", None, &self.committer).await?;
+            let _ = self.registry.finish_deployment(self.client, run, "rolled back", 0, &failure.to_string()).await;
+            return Err(Error::RolledBack { restored, failure });
+        }
+        let run = self.registry.start_deployment(self.client, project.name(), "promote", None, &self.committer).await?;
+        self.registry.finish_deployment(self.client, run, "succeeded", 0, &format!("deployment {deployment}")).await?;
+        self.retire(project, options.keep, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Swaps back to the newest retained set, rebuilding nothing. The set that was live
+    /// becomes a verified staged set, so `promote` can bring it back.
+    pub async fn rollback(&self, project: &Project, objects: &Objects, dry_run: bool) -> Result<SwapReport> {
+        if !dry_run {
+            if let Some(holder) = self.try_lock(project.name()).await? {
+                return Err(Error::Blocked {
+                    blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
+                });
+            }
+        }
+        let result = self.rollback_locked(project, objects, dry_run).await;
+        if !dry_run {
+            self.unlock(project.name()).await;
+        }
+        result
+    }
+
+    async fn rollback_locked(&self, project: &Project, objects: &Objects, dry_run: bool) -> Result<SwapReport> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let current = sets(&all);
+        let target = current.retained.first().ok_or_else(|| Error::NoRetained("no retained set".into()))?;
+        let mut moves = Vec::new();
+        for logical in target.schemas.keys() {
+            let Some(incoming) = all.iter().find(|p| p.deployment == target.deployment && &p.logical == logical && p.role == Role::Retained) else { continue };
+            let outgoing = all.iter().find(|p| p.role == Role::Live && &p.logical == logical).cloned();
+            moves.push(Move { logical: logical.clone(), incoming: incoming.clone(), outgoing });
+        }
+        let selected: BTreeSet<String> = moves.iter().map(|m| m.logical.clone()).collect();
+        let exists = self.existing_schemas(&selected).await?;
+        let plan = swap_plan(project, objects, &moves, &exists, Role::Staged);
+        if dry_run {
+            return Ok(SwapReport { project: project.name().into(), deployment: target.deployment.clone(), sql: plan.statements(), live: plan.live.clone(), retained: plan.retained.clone(), ..SwapReport::default() });
+        }
+        let (swap_ms, attempts) = self.swap(project, &plan, &PromoteOptions::default()).await?;
+        let run = self.registry.start_deployment(self.client, project.name(), "rollback", None, &self.committer).await?;
+        self.registry.finish_deployment(self.client, run, "succeeded", 0, &format!("deployment {}", target.deployment)).await?;
+        Ok(SwapReport {
+            project: project.name().into(),
+            deployment: target.deployment.clone(),
+            live: plan.live.clone(),
+            retained: plan.retained.clone(),
+            swap_ms,
+            attempts,
+            ..SwapReport::default()
+        })
+    }
+
+    async fn existing_schemas(&self, logical: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+        let names: Vec<String> = logical.iter().cloned().collect();
+        let rows = self
+            .client
+            .query("SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)", &[&names])
+            .await
+            .map_err(db("reading schemas"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Runs a swap transaction with `lock_timeout`, retrying lock timeouts with backoff.
+    async fn swap(&self, project: &Project, plan: &SwapPlan, options: &PromoteOptions) -> Result<(u64, u32)> {
+        let mut backoff = Duration::from_millis(50);
+        let attempts = options.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            let started = Instant::now();
+            match self.swap_once(project, plan, options.lock_timeout).await {
+                Ok(()) => return Ok((started.elapsed().as_millis() as u64, attempt)),
+                Err(Error::Db { source, .. }) if source.code().is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) => {
+                    last = db_error_message(&source);
+                    tracing::debug!(attempt, "Swap lock timeout, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(Error::SwapTimeout { attempts, message: last })
+    }
+
+    async fn swap_once(&self, project: &Project, plan: &SwapPlan, lock_timeout: Duration) -> Result<()> {
+        self.client.batch_execute("BEGIN").await.map_err(db("starting the swap"))?;
+        let result = async {
+            self.client
+                .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis()))
+                .await
+                .map_err(db("setting lock_timeout"))?;
+            for statement in &plan.sql {
+                self.client.batch_execute(statement).await.map_err(db("swapping schemas"))?;
+            }
+            for (physical, new_physical, role, state) in &plan.pointer_moves {
+                pointers::repoint(self.client, project.name(), physical, new_physical, *role, state).await?;
+            }
+            for p in &plan.pointer_inserts {
+                pointers::upsert(self.client, project.name(), p).await?;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => self.client.batch_execute("COMMIT").await.map_err(db("committing the swap")),
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops retained sets beyond `keep` per schema, unless something outside depends on
+    /// them (pg_depend); those are kept and reported.
+    async fn retire(&self, project: &Project, keep: usize, report: &mut SwapReport) -> Result<()> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let mut by_schema: BTreeMap<&str, Vec<&Pointer>> = BTreeMap::new();
+        for p in all.iter().filter(|p| p.role == Role::Retained) {
+            by_schema.entry(&p.logical).or_default().push(p);
+        }
+        for (_, retained) in by_schema {
+            for old in retained.into_iter().skip(keep) {
+                let rows = self.client.query(sql::OUTSIDE_DEPENDENTS, &[&old.physical]).await.map_err(db("checking dependents"))?;
+                let dependents: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                if dependents.is_empty() {
+                    self.client.batch_execute(&sql::drop_schema(&old.physical)).await.map_err(db("dropping a retained schema"))?;
+                    pointers::forget(self.client, project.name(), &old.physical).await?;
+                    report.dropped.push(old.physical.clone());
+                } else {
+                    report.kept_for_dependents.insert(old.physical.clone(), dependents);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One logical schema changing hands.
+struct Move {
+    logical: String,
+    incoming: Pointer,
+    outgoing: Option<Pointer>,
+}
+
+/// The statements and pointer moves of one swap transaction.
+struct SwapPlan {
+    sql: Vec<String>,
+    /// (physical now, physical after, role, state).
+    pointer_moves: Vec<(String, String, Role, String)>,
+    pointer_inserts: Vec<Pointer>,
+    live: BTreeMap<String, String>,
+    retained: BTreeMap<String, String>,
+    /// For swap-back: (logical, incoming physical before, outgoing physical after, outgoing role before).
+    undo: Vec<(String, String, Option<String>)>,
+}
+
+impl SwapPlan {
+    fn statements(&self) -> Vec<String> {
+        let mut out = vec!["BEGIN".to_string(), "SET LOCAL lock_timeout = '500ms'".to_string()];
+        out.extend(self.sql.iter().cloned());
+        out.push("-- and switchyard.schema_pointers moves in the same transaction".into());
+        out.push("COMMIT".into());
+        out
+    }
+}
+
+/// The swap: outgoing live schemas renamed to `<schema>__sy_<their id>` with
+/// `outgoing_role`, incoming ones renamed to the logical name; routines re-stamped with
+/// logical search paths.
+fn swap_plan(project: &Project, objects: &Objects, moves: &[Move], exists: &BTreeSet<String>, outgoing_role: Role) -> SwapPlan {
+    let mut plan = SwapPlan { sql: Vec::new(), pointer_moves: Vec::new(), pointer_inserts: Vec::new(), live: BTreeMap::new(), retained: BTreeMap::new(), undo: Vec::new() };
+    for m in moves {
+        let mut outgoing_physical = None;
+        if exists.contains(&m.logical) {
+            let id = m.outgoing.as_ref().map_or("0", |o| o.deployment.as_str());
+            let to = sql::physical_name(&m.logical, id);
+            plan.sql.push(sql::rename_schema(&m.logical, &to));
+            let state = if outgoing_role == Role::Staged { "verified" } else { "ready" };
+            match &m.outgoing {
+                Some(o) => plan.pointer_moves.push((o.physical.clone(), to.clone(), outgoing_role, state.into())),
+                None => plan.pointer_inserts.push(Pointer {
+                    logical: m.logical.clone(),
+                    physical: to.clone(),
+                    deployment: "0".into(),
+                    role: outgoing_role,
+                    state: state.into(),
+                    definition_hash: String::new(),
+                    objects: serde_json::json!({}),
+                    message: "adopted: the schema existed before switchyard managed it".into(),
+                    updated_at: String::new(),
+                }),
+            }
+            plan.retained.insert(m.logical.clone(), to.clone());
+            outgoing_physical = Some(to);
+        }
+        plan.sql.push(sql::rename_schema(&m.incoming.physical, &m.logical));
+        plan.pointer_moves.push((m.incoming.physical.clone(), m.logical.clone(), Role::Live, "ready".into()));
+        plan.sql.push(sql::stamp_routines(&m.logical, &logical_path(project, objects, &m.logical)));
+        plan.live.insert(m.logical.clone(), m.logical.clone());
+        plan.undo.push((m.logical.clone(), m.incoming.physical.clone(), outgoing_physical));
+    }
+    plan
+}
+
+/// The inverse of a promotion's swap, after verify failed: the incoming set goes back to
+/// its staging name (failed) and the previous live set returns.
+fn swap_back_plan(project: &Project, objects: &Objects, forward: &SwapPlan) -> SwapPlan {
+    let mut plan = SwapPlan { sql: Vec::new(), pointer_moves: Vec::new(), pointer_inserts: Vec::new(), live: BTreeMap::new(), retained: BTreeMap::new(), undo: Vec::new() };
+    for (logical, incoming_physical, outgoing_physical) in &forward.undo {
+        plan.sql.push(sql::rename_schema(logical, incoming_physical));
+        plan.pointer_moves.push((logical.clone(), incoming_physical.clone(), Role::Staged, "failed".into()));
+        if let Some(previous) = outgoing_physical {
+            plan.sql.push(sql::rename_schema(previous, logical));
+            plan.pointer_moves.push((previous.clone(), logical.clone(), Role::Live, "ready".into()));
+            plan.sql.push(sql::stamp_routines(logical, &logical_path(project, objects, logical)));
+            plan.live.insert(logical.clone(), logical.clone());
+        }
+    }
+    plan
+}
+
+/// A live routine's `search_path`: its own schema, the other blue-green schemas, the
+/// stable ones, `public`: all logical names.
+fn logical_path(project: &Project, objects: &Objects, own: &str) -> Vec<String> {
+    let mut path = vec![own.to_string()];
+    path.extend(objects.schemas.iter().filter(|s| *s != own).cloned());
+    path.extend(project.manifest.schemas.iter().filter(|(_, m)| **m == SchemaMode::Stable).map(|(s, _)| s.clone()));
+    path.push("public".into());
+    path
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}

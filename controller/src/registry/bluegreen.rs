@@ -1,0 +1,196 @@
+//! Switchyard's blue/green bookkeeping: which physical schema is live, retained or staged
+//! for each logical schema, in `switchyard.schema_pointers`.
+//!
+//! Migration step 2 of the `switchyard` schema adds what staging needs to the v1 table
+//! (the candidate's state, the definition hash it was built from, its objects for diffs)
+//! without touching the v1 DDL, since databases may already have it.
+//!
+//! Owns every statement on `schema_pointers`. Knows nothing of objects or Kubernetes.
+
+use tokio_postgres::GenericClient;
+
+use super::{Result, query_error};
+
+/// The `switchyard` schema version this step brings a database to.
+pub const VERSION: i32 = 2;
+
+/// Migration step 2: idempotent, so every writer may run it.
+pub fn migration_2() -> String {
+    format!(
+        r#"
+SET LOCAL client_min_messages = warning;
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS state TEXT NOT NULL DEFAULT 'ready';
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS definition_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS objects JSONB NOT NULL DEFAULT '{{}}';
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS message TEXT NOT NULL DEFAULT '';
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp();
+CREATE INDEX IF NOT EXISTS schema_pointers_logical ON switchyard.schema_pointers (project, logical_schema, role);
+INSERT INTO switchyard.releases (version) VALUES ({VERSION}) ON CONFLICT DO NOTHING;
+"#
+    )
+}
+
+/// Brings `switchyard.schema_pointers` to [`VERSION`]. Run after
+/// [`Registry::ensure`](super::Registry::ensure), in the same transaction.
+pub async fn migrate(db: &impl GenericClient) -> Result<()> {
+    db.batch_execute(&migration_2()).await.map_err(query_error("migrating the switchyard schema to version 2"))
+}
+
+/// What a physical schema is to its logical schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serving under the logical name.
+    Live,
+    /// A previous live set, kept for instant rollback.
+    Retained,
+    /// A candidate built by `stage`.
+    Staged,
+}
+
+impl Role {
+    /// The word stored in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Live => "live",
+            Role::Retained => "retained",
+            Role::Staged => "staged",
+        }
+    }
+
+    fn parse(s: &str) -> Role {
+        match s {
+            "live" => Role::Live,
+            "retained" => Role::Retained,
+            _ => Role::Staged,
+        }
+    }
+}
+
+/// One row of `switchyard.schema_pointers`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Pointer {
+    /// The schema name users query.
+    pub logical: String,
+    /// The schema in the catalog today.
+    pub physical: String,
+    /// The stage run (deployment id) that built it.
+    pub deployment: String,
+    /// Live, retained or staged.
+    pub role: Role,
+    /// `building`, `verified`, `failed` (staged) or `ready`.
+    pub state: String,
+    /// [`Objects::schema_hash`](crate::project::objects::Objects::schema_hash) it was built from.
+    pub definition_hash: String,
+    /// Object name → file hash, for diffs.
+    pub objects: serde_json::Value,
+    /// Why it failed, when it did.
+    pub message: String,
+    /// Last change, RFC 3339.
+    pub updated_at: String,
+}
+
+/// Every pointer of a project, newest deployment first. Empty before the first stage.
+pub async fn pointers(db: &impl GenericClient, project: &str) -> Result<Vec<Pointer>> {
+    let exists: bool = db
+        .query_one(
+            "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('switchyard.schema_pointers') AND attname = 'definition_hash')",
+            &[],
+        )
+        .await
+        .map_err(query_error("checking for schema pointers"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query(
+            r#"SELECT logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message,
+                      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                 FROM switchyard.schema_pointers WHERE project = $1
+                ORDER BY (CASE WHEN deployment_id ~ '^[0-9]+$' THEN deployment_id::bigint ELSE 0 END) DESC, logical_schema"#,
+            &[&project],
+        )
+        .await
+        .map_err(query_error("reading schema pointers"))?;
+    Ok(rows
+        .iter()
+        .map(|r| Pointer {
+            logical: r.get(0),
+            physical: r.get(1),
+            deployment: r.get(2),
+            role: Role::parse(r.get::<_, &str>(3)),
+            state: r.get(4),
+            definition_hash: r.get(5),
+            objects: r.get(6),
+            message: r.get(7),
+            updated_at: r.get(8),
+        })
+        .collect())
+}
+
+/// Records a new pointer (or replaces the row for the same physical schema).
+pub async fn upsert(db: &impl GenericClient, project: &str, pointer: &Pointer) -> Result<()> {
+    db.execute(
+        "INSERT INTO switchyard.schema_pointers (project, logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
+         ON CONFLICT (project, physical_schema) DO UPDATE SET logical_schema = EXCLUDED.logical_schema, \
+           deployment_id = EXCLUDED.deployment_id, role = EXCLUDED.role, state = EXCLUDED.state, \
+           definition_hash = EXCLUDED.definition_hash, objects = EXCLUDED.objects, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at",
+        &[
+            &project,
+            &pointer.logical,
+            &pointer.physical,
+            &pointer.deployment,
+            &pointer.role.as_str(),
+            &pointer.state,
+            &pointer.definition_hash,
+            &pointer.objects,
+            &pointer.message,
+        ],
+    )
+    .await
+    .map_err(query_error("recording a schema pointer"))?;
+    Ok(())
+}
+
+/// Moves a pointer: its physical schema was renamed and/or its role changed.
+pub async fn repoint(
+    db: &impl GenericClient,
+    project: &str,
+    physical: &str,
+    new_physical: &str,
+    role: Role,
+    state: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE switchyard.schema_pointers SET physical_schema = $3, role = $4, state = $5, updated_at = clock_timestamp() \
+          WHERE project = $1 AND physical_schema = $2",
+        &[&project, &physical, &new_physical, &role.as_str(), &state],
+    )
+    .await
+    .map_err(query_error("moving a schema pointer"))?;
+    Ok(())
+}
+
+/// Marks a pointer's state (e.g. `verified`, `failed`) with a message.
+pub async fn set_state(db: &impl GenericClient, project: &str, physical: &str, state: &str, message: &str) -> Result<()> {
+    db.execute(
+        "UPDATE switchyard.schema_pointers SET state = $3, message = $4, updated_at = clock_timestamp() WHERE project = $1 AND physical_schema = $2",
+        &[&project, &physical, &state, &message],
+    )
+    .await
+    .map_err(query_error("updating a schema pointer"))?;
+    Ok(())
+}
+
+/// Forgets a pointer (its schema was dropped).
+pub async fn forget(db: &impl GenericClient, project: &str, physical: &str) -> Result<()> {
+    db.execute(
+        "DELETE FROM switchyard.schema_pointers WHERE project = $1 AND physical_schema = $2",
+        &[&project, &physical],
+    )
+    .await
+    .map_err(query_error("removing a schema pointer"))?;
+    Ok(())
+}
