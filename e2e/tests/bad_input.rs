@@ -1330,7 +1330,6 @@ fn the_corpus_has_at_least_30_cases() {
 // === known bugs: each case names no line, or the wrong one ===
 
 #[tokio::test]
-#[ignore = "bug: a plan without %project is reported without a line"]
 async fn plan_without_project_names_a_line() {
     assert_refused(&[Case {
         name: "plan without %project",
@@ -1353,7 +1352,6 @@ async fn plan_without_project_names_a_line() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a missing plan file names the plan, not the switchyard.yaml line that names it"]
 async fn manifest_naming_a_missing_plan_names_its_line() {
     assert_refused(&[Case {
         name: "manifest plan: that does not exist",
@@ -1367,7 +1365,6 @@ async fn manifest_naming_a_missing_plan_names_its_line() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a missing plan file names the plan, not the sqitch.conf line that names it"]
 async fn sqitch_conf_naming_a_missing_plan_names_its_line() {
     assert_refused(&[Case {
         name: "sqitch.conf plan_file that does not exist",
@@ -1387,7 +1384,6 @@ async fn sqitch_conf_naming_a_missing_plan_names_its_line() {
 }
 
 #[tokio::test]
-#[ignore = "bug: \\i of a missing file names the missing file, not the script and line"]
 async fn include_of_a_missing_file_names_the_including_line() {
     assert_refused(&[Case {
         name: "\\i of a missing file",
@@ -1401,7 +1397,6 @@ async fn include_of_a_missing_file_names_the_including_line() {
 }
 
 #[tokio::test]
-#[ignore = "bug: an unterminated quote is blamed on the last line, not where it opens"]
 async fn unterminated_quotes_and_comments_name_the_line_they_open_on() {
     assert_refused(&[
         Case {
@@ -1439,7 +1434,7 @@ async fn unterminated_quotes_and_comments_name_the_line_they_open_on() {
             args: &[],
             want_file: "deploy/items.sql",
             want_line: 3,
-            want_message: "unterminated /* comment",
+            want_message: "unterminated block comment",
         },
     ])
     .await;

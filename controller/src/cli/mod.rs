@@ -271,10 +271,11 @@ async fn run(command: Command) -> Result<u8, CliError> {
             let (project, mut engine) = open(&args.target).await?;
             let options = DeployOptions {
                 to: args.to,
-                verify: !args.no_verify && args.verify,
+                verify: !args.no_verify && (args.verify || project.default_verify),
                 mode: args.mode.parse::<FailureMode>().map_err(CliError::Target)?,
                 log_only: args.log_only,
                 variables: args.set.into_iter().collect(),
+                revision: None,
             };
             let json = args.target.common.json;
             let mut progress = output::Progress::new(json);

@@ -57,6 +57,8 @@ pub struct DeployOptions {
     pub log_only: bool,
     /// Script variables; added to (and overriding) the project's own.
     pub variables: BTreeMap<String, String>,
+    /// The project revision being deployed (e.g. `main@sha1:…`), recorded with the run.
+    pub revision: Option<String>,
 }
 
 /// Options for [`PgEngine::revert`].
@@ -228,6 +230,11 @@ impl PgEngine {
         })
     }
 
+    /// The project's last `limit` deploy and revert runs, newest first.
+    pub async fn deployments(&self, project: &Project, limit: i64) -> Result<Vec<crate::registry::DeploymentRun>> {
+        Ok(self.registry.deployments(&self.client, project.name(), limit).await?)
+    }
+
     /// The project's registry events, newest first.
     pub async fn log(&self, project: &Project) -> Result<Vec<crate::registry::Event>> {
         Ok(self.registry.events(&self.client, project.name()).await?)
@@ -293,7 +300,7 @@ impl PgEngine {
 
         // Checks passed: from here on the database changes.
         self.ensure_registry(project).await?;
-        let run = self.registry.start_deployment(&self.client, project.name(), "deploy", &self.committer).await?;
+        let run = self.registry.start_deployment(&self.client, project.name(), "deploy", options.revision.as_deref(), &self.committer).await?;
         let total = prepared.len();
         for (i, change) in prepared.iter().enumerate() {
             progress(&Progress { operation: "deploy", index: i + 1, total, change: change.change.name.clone() });
@@ -456,6 +463,7 @@ impl PgEngine {
             tx.commit().await.map_err(fatal("recording a change"))?;
         } else {
             let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
+            self.registry.lock_changes(&tx).await.map_err(|e| Step::Fatal(e.into()))?;
             run_in_transaction(&tx, &change.deploy, &change.change.name, false).await?;
             if let Some(verify) = &change.verify {
                 tx.batch_execute("SAVEPOINT switchyard_verify").await.map_err(fatal("verifying"))?;
@@ -606,7 +614,7 @@ impl PgEngine {
             check_transaction_control(&script)?;
             scripts.push(script);
         }
-        let run = self.registry.start_deployment(&self.client, project.name(), "revert", &self.committer).await?;
+        let run = self.registry.start_deployment(&self.client, project.name(), "revert", None, &self.committer).await?;
         let holder = self.holder("revert");
         self.registry.record_lock(&self.client, project.name(), &holder).await?;
         let total = targets.len();
@@ -635,6 +643,7 @@ impl PgEngine {
             tx.commit().await.map_err(fatal("recording a revert"))?;
         } else {
             let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
+            self.registry.lock_changes(&tx).await.map_err(|e| Step::Fatal(e.into()))?;
             run_in_transaction(&tx, script, &row.name, false).await?;
             self.registry.log_revert(&tx, row, project.name(), &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(fatal("recording a revert"))?;
@@ -892,7 +901,7 @@ fn resolve_local(project: &Project, dep: &Dependency, before: usize) -> Option<u
 }
 
 fn merged_variables(project: &Project, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut variables = project.manifest.variables.clone();
+    let mut variables = project.variables.clone();
     variables.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     variables
 }

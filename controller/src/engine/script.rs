@@ -102,7 +102,17 @@ fn read_into(
                         message: format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"),
                     });
                 }
-                read_into(&file, vars, depth + 1, out)?;
+                if let Err(error) = read_into(&file, vars, depth + 1, out) {
+                    // Name the include line when the included file can't be read at all.
+                    return Err(match error {
+                        Error::Io { source, .. } => Error::Script {
+                            path: path.into(),
+                            line,
+                            message: format!("cannot include {}: {source}", file.display()),
+                        },
+                        other => other,
+                    });
+                }
             }
         }
     }
@@ -145,16 +155,30 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
             b'\'' => {
                 // E'…' strings take backslash escapes; standard strings double the quote.
                 let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E') && !is_ident_byte_before(bytes, i - 1);
-                i = skip_quoted(bytes, i, b'\'', escapes, &mut line);
+                let open = line;
+                i = skip_quoted(bytes, i, b'\'', escapes, &mut line)
+                    .ok_or_else(|| unterminated(path, open, "quoted string"))?;
             }
-            b'"' => i = skip_quoted(bytes, i, b'"', false, &mut line),
+            b'"' => {
+                let open = line;
+                i = skip_quoted(bytes, i, b'"', false, &mut line)
+                    .ok_or_else(|| unterminated(path, open, "quoted identifier"))?;
+            }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => i = skip_block_comment(bytes, i, &mut line),
-            b'$' => i = skip_dollar_quoted(bytes, i, &mut line),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let open = line;
+                i = skip_block_comment(bytes, i, &mut line)
+                    .ok_or_else(|| unterminated(path, open, "block comment"))?;
+            }
+            b'$' => {
+                let open = line;
+                i = skip_dollar_quoted(bytes, i, &mut line)
+                    .ok_or_else(|| unterminated(path, open, "dollar-quoted string"))?;
+            }
             b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
             b':' => {
                 match variable_at(bytes, i, vars) {
@@ -200,11 +224,16 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
     Ok(chunks)
 }
 
+fn unterminated(path: &Path, line: usize, what: &str) -> Error {
+    Error::Script { path: path.into(), line, message: format!("unterminated {what} starts here") }
+}
+
 fn is_ident_byte_before(bytes: &[u8], at: usize) -> bool {
     at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_')
 }
 
-fn skip_quoted(bytes: &[u8], start: usize, quote: u8, escapes: bool, line: &mut usize) -> usize {
+/// The index after the closing quote, or `None` when the text ends first.
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8, escapes: bool, line: &mut usize) -> Option<usize> {
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
@@ -214,17 +243,18 @@ fn skip_quoted(bytes: &[u8], start: usize, quote: u8, escapes: bool, line: &mut 
                 if bytes.get(i + 1) == Some(&quote) {
                     i += 1;
                 } else {
-                    return i + 1;
+                    return Some(i + 1);
                 }
             }
             _ => {}
         }
         i += 1;
     }
-    bytes.len()
+    None
 }
 
-fn skip_block_comment(bytes: &[u8], start: usize, line: &mut usize) -> usize {
+/// The index after the comment's (nested) end, or `None` when the text ends first.
+fn skip_block_comment(bytes: &[u8], start: usize, line: &mut usize) -> Option<usize> {
     let mut depth = 0;
     let mut i = start;
     while i < bytes.len() {
@@ -235,7 +265,7 @@ fn skip_block_comment(bytes: &[u8], start: usize, line: &mut usize) -> usize {
             depth -= 1;
             i += 2;
             if depth == 0 {
-                return i;
+                return Some(i);
             }
         } else {
             if bytes[i] == b'\n' {
@@ -244,37 +274,38 @@ fn skip_block_comment(bytes: &[u8], start: usize, line: &mut usize) -> usize {
             i += 1;
         }
     }
-    bytes.len()
+    None
 }
 
 /// `$tag$ … $tag$` bodies. A `$` that doesn't open a valid tag (e.g. `$1`) is one byte.
-fn skip_dollar_quoted(bytes: &[u8], start: usize, line: &mut usize) -> usize {
+/// `None` when the body is never closed.
+fn skip_dollar_quoted(bytes: &[u8], start: usize, line: &mut usize) -> Option<usize> {
     if is_ident_byte_before(bytes, start) {
-        return start + 1;
+        return Some(start + 1);
     }
     let mut j = start + 1;
     while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
     {
         if j == start + 1 && bytes[j].is_ascii_digit() {
-            return start + 1;
+            return Some(start + 1);
         }
         j += 1;
     }
     if bytes.get(j) != Some(&b'$') {
-        return start + 1;
+        return Some(start + 1);
     }
     let tag = &bytes[start..=j];
     let mut i = j + 1;
     while i + tag.len() <= bytes.len() {
         if bytes[i..].starts_with(tag) {
-            return i + tag.len();
+            return Some(i + tag.len());
         }
         if bytes[i] == b'\n' {
             *line += 1;
         }
         i += 1;
     }
-    bytes.len()
+    None
 }
 
 enum Variable {
@@ -438,7 +469,7 @@ fn leading_trivia_len(sql: &str) -> usize {
             }
         } else if bytes[i..].starts_with(b"/*") {
             let mut ignored = 0;
-            i = skip_block_comment(bytes, i, &mut ignored);
+            i = skip_block_comment(bytes, i, &mut ignored).unwrap_or(bytes.len());
         } else {
             return i;
         }
@@ -491,10 +522,36 @@ fn locate_parse_error(path: &Path, text: &str, first_line: usize, error: pg_quer
                 start = bounds[j];
                 k = j + 1;
             }
-            None => return blame(line_at(start + leading_trivia_len(&text[start..]))),
+            None => {
+                let piece = &text[start..bounds[k]];
+                let at = error_offset(piece, &message).unwrap_or_else(|| leading_trivia_len(piece));
+                return blame(line_at(start + at));
+            }
         }
     }
     blame(line_at(text.trim_end().len()))
+}
+
+/// Where inside `statement` the parser's complaint is: libpg_query reports `syntax error at
+/// or near "X"` without a position, so try each `X` token in turn and keep the first one
+/// whose prefix fails with the same message.
+fn error_offset(statement: &str, message: &str) -> Option<usize> {
+    let tokens = pg_query::scan(statement).ok()?.tokens;
+    if message.ends_with("at end of input") {
+        return tokens.last().and_then(|t| usize::try_from(t.start).ok());
+    }
+    let near = message.split_once("at or near \"")?.1.strip_suffix('"')?;
+    tokens.iter().find_map(|t| {
+        let (from, to) = (usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?);
+        let token = statement.get(from..to)?;
+        if !near.starts_with(token) {
+            return None;
+        }
+        match pg_query::parse(&statement[..to], 0) {
+            Err(pg_query::Error::Parse(m)) if m == message => Some(from),
+            _ => None,
+        }
+    })
 }
 
 fn classify(node: Option<&NodeEnum>) -> StatementKind {

@@ -140,3 +140,32 @@ fn begin_atomic_bodies_are_one_statement_and_errors_after_them_are_located() {
     let ok = load_text(&script.replace("SELEC 2", "SELECT 2"), &[]).expect("loads");
     assert_eq!(ok.statements.len(), 3);
 }
+
+#[test]
+fn unterminated_constructs_name_the_line_they_open_on() {
+    let cases = [
+        ("SELECT 1;\nINSERT INTO t VALUES ('oops);\nCOMMIT;\n", "quoted string"),
+        ("SELECT 1;\nSELECT $body$ x $bod$;\nCOMMIT;\n", "dollar-quoted string"),
+        ("SELECT 1;\n/* never closed\nCOMMIT;\n", "block comment"),
+        ("SELECT 1;\nSELECT \"open;\nCOMMIT;\n", "quoted identifier"),
+    ];
+    for (text, what) in cases {
+        let error = load_text(text, &[]).expect_err(what).to_string();
+        assert!(error.contains(&format!("change.sql:2: unterminated {what}")), "{what}: {error}");
+    }
+}
+
+#[test]
+fn a_missing_include_names_the_including_line() {
+    let error = load_text("SELECT 1;\n\\i deploy/nope.sql\n", &[]).expect_err("missing").to_string();
+    assert!(error.contains("change.sql:2: cannot include"), "{error}");
+    assert!(error.contains("nope.sql"), "{error}");
+}
+
+#[test]
+fn a_syntax_error_inside_a_long_statement_names_its_own_line() {
+    let error = load_text("CREATE TABLE t (\n  id int,\n  name text\n  WHERE\n);\n", &[]).expect_err("bad").to_string();
+    assert!(error.contains("change.sql:4: syntax error at or near \"WHERE\""), "{error}");
+    let error = load_text("SELECT 1;\nSELECT id\nFROM orders WHERE;\n", &[]).expect_err("bad").to_string();
+    assert!(error.contains("change.sql:3:"), "{error}");
+}

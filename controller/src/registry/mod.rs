@@ -163,6 +163,27 @@ pub struct TagRecord<'a> {
     pub planner_email: &'a str,
 }
 
+/// One deploy or revert run, from `switchyard.deployments`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeploymentRun {
+    /// Run id.
+    pub id: i64,
+    /// `deploy` or `revert`.
+    pub operation: String,
+    /// The revision deployed, when the caller recorded one.
+    pub revision: Option<String>,
+    /// `running`, `succeeded` or `failed`.
+    pub result: String,
+    /// When it started, RFC 3339.
+    pub started_at: String,
+    /// How long it took, in milliseconds (so far, while running).
+    pub duration_ms: i64,
+    /// Changes deployed or reverted.
+    pub changes: i32,
+    /// The failure, when it failed.
+    pub message: String,
+}
+
 /// Who holds a project's deploy lock.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LockHolder {
@@ -443,6 +464,15 @@ impl Registry {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Locks Sqitch's `changes` table for the rest of the transaction, as Sqitch does at the
+    /// start of every change, so a concurrent `sqitch` and `switchyard` never interleave
+    /// registry writes. Plain reads (`status`) still go through.
+    pub async fn lock_changes(&self, db: &impl GenericClient) -> Result<()> {
+        db.batch_execute(&format!("LOCK TABLE {}.changes IN EXCLUSIVE MODE", self.quoted))
+            .await
+            .map_err(query_error("locking the changes table"))
+    }
+
     /// Records a deployed change, its dependencies, its tags and a `deploy` event, as
     /// Sqitch's `log_deploy_change` does.
     pub async fn log_deploy(&self, db: &impl GenericClient, change: &ChangeRecord<'_>, who: &Committer) -> Result<()> {
@@ -676,17 +706,59 @@ impl Registry {
         db: &impl GenericClient,
         project: &str,
         operation: &str,
+        revision: Option<&str>,
         who: &Committer,
     ) -> Result<i64> {
         let row = db
             .query_one(
-                "INSERT INTO switchyard.deployments (project, operation, committer_name, started_at, result) \
-                 VALUES ($1, $2, $3, clock_timestamp(), 'running') RETURNING id",
-                &[&project, &operation, &who.name],
+                "INSERT INTO switchyard.deployments (project, operation, revision, committer_name, started_at, result) \
+                 VALUES ($1, $2, $3, $4, clock_timestamp(), 'running') RETURNING id",
+                &[&project, &operation, &revision, &who.name],
             )
             .await
             .map_err(query_error("recording a deployment"))?;
         Ok(row.get(0))
+    }
+
+    /// The project's last `limit` runs, newest first. Empty before the first deploy.
+    pub async fn deployments(&self, db: &impl GenericClient, project: &str, limit: i64) -> Result<Vec<DeploymentRun>> {
+        let exists: bool = db
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = 'switchyard' AND tablename = 'deployments')",
+                &[],
+            )
+            .await
+            .map_err(query_error("checking for the deployments table"))?
+            .get(0);
+        if !exists {
+            return Ok(Vec::new());
+        }
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT id, operation, revision, result, {}, \
+                            (extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at) * 1000)::bigint, \
+                            changes, message \
+                       FROM switchyard.deployments WHERE project = $1 ORDER BY id DESC LIMIT $2",
+                    ts("started_at")
+                ),
+                &[&project, &limit],
+            )
+            .await
+            .map_err(query_error("reading deployments"))?;
+        Ok(rows
+            .iter()
+            .map(|r| DeploymentRun {
+                id: r.get(0),
+                operation: r.get(1),
+                revision: r.get(2),
+                result: r.get(3),
+                started_at: r.get(4),
+                duration_ms: r.get(5),
+                changes: r.get(6),
+                message: r.get(7),
+            })
+            .collect())
     }
 
     /// Finishes a row in `switchyard.deployments`.
