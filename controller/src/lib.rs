@@ -7,9 +7,18 @@
 //! - [`registry`]: the registry inside the target database (Sqitch's tables and
 //!   switchyard's own).
 //! - [`engine`]: what a database can do: deploy, revert, verify.
-//! - [`cli`]: the `switchyard` command line.
+//! - [`api`]: the custom resource types (types only).
+//! - [`reconcile`]: one reconciler per kind: read state, decide, call the engine, write status.
+//! - [`cli`]: the `switchyard` command line, including `switchyard controller`.
+//! - [`telemetry`], [`metrics`]: logs, traces and the admin port's metrics.
 
+pub mod api;
 pub mod cli;
 pub mod engine;
+#[cfg(test)]
+mod fixtures;
+pub mod metrics;
 pub mod project;
+pub mod reconcile;
 pub mod registry;
+pub mod telemetry;

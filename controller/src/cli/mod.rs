@@ -3,6 +3,7 @@
 //! Parses arguments, resolves the target database, calls the engine and prints its
 //! outcome, short for humans or as JSON. Holds no SQL.
 
+mod controller;
 mod bluegreen;
 mod output;
 mod plan;
@@ -87,6 +88,10 @@ enum Command {
     Rollback(bluegreen::RollbackArgs),
     /// Show changes to deploy and blue-green objects added, changed and removed.
     Diff(bluegreen::DiffArgs),
+    /// Run the Kubernetes controller (in-cluster, or from $KUBECONFIG).
+    Controller(controller::ControllerArgs),
+    /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
+    Crds(controller::CrdsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +181,12 @@ fn parse_variable(s: &str) -> Result<(String, String), String> {
 /// Parses arguments, runs the command and maps its outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // NB: the controller sets up its own logging and runtime.
+    let command = match cli.command {
+        Command::Controller(args) => return controller::main(args),
+        Command::Crds(args) => return controller::crds(args),
+        other => other,
+    };
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -184,8 +195,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let json = cli.command.json();
-    match runtime.block_on(run(cli.command)) {
+    let json = command.json();
+    match runtime.block_on(run(command)) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             let code = exit_code(&error);
@@ -207,6 +218,7 @@ impl Command {
             Command::Promote(a) => a.json(),
             Command::Rollback(a) => a.json(),
             Command::Diff(a) => a.json(),
+            Command::Controller(_) | Command::Crds(_) => false,
         }
     }
 }
@@ -306,6 +318,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
         Command::Promote(args) => bluegreen::promote(args).await,
         Command::Rollback(args) => bluegreen::rollback(args).await,
         Command::Diff(args) => bluegreen::diff(args).await,
+        Command::Controller(_) | Command::Crds(_) => Ok(exit::FAILURE),
     }
 }
 

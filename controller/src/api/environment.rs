@@ -1,0 +1,218 @@
+//! `Environment`: one project deployed into one database. Types only.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::conditions::conditions_schema;
+use super::database_project::LocalObjectReference;
+
+/// One DatabaseProject deployed into one database.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "switchyard.dev",
+    version = "v1alpha1",
+    kind = "Environment",
+    doc = "One DatabaseProject deployed into one database. With autoDeploy it follows the project's newest revision; without, it moves only by Promotion.",
+    namespaced,
+    status = "EnvironmentStatus",
+    shortname = "dbenv",
+    category = "switchyard",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Change","type":"string","priority":1,"jsonPath":".status.lastChange"}"#,
+    printcolumn = r#"{"name":"Pending","type":"integer","jsonPath":".status.pending.count"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSpec {
+    /// The DatabaseProject to deploy, in the same namespace.
+    pub project_ref: LocalObjectReference,
+    /// How to reach the database.
+    pub database: DatabaseConnection,
+    /// A suffix for the project's schemas when several environments share one database,
+    /// e.g. `_dev`. Used by blue/green schemas (#5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9_]{0,30}$"))]
+    pub schema_suffix: Option<String>,
+    /// When true the Environment follows the project: each new valid revision is deployed
+    /// as soon as it is seen (dev, test). When false (the default) it moves only by
+    /// `Promotion` (production).
+    #[serde(default)]
+    pub auto_deploy: bool,
+    /// What to revert when a change fails: `all` of this run (default), back to the last
+    /// `tag`, or only the failing `change`.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// Run each change's verify script before committing it. Default true.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// Allow the development workflow files (`-ignore`, `-replace`, …). Refuse them otherwise.
+    #[serde(default)]
+    pub allow_rework: bool,
+    /// When true nothing is done: no deploys, no status from the database, until false.
+    #[serde(default)]
+    pub suspend: bool,
+    /// How long to wait for a table lock in a change before failing it, as a duration
+    /// (`10s`). Default: the database's own setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub lock_timeout: Option<String>,
+    /// The longest one statement may run, as a duration (`5m`). Default: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub statement_timeout: Option<String>,
+    /// How often to look at the database again when nothing changed (drift, lock holder),
+    /// as a duration. Default `5m`.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// How long to wait before retrying after a transient failure (database unreachable,
+    /// locked). Doubles up to `interval`. Default `10s`.
+    #[serde(default = "default_retry")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub retry_interval: String,
+    /// Script variables, as `sqitch --set name=value`; added to the project's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_interval() -> String {
+    "5m".into()
+}
+fn default_retry() -> String {
+    "10s".into()
+}
+
+/// How to reach the database: a Secret in the Environment's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseConnection {
+    /// The Secret holding the connection: either a `url` key
+    /// (`postgres://user:password@host:5432/db`), or the keys `host`, `port` (default
+    /// 5432), `user`, `password` and `dbname`.
+    pub secret_ref: LocalObjectReference,
+    /// The registry schema in the database. Default `sqitch`, shared with Sqitch.
+    #[serde(default = "default_registry")]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
+    pub registry: String,
+}
+
+fn default_registry() -> String {
+    "sqitch".into()
+}
+
+/// What to revert when a change fails while deploying (Sqitch's `--mode`).
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Revert every change this run deployed.
+    #[default]
+    All,
+    /// Revert to the last tag this run deployed.
+    Tag,
+    /// Keep what this run deployed before the failing change.
+    Change,
+}
+
+/// What the Environment's database holds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// The generation the status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling, Stalled, and the steps Deployed, Verified, RolledBack.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// The project revision of the last successful deploy into this database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The revision last tried, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// The last deployed change's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<String>,
+    /// The last deployed change's id (Sqitch's change id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change_id: Option<String>,
+    /// Changes of the project's current plan that the database lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingChanges>,
+    /// Who holds the project's lock in the database, while someone does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
+    /// What is being done right now, e.g. `deploying change 37/120: add_invoices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// The last failure: change, file, line and the database's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<DeployFailure>,
+    /// The last five deploy and revert runs, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<DeploymentRecord>,
+    /// The value of the `switchyard.dev/requestedAt` annotation last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// Pending changes, counted, with the first few names.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChanges {
+    /// How many.
+    pub count: i64,
+    /// The first (up to five) in plan order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first: Vec<String>,
+}
+
+/// Where and why a change failed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployFailure {
+    /// The revision being deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The failing change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// The script, relative to the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The 1-based line of the failing statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<i64>,
+    /// The database's message (credentials redacted).
+    pub message: String,
+    /// Changes the failure mode reverted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverted: Vec<String>,
+}
+
+/// One deploy or revert run, from the registry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRecord {
+    /// `deploy` or `revert`.
+    pub operation: String,
+    /// The project revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `succeeded`, `failed` or `running`.
+    pub result: String,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i64,
+    /// How many changes it applied.
+    pub changes: i64,
+}

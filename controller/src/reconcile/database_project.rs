@@ -1,0 +1,222 @@
+//! Reconciles `DatabaseProject`: reads the source, checks the project is valid, and
+//! reports the revision and plan summary. Also [`fetch`], which Environments and
+//! Promotions use to get the project files at the current revision.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, instrument};
+
+use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
+use super::{Context, Error, Result, Stores, parse_duration, project_source, requested_at};
+use crate::api::conditions::{reasons, types};
+use crate::api::database_project::{DatabaseProject, DatabaseProjectStatus, PlanSummary};
+use crate::api::FINALIZER;
+use crate::project::Project;
+
+/// The kind's name, for metrics and logs.
+pub const KIND: &str = "DatabaseProject";
+
+/// A project read from its source.
+pub struct Fetched {
+    /// `cm:<name>@sha1:<digest>`.
+    pub revision: String,
+    /// The directory holding the project (after `source.configMap.path`).
+    pub dir: PathBuf,
+    /// The project, parsed.
+    pub project: Project,
+}
+
+/// Reads the project files of `dp` and parses them. Failures come back as the outcome to
+/// report: a missing ConfigMap is transient (the watch brings it back), an invalid
+/// project or an unsupported source is terminal.
+///
+/// `fresh` reads the ConfigMap from the API rather than the cache: the DatabaseProject
+/// does, since a ConfigMap event may reach it before the cache has the new content.
+/// Environments read the cache and check it against the project's reported revision.
+pub async fn fetch(ctx: &Context, dp: &DatabaseProject, fresh: bool) -> Result<Fetched, (Outcome, Option<String>)> {
+    let ns = dp.namespace().unwrap_or_default();
+    let Some(cm_source) = &dp.spec.source.config_map else {
+        return Err((
+            Outcome::Terminal {
+                reason: reasons::UNSUPPORTED_SOURCE,
+                message: "git sources are not supported yet (issue #6); use source.configMap".into(),
+            },
+            None,
+        ));
+    };
+    let cm = if fresh {
+        match Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(&cm_source.name).await {
+            Ok(cm) => cm.map(Arc::new),
+            Err(error) => {
+                let message = format!("reading ConfigMap {}: {error}", cm_source.name);
+                return Err((Outcome::Transient { reason: reasons::KUBE_ERROR, message }, None));
+            }
+        }
+    } else {
+        Stores::get(&ctx.stores.configmaps, &ns, &cm_source.name)
+    };
+    let Some(cm) = cm else {
+        return Err((
+            Outcome::Transient { reason: reasons::SOURCE_UNAVAILABLE, message: format!("ConfigMap {} not found", cm_source.name) },
+            None,
+        ));
+    };
+    let files = project_source::files_from_configmap(&cm)
+        .map_err(|message| (Outcome::Terminal { reason: reasons::INVALID_PROJECT, message: format!("ConfigMap {}: {message}", cm_source.name) }, None))?;
+    let digest = project_source::digest(&files);
+    let revision = project_source::revision(&cm_source.name, &digest);
+    let root = project_source::materialize(&ctx.workdir.join("projects"), &digest, &files).map_err(|e| {
+        (Outcome::Transient { reason: reasons::SOURCE_UNAVAILABLE, message: format!("writing project files: {e}") }, Some(revision.clone()))
+    })?;
+    let dir = match &cm_source.path {
+        Some(path) if !path.is_empty() => root.join(path.trim_matches('/')),
+        _ => root.clone(),
+    };
+    let project = Project::load(&dir).map_err(|e| {
+        (
+            Outcome::Terminal { reason: reasons::INVALID_PROJECT, message: relative(&e.to_string(), &dir) },
+            Some(revision.clone()),
+        )
+    })?;
+    Ok(Fetched { revision, dir, project })
+}
+
+/// Makes paths inside `dir` relative in a message, so users see `deploy/x.sql:3`.
+pub fn relative(message: &str, dir: &std::path::Path) -> String {
+    let prefix = format!("{}/", dir.display());
+    message.replace(&prefix, "")
+}
+
+/// Summarises a plan for status.
+pub fn plan_summary(project: &Project) -> PlanSummary {
+    let plan = &project.plan;
+    let tags: Vec<String> = plan.changes.iter().flat_map(|c| c.tags.iter().map(|t| format!("@{}", t.name))).collect();
+    PlanSummary {
+        changes: plan.changes.len() as i64,
+        tags: tags.len() as i64,
+        last_change: plan.changes.last().map(|c| c.name.clone()),
+        last_tag: tags.last().cloned(),
+    }
+}
+
+/// Entry point from the Controller.
+#[instrument(skip_all, fields(kind = KIND, name = %dp.name_any(), namespace = dp.namespace().unwrap_or_default()))]
+pub async fn reconcile(dp: Arc<DatabaseProject>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(KIND);
+    let ns = dp.namespace().ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let api: Api<DatabaseProject> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, dp, |event| async {
+        match event {
+            Finalizer::Apply(dp) => apply(&dp, &api, &ctx).await,
+            // Nothing is held for a project: its unpacked files are shared by content.
+            Finalizer::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(dp: &DatabaseProject, api: &Api<DatabaseProject>, ctx: &Context) -> Result<Action> {
+    let name = dp.name_any();
+    let now = status::now();
+    let generation = dp.metadata.generation;
+    let old = dp.status.clone().unwrap_or_default();
+    let mut new = old.clone();
+    let interval = parse_duration(&dp.spec.interval).unwrap_or(Duration::from_secs(300));
+
+    if dp.spec.suspend {
+        debug!("Suspended");
+        return Ok(Action::await_change());
+    }
+    if mark_progressing(&mut new.conditions, old.observed_generation, generation, &now) {
+        new.observed_generation = generation;
+        apply_status(api, &name, &new).await?;
+    }
+
+    let outcome = match fetch(ctx, dp, true).await {
+        Ok(fetched) => {
+            new.last_attempted_revision = Some(fetched.revision.clone());
+            new.revision = Some(fetched.revision.clone());
+            new.project = Some(fetched.project.name().to_string());
+            new.plan = Some(plan_summary(&fetched.project));
+            status::set_condition(&mut new.conditions, types::VALIDATED, true, reasons::FETCHED, &format!("valid project at {}", fetched.revision), generation, &now);
+            Outcome::Ready { reason: reasons::SUCCEEDED, message: format!("revision {}", fetched.revision) }
+        }
+        Err((outcome, attempted)) => {
+            if attempted.is_some() {
+                new.last_attempted_revision = attempted;
+            }
+            if let Outcome::Terminal { reason, message } = &outcome {
+                status::set_condition(&mut new.conditions, types::VALIDATED, false, reason, message, generation, &now);
+            }
+            outcome
+        }
+    };
+    summarize(&mut new.conditions, &outcome, generation, &now);
+    new.observed_generation = generation;
+    new.last_handled_reconcile_at = requested_at(dp).or(old.last_handled_reconcile_at.clone());
+
+    let key = super::object_key(dp);
+    let action = match &outcome {
+        Outcome::Ready { .. } | Outcome::Progressing { .. } => {
+            ctx.reset_backoff(&key);
+            Action::requeue(interval)
+        }
+        Outcome::Transient { reason, .. } => {
+            ctx.metrics.failure(KIND, reason);
+            Action::requeue(ctx.backoff(&key, Duration::from_secs(5), interval))
+        }
+        Outcome::Terminal { reason, .. } => {
+            ctx.metrics.failure(KIND, reason);
+            Action::await_change()
+        }
+    };
+    if !status::same_ignoring_time(&old, &new) {
+        events(ctx, dp, &old, &new).await;
+        apply_status(api, &name, &new).await?;
+    }
+    Ok(action)
+}
+
+/// One event per transition of Ready or of the revision.
+async fn events(ctx: &Context, dp: &DatabaseProject, old: &DatabaseProjectStatus, new: &DatabaseProjectStatus) {
+    let was = status::condition(&old.conditions, types::READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let Some(now) = status::condition(&new.conditions, types::READY) else { return };
+    if was.as_ref().map(|(s, r, m)| (s.as_str(), r.as_str(), m.as_str())) == Some((now.status.as_str(), now.reason.as_str(), now.message.as_str())) {
+        return;
+    }
+    if now.status == "True" {
+        info!(revision = new.revision.as_deref().unwrap_or_default(), "Project fetched");
+        ctx.event(dp, false, reasons::FETCHED, "Fetch", format!("fetched {}", new.revision.as_deref().unwrap_or_default())).await;
+    } else if status::is_true(&new.conditions, types::STALLED) {
+        ctx.event(dp, true, &now.reason, "Fetch", now.message.clone()).await;
+    }
+}
+
+/// The Promotion and Environment controllers' mapper input: which projects read `cm`.
+pub fn projects_reading_configmap(projects: &[Arc<DatabaseProject>], cm: &ConfigMap) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
+    let ns = cm.namespace();
+    let name = cm.name_any();
+    projects
+        .iter()
+        .filter(|p| p.namespace() == ns && p.spec.source.config_map.as_ref().is_some_and(|c| c.name == name))
+        .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
+        .collect()
+}
+
+/// Error policy: log once, count, retry with the error's own pace.
+pub fn error_policy(dp: Arc<DatabaseProject>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, name = %dp.name_any(), "Reconcile failed");
+    ctx.metrics.failure(KIND, error.reason());
+    if error.is_terminal() {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.backoff(&super::object_key(dp.as_ref()), Duration::from_secs(1), Duration::from_secs(60)))
+    }
+}
