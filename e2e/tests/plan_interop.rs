@@ -37,22 +37,6 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans")
 }
 
-/// `target/<profile>/switchyard`, next to this test's `deps/` directory.
-fn switchyard_bin() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join(format!("switchyard{}", std::env::consts::EXE_SUFFIX)))
-        .context("test executable has no target directory")?;
-    ensure!(
-        bin.is_file(),
-        "{} not found: run `cargo build -p switchyard` first",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 /// Sqitch with no user or system configuration and a fixed planner.
 fn sqitch(home: &Path) -> Command {
     let mut cmd = Command::new("sqitch");
@@ -221,7 +205,7 @@ fn check_scripts(home: &Path, project: &Path, plan: &Value) -> Result<()> {
 
 #[test]
 fn switchyard_reads_every_fixture_plan_as_sqitch_does() -> Result<()> {
-    let bin = switchyard_bin()?;
+    let bin = e2e::tools::switchyard_bin();
     let home = tempfile::tempdir()?;
     let mut fixtures: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())?
         .map(|entry| entry.map(|e| e.path()))

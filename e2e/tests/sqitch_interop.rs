@@ -148,3 +148,34 @@ async fn a_registry_at_version_1_0_is_upgraded_as_sqitch_upgrades_it() {
     let status = run_ok(sqitch(fx.path()).arg("status").arg(sqitch_target(&db.url)));
     assert!(status.contains("Nothing to deploy (up-to-date)"), "{status}");
 }
+
+#[tokio::test]
+async fn a_reworked_plan_deploys_and_reverts_like_sqitch() {
+    let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans/reworked");
+    let ours = postgres::server().fresh_db().await.expect("db");
+    let theirs = postgres::server().fresh_db().await.expect("db");
+    let mut command = switchyard();
+    command.args(["deploy", "--verify", "--project"]).arg(&project).arg("--db").arg(&ours.url);
+    run_ok(&mut command);
+    run_ok(sqitch(&project).args(["deploy", "--verify"]).arg(sqitch_target(&theirs.url)));
+    let registry = "SELECT c.change || ' ' || c.change_id || ' ' || coalesce(c.script_hash, '-') || ' ' || \
+                           coalesce((SELECT string_agg(tag, ',' ORDER BY tag) FROM sqitch.tags t WHERE t.change_id = c.change_id), '')
+                      FROM sqitch.changes c ORDER BY c.committed_at";
+    let deployed = rows(&ours.url, registry).await.expect("q");
+    assert_eq!(deployed.len(), 7, "every instance of a reworked change is its own row: {deployed:#?}");
+    assert_eq!(deployed, rows(&theirs.url, registry).await.expect("q"));
+    let events = "SELECT event || ' ' || change || ' ' || array_to_string(tags, ',') FROM sqitch.events ORDER BY committed_at";
+    assert_eq!(rows(&ours.url, events).await.expect("q"), rows(&theirs.url, events).await.expect("q"));
+
+    // Sqitch reverts what we deployed, through the reworked scripts, back to @v1.0.
+    run_ok(sqitch(&project).args(["revert", "-y", "--to", "@v1.0"]).arg(sqitch_target(&ours.url)));
+    let mut command = switchyard();
+    command.args(["status", "--json", "--project"]).arg(&project).arg("--db").arg(&ours.url);
+    let status: Value = serde_json::from_str(&run_ok(&mut command)).expect("json");
+    assert_eq!(status["deployed"], serde_json::json!(["schema", "users", "insert_user"]));
+    // And we deploy the rest again on top of Sqitch's revert.
+    let mut command = switchyard();
+    command.args(["deploy", "--project"]).arg(&project).arg("--db").arg(&ours.url);
+    run_ok(&mut command);
+    assert_eq!(rows(&ours.url, registry).await.expect("q").len(), 7);
+}

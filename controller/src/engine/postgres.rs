@@ -267,9 +267,9 @@ impl PgEngine {
         let start = check_prefix(project, &deployed)?;
         let end = match &options.to {
             Some(to) => {
-                let index = plan.find(to).ok_or_else(|| Error::Target {
+                let index = plan.resolve(to).map_err(|e| Error::Target {
                     plan: plan.path.clone(),
-                    message: format!("--to {to}: no such change or tag in the plan"),
+                    message: format!("--to {to}: {e}"),
                 })?;
                 if index + 1 < start {
                     return Err(Error::Target {
@@ -575,9 +575,9 @@ impl PgEngine {
         let keep = match &options.to {
             None => 0,
             Some(to) => {
-                let index = plan.find(to).ok_or_else(|| Error::Target {
+                let index = plan.resolve(to).map_err(|e| Error::Target {
                     plan: plan.path.clone(),
-                    message: format!("--to {to}: no such change or tag in the plan"),
+                    message: format!("--to {to}: {e}"),
                 })?;
                 let id = &plan.changes[index].id;
                 let position = deployed.iter().position(|d| &d.id == id).ok_or_else(|| Error::Target {
