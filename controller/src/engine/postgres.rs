@@ -481,7 +481,7 @@ impl PgEngine {
                 })
             })?;
         }
-        reset_session(&self.client).await.map_err(|e| Step::Fatal(e))?;
+        reset_session(&self.client).await.map_err(Step::Fatal)?;
         Ok(())
     }
 

@@ -332,10 +332,8 @@ fn variable_at(bytes: &[u8], at: usize, vars: &BTreeMap<String, String>) -> Vari
         return Variable::None;
     }
     let Ok(name) = std::str::from_utf8(&bytes[name_start..end]) else { return Variable::None };
-    if let Some(q) = quote {
-        if bytes.get(end) != Some(&q) {
-            return Variable::None;
-        }
+    if quote.is_some_and(|q| bytes.get(end) != Some(&q)) {
+        return Variable::None;
     }
     let Some(value) = vars.get(name) else {
         // `arr[1:n]` slices look like `:n`; only a name starting with a letter counts.
