@@ -14,10 +14,6 @@ use super::script::{Script, Statement, StatementKind};
 use crate::project::{Change, Dependency, Project, ScriptKind};
 use crate::registry::{ChangeRecord, Committer, DeployedChange, LockHolder, Registry, TagRecord};
 
-/// The advisory lock class for project deploy locks ("SYDL"). The lock's second key is
-/// `hashtext(project)`, and advisory locks are per database, so one project in one
-/// database is locked, never the whole server (sqitchers/sqitch#670).
-const LOCK_CLASS: i32 = 0x5359_444C;
 
 /// What to do when a change fails while deploying (Sqitch's `--mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -694,12 +690,7 @@ impl PgEngine {
 
     /// Takes the project's advisory lock without waiting, or says who holds it.
     async fn lock(&mut self, project: &str, operation: &str) -> Result<()> {
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &project])
-            .await
-            .map_err(db("taking the project lock"))?;
-        if row.get::<_, bool>(0) {
+        if self.registry.try_lock(&self.client, project).await? {
             tracing::debug!(project, operation, "Lock taken");
             return Ok(());
         }
@@ -708,11 +699,10 @@ impl PgEngine {
     }
 
     async fn unlock(&mut self, project: &str) {
-        let _ = self.registry.clear_lock(&self.client, project).await;
-        let _ = self
-            .client
-            .query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &project])
-            .await;
+        if let Err(error) = self.registry.unlock(&self.client, project).await {
+            // The session still holds it; it goes when the connection closes.
+            tracing::warn!(%error, project, "Unlock failed");
+        }
     }
 
     fn holder(&self, operation: &str) -> LockHolder {

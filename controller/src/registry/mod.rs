@@ -56,6 +56,9 @@ pub enum Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The advisory lock class of project deploy locks ("SYDL").
+const LOCK_CLASS: i32 = 0x5359_444C;
+
 fn query_error(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
     move |source| Error::Query { context, source }
 }
@@ -641,6 +644,28 @@ impl Registry {
     }
 
     // === switchyard's own bookkeeping ===
+
+    /// Takes `project`'s deploy lock for this session without waiting; false when another
+    /// session holds it. The lock is a session advisory lock keyed by (`LOCK_CLASS`,
+    /// `hashtext(project)`); advisory locks are per database, so one project in one
+    /// database is locked, never the whole server (sqitchers/sqitch#670), and a session
+    /// that dies releases it.
+    pub async fn try_lock(&self, db: &impl GenericClient, project: &str) -> Result<bool> {
+        let row = db
+            .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &project])
+            .await
+            .map_err(query_error("taking the project lock"))?;
+        Ok(row.get(0))
+    }
+
+    /// Releases `project`'s deploy lock and forgets this session's holder record.
+    pub async fn unlock(&self, db: &impl GenericClient, project: &str) -> Result<()> {
+        self.clear_lock(db, project).await?;
+        db.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &project])
+            .await
+            .map_err(query_error("releasing the project lock"))?;
+        Ok(())
+    }
 
     /// Records this session as the lock holder (after the advisory lock is taken).
     pub async fn record_lock(&self, db: &impl GenericClient, project: &str, holder: &LockHolder) -> Result<()> {
