@@ -324,6 +324,10 @@ async fn run(command: Command) -> Result<u8, CliError> {
 
 async fn open(args: &DbArgs) -> Result<(Project, PgEngine), CliError> {
     let project = Project::load(&args.common.project)?;
+    // What Sqitch tolerates until it needs it (a missing revert or verify script).
+    for warning in &project.warnings {
+        eprintln!("warning: {warning}");
+    }
     let (config, shown) = target::resolve(args.db.as_deref()).map_err(CliError::Target)?;
     let engine =
         PgEngine::connect_config(&config, &shown, Registry::new(&args.registry), target::committer()).await?;
