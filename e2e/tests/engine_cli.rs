@@ -323,3 +323,28 @@ async fn a_conflict_with_a_deployed_change_refuses_the_whole_deploy() {
     // Checked up front: the unrelated change before it did not run either.
     assert_eq!(public_tables(&db.url).await, ["old_way"]);
 }
+
+#[tokio::test]
+async fn a_script_that_sets_a_role_still_records_as_the_deployer() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let role = format!("owner_{}", db.name);
+    postgres::connect(&db.url)
+        .await
+        .expect("connect")
+        .batch_execute(&format!("CREATE ROLE {role} NOLOGIN; GRANT CREATE ON SCHEMA public TO {role};"))
+        .await
+        .expect("role");
+    let mut fx = Fixture::new("roles");
+    fx.change(
+        "owned",
+        &[],
+        &format!("BEGIN;\nSET ROLE {role};\nCREATE TABLE owned (id int);\nCOMMIT;\n"),
+        &format!("BEGIN;\nSET ROLE {role};\nDROP TABLE owned;\nCOMMIT;\n"),
+        "",
+    );
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    assert_eq!(rows(&db.url, "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'").await.expect("q"), [role.clone()]);
+    assert_eq!(rows(&db.url, "SELECT change FROM sqitch.changes").await.expect("q"), ["owned"]);
+    run_ok(&mut cli(&fx, &db.url, &["revert", "--all"]));
+    assert!(public_tables(&db.url).await.is_empty());
+}

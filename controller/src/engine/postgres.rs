@@ -466,6 +466,7 @@ impl PgEngine {
                 run_in_transaction(&tx, verify, &change.change.name, true).await?;
                 tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_verify").await.map_err(fatal("verifying"))?;
             }
+            as_deployer(&tx).await?;
             self.registry.log_deploy(&tx, &record, &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(|e| {
                 // A deferred constraint can fail at commit: that is the change's failure.
@@ -641,6 +642,7 @@ impl PgEngine {
             let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
             self.registry.lock_changes(&tx).await.map_err(|e| Step::Fatal(e.into()))?;
             run_in_transaction(&tx, script, &row.name, false).await?;
+            as_deployer(&tx).await?;
             self.registry.log_revert(&tx, row, project.name(), &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(fatal("recording a revert"))?;
         }
@@ -780,6 +782,12 @@ async fn run_autocommit(client: &Client, script: &Script, change: &str) -> Resul
         let _ = client.batch_execute("COMMIT").await;
     }
     Ok(())
+}
+
+/// A script may `SET ROLE` inside the change's transaction; the registry rows that commit
+/// with it are written as the deployer.
+async fn as_deployer(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Step> {
+    tx.batch_execute("RESET ROLE").await.map_err(fatal("resetting the role"))
 }
 
 /// psql starts each script in a fresh session; settings a script changes must not leak
