@@ -22,10 +22,8 @@ use crate::project::{Project, SchemaMode};
 use crate::registry::bluegreen::{self as pointers, Pointer, Role};
 use crate::registry::{Committer, Registry};
 
-/// The advisory lock class deploys take ("SYDL"); staging and swapping take the same lock
-/// so they never interleave with a deploy of the same project.
-// NB: must equal `LOCK_CLASS` in engine/postgres.rs.
-const LOCK_CLASS: i32 = 0x5359_444C;
+// Staging and swapping take the project's deploy lock (`Registry::try_lock`), so they
+// never interleave with a deploy of the same project.
 
 /// SQLSTATE `lock_not_available`, raised when `lock_timeout` expires.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
@@ -358,12 +356,7 @@ impl<'c> BlueGreen<'c> {
     // === locking ===
 
     async fn try_lock(&self, project: &str) -> Result<Option<String>> {
-        let row = self
-            .client
-            .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &project])
-            .await
-            .map_err(db("taking the project lock"))?;
-        if row.get::<_, bool>(0) {
+        if self.registry.try_lock(self.client, project).await? {
             return Ok(None);
         }
         let holder = self.registry.lock_holder(self.client, project).await?;
@@ -374,19 +367,17 @@ impl<'c> BlueGreen<'c> {
     }
 
     async fn unlock(&self, project: &str) {
-        let _ = self.registry.clear_lock(self.client, project).await;
-        let _ = self.client.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &project]).await;
+        let _ = self.registry.unlock(self.client, project).await;
     }
 
     async fn ensure_registry(&self, project: &Project, operation: &str) -> Result<()> {
-        let mut holder = crate::registry::LockHolder {
+        let holder = crate::registry::LockHolder {
             holder: format!("{} <{}>", self.committer.name, self.committer.email),
             host: hostname(),
             pid: std::process::id() as i32,
             operation: operation.to_string(),
             started_at: String::new(),
         };
-        holder.started_at.clear();
         self.client.batch_execute("BEGIN").await.map_err(db("starting a transaction"))?;
         let result = async {
             self.registry.ensure(self.client, &self.committer).await?;
@@ -732,12 +723,10 @@ impl<'c> BlueGreen<'c> {
     /// Swaps back to the newest retained set, rebuilding nothing. The set that was live
     /// becomes a verified staged set, so `promote` can bring it back.
     pub async fn rollback(&self, project: &Project, objects: &Objects, dry_run: bool) -> Result<SwapReport> {
-        if !dry_run {
-            if let Some(holder) = self.try_lock(project.name()).await? {
-                return Err(Error::Blocked {
-                    blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
-                });
-            }
+        if !dry_run && let Some(holder) = self.try_lock(project.name()).await? {
+            return Err(Error::Blocked {
+                blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
+            });
         }
         let result = self.rollback_locked(project, objects, dry_run).await;
         if !dry_run {
@@ -875,7 +864,7 @@ struct SwapPlan {
     pointer_inserts: Vec<Pointer>,
     live: BTreeMap<String, String>,
     retained: BTreeMap<String, String>,
-    /// For swap-back: (logical, incoming physical before, outgoing physical after, outgoing role before).
+    /// For swap-back: (logical, incoming physical before the swap, where the outgoing set went).
     undo: Vec<(String, String, Option<String>)>,
 }
 
@@ -959,4 +948,67 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pointer(logical: &str, deployment: &str, role: Role, state: &str, hash: &str) -> Pointer {
+        Pointer {
+            logical: logical.into(),
+            physical: match role {
+                Role::Live => logical.into(),
+                _ => sql::physical_name(logical, deployment),
+            },
+            deployment: deployment.into(),
+            role,
+            state: state.into(),
+            definition_hash: hash.into(),
+            objects: serde_json::json!({}),
+            message: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn sets_group_pointers_newest_first_and_a_failed_schema_fails_its_set() {
+        let all = [
+            pointer("api", "9", Role::Live, "ready", "h"),
+            pointer("api", "3", Role::Retained, "ready", ""),
+            pointer("api", "7", Role::Retained, "ready", ""),
+            pointer("api", "12", Role::Staged, "verified", ""),
+            pointer("report", "12", Role::Staged, "failed", ""),
+        ];
+        let sets = sets(&all);
+        assert_eq!(sets.live["api"], "api");
+        assert_eq!(sets.live_deployments["api"], "9");
+        let retained: Vec<&str> = sets.retained.iter().map(|s| s.deployment.as_str()).collect();
+        assert_eq!(retained, ["7", "3"]);
+        assert_eq!(sets.staged[0].schemas.len(), 2);
+        assert_eq!(sets.staged[0].state, "failed");
+    }
+
+    #[test]
+    fn diff_objects_lists_added_changed_and_removed() {
+        let source = serde_json::json!({"a": "1", "b": "2", "c": "3"});
+        let target = serde_json::json!({"b": "2", "c": "x", "d": "4"});
+        let d = diff_objects(&source, &target);
+        assert_eq!(d.added, ["a"]);
+        assert_eq!(d.changed, ["c"]);
+        assert_eq!(d.removed, ["d"]);
+    }
+
+    #[test]
+    fn only_changed_or_named_schemas_are_staged() {
+        let objects = Objects {
+            schemas: ["api".to_string(), "report".to_string()].into(),
+            ..Objects::default()
+        };
+        let api_hash = objects.schema_hash("api");
+        let live = [pointer("api", "1", Role::Live, "ready", &api_hash), pointer("report", "1", Role::Live, "ready", "old")];
+        assert_eq!(schemas_to_stage(&objects, &live, &[]), ["report"]);
+        assert_eq!(schemas_to_stage(&objects, &live, &["api".into()]), ["api", "report"]);
+        assert_eq!(schemas_to_stage(&objects, &[], &[]), ["api", "report"], "never promoted: both");
+    }
 }

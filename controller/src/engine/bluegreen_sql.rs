@@ -36,35 +36,35 @@ pub fn rewrite(sql: &str, map: &BTreeMap<String, String>, late_bound: Option<&BT
         .into_iter()
         .filter_map(|r| map.get(&r.schema).map(|to| (r.schema_span, quote_ident(to))))
         .collect();
-    if let Some(schemas) = late_bound {
-        if let Ok(scan) = pg_query::scan(sql) {
-            for token in &scan.tokens {
-                let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end)) else { continue };
-                let Some(text) = sql.get(start..end) else { continue };
-                if token.token != pg_query::protobuf::Token::Sconst as i32 || !text.starts_with('$') {
-                    continue;
-                }
-                let Some(open) = text[1..].find('$').map(|i| i + 2) else { continue };
-                let close = text.len() - open;
-                if close < open {
-                    continue;
-                }
-                let body = &text[open..close];
-                let mut body_edits: Vec<std::ops::Range<usize>> = qualified_references(body)
-                    .into_iter()
-                    .filter(|r| schemas.contains(&r.schema))
-                    .map(|r| r.qualifier_span)
-                    .collect();
-                if body_edits.is_empty() {
-                    continue;
-                }
-                body_edits.sort_by_key(|r| std::cmp::Reverse(r.start));
-                let mut new_body = body.to_string();
-                for span in body_edits {
-                    new_body.replace_range(span, "");
-                }
-                edits.push((start + open..start + close, new_body));
+    if let Some(schemas) = late_bound
+        && let Ok(scan) = pg_query::scan(sql)
+    {
+        for token in &scan.tokens {
+            let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end)) else { continue };
+            let Some(text) = sql.get(start..end) else { continue };
+            if token.token != pg_query::protobuf::Token::Sconst as i32 || !text.starts_with('$') {
+                continue;
             }
+            let Some(open) = text[1..].find('$').map(|i| i + 2) else { continue };
+            let close = text.len() - open;
+            if close < open {
+                continue;
+            }
+            let body = &text[open..close];
+            let mut body_edits: Vec<std::ops::Range<usize>> = qualified_references(body)
+                .into_iter()
+                .filter(|r| schemas.contains(&r.schema))
+                .map(|r| r.qualifier_span)
+                .collect();
+            if body_edits.is_empty() {
+                continue;
+            }
+            body_edits.sort_by_key(|r| std::cmp::Reverse(r.start));
+            let mut new_body = body.to_string();
+            for span in body_edits {
+                new_body.replace_range(span, "");
+            }
+            edits.push((start + open..start + close, new_body));
         }
     }
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));

@@ -674,7 +674,7 @@ fn bare_identifiers(sql: &str) -> BTreeSet<String> {
             .is_some_and(|tok| tok.token == Token::Ascii46 as i32)
     };
     (0..t.len())
-        .filter(|&i| !(i > 0 && is_dot(i - 1)) && !is_dot(i + 1))
+        .filter(|&i| !(is_dot(i + 1) || i > 0 && is_dot(i - 1)))
         .filter_map(|i| identifier(sql, &t[i]))
         .collect()
 }
