@@ -138,7 +138,9 @@ async fn failed_promotion_reports_rollback_and_a_new_one_succeeds() {
     assert!(ready["message"].as_str().unwrap().contains("deploy/orders.sql:2"), "{ready}");
     assert!(condition(&p1, "RolledBack").unwrap()["message"].as_str().unwrap().contains("users"));
     assert_eq!(tables(&prod_db.url).await, ["orders"], "failure mode all reverted users");
-    assert!(env.events().iter().any(|(r, _)| r == "DeployFailed"), "{:?}", env.events());
+    let events = env.events();
+    assert!(events.iter().any(|(r, _)| r == "DeployFailed"), "{events:?}");
+    assert!(events.iter().any(|(r, n)| r == "RolledBack" && n.contains("users")), "{events:?}");
 
     e2e::postgres::connect(&prod_db.url).await.unwrap().batch_execute("DROP TABLE orders").await.unwrap();
     env.apply("apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata:\n  name: p2\nspec:\n  from:\n    environment: dev\n  to:\n    environment: prod\n");

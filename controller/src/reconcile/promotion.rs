@@ -286,6 +286,9 @@ async fn events(ctx: &Context, promo: &Promotion, old: &PromotionStatus, new: &P
             if let Some(c) = status::condition(&new.conditions, types::READY) {
                 ctx.event(promo, true, &c.reason, "Promote", c.message.clone()).await;
             }
+            if let Some(c) = status::condition(&new.conditions, types::ROLLED_BACK).filter(|c| c.status == "True") {
+                ctx.event(promo, true, reasons::ROLLED_BACK, "Revert", c.message.clone()).await;
+            }
         }
         _ => {}
     }
