@@ -107,3 +107,47 @@ async fn config_samples_become_ready_with_kubectl_wait() {
     let promo = env.get("promotion/shop-dev-to-prod");
     assert!(condition(&promo, "Blocked").is_none(), "Blocked must clear once the guard passes");
 }
+
+/// The flat-key ConfigMap layout (`deploy__users.sql`), and an invalid plan: the
+/// DatabaseProject is Stalled naming the plan's file and line, its Environment waits, and
+/// the fixed plan is deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_plan_stalls_the_project_with_file_and_line_then_flat_keys_deploy() {
+    let env = Env::start();
+    let db = database().await;
+    env.db_secret("db", &db);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| std::fs::write(dir.path().join(name), body).unwrap();
+    write("sqitch.conf", "[core]\n\tengine = pg\n");
+    write("deploy.sql", "CREATE TABLE users (id int);\n");
+    write("revert.sql", "DROP TABLE users;\n");
+    let configmap = |plan: &str| {
+        write("sqitch.plan", plan);
+        let f = |key: &str, file: &str| format!("--from-file={key}={}", dir.path().join(file).display());
+        let args = [f("sqitch.conf", "sqitch.conf"), f("sqitch.plan", "sqitch.plan"), f("deploy__users.sql", "deploy.sql"), f("revert__users.sql", "revert.sql")];
+        let mut cmd = vec!["create", "configmap", "flat", "-n", env.ns.as_str(), "--dry-run=client", "-o", "yaml"];
+        cmd.extend(args.iter().map(String::as_str));
+        env.apply(&env.ok(&cmd));
+    };
+    let header = "%syntax-version=1.0.0\n%project=flat\n\n";
+    configmap(&format!("{header}users 2026-01-01T00:00:00Z Test <t@example.com> # users\nthis line is not a change\n"));
+    env.apply(&project_yaml("flat", "flat"));
+    env.apply(&env_yaml("dev", "flat", "db", true, ""));
+    let controller = env.controller("c", &[]);
+    assert!(env.wait("databaseproject/flat", "condition=Stalled", Duration::from_secs(60)), "{}", controller.log());
+    let dp = env.get("databaseproject/flat");
+    let stalled = condition(&dp, "Stalled").unwrap();
+    assert_eq!(stalled["reason"], "InvalidProject");
+    assert!(stalled["message"].as_str().unwrap().contains("sqitch.plan:5"), "{stalled}");
+    let dev = eventually(Duration::from_secs(30), "dev to report the invalid project", || {
+        let dev = env.get("environment/dev");
+        condition(&dev, "Ready").filter(|c| c["reason"] == "InvalidProject").map(|_| dev.clone())
+    });
+    assert_eq!(condition(&dev, "Stalled").unwrap()["status"], "True");
+    assert!(tables(&db.url).await.is_empty());
+
+    configmap(&format!("{header}users 2026-01-01T00:00:00Z Test <t@example.com> # users\n"));
+    assert!(env.wait("environment/dev", "condition=Ready", Duration::from_secs(60)), "{}", controller.log());
+    assert_eq!(tables(&db.url).await, ["users"]);
+    assert_eq!(condition(&env.get("databaseproject/flat"), "Ready").unwrap()["status"], "True");
+}
