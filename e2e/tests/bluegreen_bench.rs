@@ -120,9 +120,15 @@ async fn run_size(rows: i64) {
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let mut swaps = Vec::new();
     let mut attempts = 0;
+    // Wall-clock windows of each `switchyard promote` process (connect, guards, swap,
+    // verify), to tell reader stalls during promotions from the machine's own noise.
+    let mut windows: Vec<(f64, f64)> = Vec::new();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
     for _ in 0..PROMOTIONS {
         run_ok(&mut cli(&["stage", "--redeploy-schema", "bench_api"]));
+        let started = now();
         let report: Value = serde_json::from_str(&run_ok(&mut cli(&["promote", "--json"]))).expect("json");
+        windows.push((started, now()));
         swaps.push(report["swap_ms"].as_f64().unwrap_or(0.0));
         attempts += report["attempts"].as_u64().unwrap_or(0);
     }
@@ -141,19 +147,31 @@ async fn run_size(rows: i64) {
     let errors = stderr.lines().filter(|l| l.contains("ERROR")).count();
     // Per-transaction logs: client, tx, latency µs, script, epoch, µs.
     let mut worst_us: u64 = 0;
+    let mut worst_in_promote_us: u64 = 0;
     for entry in std::fs::read_dir(dir.path()).expect("logs").flatten() {
         if !entry.file_name().to_string_lossy().starts_with("reads") {
             continue;
         }
         for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
-            if let Some(latency) = line.split_whitespace().nth(2).and_then(|v| v.parse::<u64>().ok()) {
-                worst_us = worst_us.max(latency);
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(latency), Some(epoch), Some(us)) = (
+                fields.get(2).and_then(|v| v.parse::<u64>().ok()),
+                fields.get(4).and_then(|v| v.parse::<f64>().ok()),
+                fields.get(5).and_then(|v| v.parse::<f64>().ok()),
+            ) else {
+                continue;
+            };
+            worst_us = worst_us.max(latency);
+            let end = epoch + us / 1e6;
+            let start = end - latency as f64 / 1e6;
+            if windows.iter().any(|(a, b)| start < *b && end > *a) {
+                worst_in_promote_us = worst_in_promote_us.max(latency);
             }
         }
     }
     swaps.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1}",
+        "rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1} longest_reader_during_promote_ms={:.1}",
         percentile(&swaps, 50.0),
         percentile(&swaps, 99.0),
         swaps.last().copied().unwrap_or(0.0),
@@ -161,6 +179,7 @@ async fn run_size(rows: i64) {
         field("number of transactions actually processed"),
         field("number of failed transactions"),
         worst_us as f64 / 1000.0,
+        worst_in_promote_us as f64 / 1000.0,
     );
     assert!(out.status.success() || aborted == 0, "pgbench failed:\n{stdout}\n{stderr}");
 }

@@ -262,3 +262,34 @@ async fn partial_promotion_with_and_without_stale_upstreams() {
     assert_eq!(one(&db.url, "SELECT count(*) FROM api.v").await, "0");
     assert_eq!(one(&db.url, "SELECT to_regnamespace('ledger') IS NULL").await, "t", "ledger not promoted");
 }
+
+#[tokio::test]
+async fn diff_lists_changes_and_objects_per_schema() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let other = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+
+    // Nothing deployed: the change to deploy and every object added.
+    let diff = json(&run_ok(&mut cli(&fx, &db.url, &["diff", "--json"])));
+    assert_eq!(diff["changes"], serde_json::json!(["schema"]));
+    let added: Vec<&str> = diff["schemas"]["api"]["added"].as_array().expect("added").iter().filter_map(Value::as_str).collect();
+    assert_eq!(added, ["big_orders", "describe", "orders_v", "totals", "version"]);
+
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    write_objects(&fx, "v2");
+    std::fs::remove_file(fx.path().join("objects/api/totals.sql")).expect("remove");
+    fx.write("objects/api/extra.sql", "CREATE VIEW api.extra AS SELECT 1 AS one;\n");
+    let diff = json(&run_ok(&mut cli(&fx, &db.url, &["diff", "--json"])));
+    assert_eq!(diff["changes"], serde_json::json!([]));
+    assert_eq!(diff["schemas"]["api"]["added"], serde_json::json!(["extra"]));
+    assert_eq!(diff["schemas"]["api"]["changed"], serde_json::json!(["version"]));
+    assert_eq!(diff["schemas"]["api"]["removed"], serde_json::json!(["totals"]));
+
+    // Between two databases: what promoting --db into --against would change.
+    let diff = json(&run_ok(&mut cli(&fx, &db.url, &["diff", "--against", &other.url, "--json"])));
+    assert_eq!(diff["changes"], serde_json::json!(["schema"]));
+    let added: Vec<&str> = diff["schemas"]["api"]["added"].as_array().expect("added").iter().filter_map(Value::as_str).collect();
+    assert_eq!(added, ["big_orders", "describe", "orders_v", "totals", "version"]);
+}
