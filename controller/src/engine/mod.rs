@@ -7,6 +7,7 @@
 
 pub mod bluegreen;
 pub mod bluegreen_guards;
+pub mod bluegreen_materialize;
 pub mod bluegreen_sql;
 mod error;
 mod postgres;

@@ -1,0 +1,1 @@
+SELECT count(*) FROM mz_internal.mz_hydration_statuses h JOIN mz_catalog.mz_objects o ON o.id = h.object_id JOIN mz_catalog.mz_schemas s ON s.id = o.schema_id WHERE s.name IN ('shop_api__sy_42') AND NOT h.hydrated;
