@@ -293,3 +293,29 @@ async fn diff_lists_changes_and_objects_per_schema() {
     let added: Vec<&str> = diff["schemas"]["api"]["added"].as_array().expect("added").iter().filter_map(Value::as_str).collect();
     assert_eq!(added, ["big_orders", "describe", "orders_v", "totals", "version"]);
 }
+
+// NB: multi-threaded, so the transaction holding the row commits while the CLI runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    write_objects(&fx, "v2");
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+
+    // Another transaction updates the live schema's catalog row and holds it for a while:
+    // the rename must not queue behind it (lock_timeout), and succeeds once it is gone.
+    let holder = postgres::connect(&db.url).await.expect("connect");
+    holder.batch_execute("BEGIN; GRANT USAGE ON SCHEMA api TO PUBLIC;").await.expect("hold");
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        holder.batch_execute("COMMIT").await.expect("commit");
+    });
+    let out = run_ok(&mut cli(&fx, &db.url, &["promote", "--lock-timeout", "200", "--json"]));
+    release.await.expect("release");
+    let report = json(&out);
+    assert!(report["attempts"].as_u64().unwrap_or(0) >= 2, "{report}");
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
+}
