@@ -319,3 +319,27 @@ async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
     assert!(report["attempts"].as_u64().unwrap_or(0) >= 2, "{report}");
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
 }
+
+#[tokio::test]
+async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    let first = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    write_objects(&fx, "v2");
+    let second = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    let (d1, d2) = (first["deployment"].as_str().expect("d1"), second["deployment"].as_str().expect("d2"));
+    assert_eq!(schemas(&db.url).await, [format!("api__sy_{d1}"), format!("api__sy_{d2}")]);
+    assert_eq!(one(&db.url, &format!("SELECT api__sy_{d1}.version() || api__sy_{d2}.version()")).await, "v1v2");
+
+    // The older candidate no longer matches the project: stale.
+    let out = output(&mut cli(&fx, &db.url, &["promote", "--deployment", d1]));
+    assert_eq!(out.status.code(), Some(7));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GuardSourceStale"));
+    // Back to v1 on disk, the first candidate is promotable by id.
+    write_objects(&fx, "v1");
+    let promoted = json(&run_ok(&mut cli(&fx, &db.url, &["promote", "--deployment", d1, "--json"])));
+    assert_eq!(promoted["deployment"], d1);
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v1");
+    assert_eq!(schemas(&db.url).await, ["api".to_string(), format!("api__sy_{d2}")]);
+}
