@@ -68,7 +68,11 @@ pub fn materialize(root: &Path, digest: &str, files: &Files) -> std::io::Result<
         return Ok(dir);
     }
     std::fs::create_dir_all(root)?;
-    let tmp = root.join(format!(".{digest}.{}", std::process::id()));
+    // NB: unique per call: concurrent reconciles of one process write the same digest, and
+    // a shared temporary name let one rename the other's half-written tree into place.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root.join(format!(".{digest}.{}.{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     for (path, content) in files {
         let target = tmp.join(path);
@@ -227,6 +231,29 @@ mod tests {
         b.insert("a".into(), b"2".to_vec());
         assert_ne!(digest(&a), digest(&b));
         assert!(revision("shop", &digest(&a)).starts_with("cm:shop@sha1:"));
+    }
+
+    #[test]
+    fn materialize_is_safe_when_racing_itself() {
+        // Regression (issue #4): two reconciles unpacking one revision at once.
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut files = Files::new();
+        for i in 0..20 {
+            files.insert(format!("deploy/c{i}.sql"), vec![b'x'; 4096]);
+        }
+        files.insert("sqitch.conf".into(), b"[core]".to_vec());
+        for round in 0..10 {
+            let digest = format!("race{round}");
+            let dirs: Vec<Option<PathBuf>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| materialize(root.path(), &digest, &files).ok())).collect();
+                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+            });
+            for dir in dirs {
+                let dir = dir.expect("every racer gets the directory");
+                assert!(dir.join("sqitch.conf").is_file(), "round {round}: sqitch.conf missing");
+                assert_eq!(std::fs::read_dir(dir.join("deploy")).map(|d| d.count()).unwrap_or(0), 20, "round {round}");
+            }
+        }
     }
 
     #[test]
