@@ -343,3 +343,28 @@ async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v1");
     assert_eq!(schemas(&db.url).await, ["api".to_string(), format!("api__sy_{d2}")]);
 }
+
+#[tokio::test]
+async fn retained_sets_beyond_keep_are_dropped_unless_something_outside_depends_on_them() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    let mut ids = Vec::new();
+    for version in ["v1", "v2", "v3"] {
+        write_objects(&fx, version);
+        ids.push(json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])))["deployment"].as_str().expect("id").to_string());
+        run_ok(&mut cli(&fx, &db.url, &["promote", "--keep", "1"]));
+    }
+    // v1's set went when v3 came in; v2's is the one retained.
+    assert_eq!(schemas(&db.url).await, ["api".to_string(), format!("api__sy_{}", ids[1])]);
+
+    // Something outside depends on the retained set: it is kept and reported.
+    let admin = postgres::connect(&db.url).await.expect("connect");
+    admin.batch_execute(&format!("CREATE VIEW public.pinned AS SELECT * FROM api__sy_{}.orders_v", ids[1])).await.expect("pin");
+    write_objects(&fx, "v4");
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    let report = json(&run_ok(&mut cli(&fx, &db.url, &["promote", "--keep", "1", "--json"])));
+    let kept = &report["kept_for_dependents"][format!("api__sy_{}", ids[1])];
+    assert!(kept.to_string().contains("pinned"), "{report}");
+    assert_eq!(schemas(&db.url).await.len(), 3, "live, the newest retained, and the pinned one");
+}

@@ -835,7 +835,7 @@ impl<'c> BlueGreen<'c> {
         for (_, retained) in by_schema {
             for old in retained.into_iter().skip(keep) {
                 let rows = self.client.query(sql::OUTSIDE_DEPENDENTS, &[&old.physical]).await.map_err(db("checking dependents"))?;
-                let dependents: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                let dependents: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
                 if dependents.is_empty() {
                     self.client.batch_execute(&sql::drop_schema(&old.physical)).await.map_err(db("dropping a retained schema"))?;
                     pointers::forget(self.client, project.name(), &old.physical).await?;

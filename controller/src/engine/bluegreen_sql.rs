@@ -208,7 +208,7 @@ WITH inside AS (
   SELECT 'pg_catalog.pg_class'::regclass AS classid, oid FROM pg_catalog.pg_class WHERE relnamespace = to_regnamespace(quote_ident($1))
   UNION ALL SELECT 'pg_catalog.pg_proc'::regclass, oid FROM pg_catalog.pg_proc WHERE pronamespace = to_regnamespace(quote_ident($1))
   UNION ALL SELECT 'pg_catalog.pg_type'::regclass, oid FROM pg_catalog.pg_type WHERE typnamespace = to_regnamespace(quote_ident($1)))
-SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, CASE WHEN r.oid IS NOT NULL THEN r.ev_class ELSE d.objid END, 0)
+SELECT DISTINCT coalesce(pg_catalog.pg_describe_object(CASE WHEN r.oid IS NOT NULL THEN 'pg_catalog.pg_class'::regclass ELSE d.classid END, coalesce(r.ev_class, d.objid), 0), 'object ' || d.objid::text)
   FROM pg_catalog.pg_depend d
   JOIN inside i ON d.refclassid = i.classid AND d.refobjid = i.oid
   LEFT JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND r.oid = d.objid
