@@ -144,6 +144,11 @@ pub struct PromoteOptions {
     pub keep: usize,
     /// The target is suspended (a reconciler passes its Environment's `suspend`).
     pub suspended: bool,
+    /// Guard facts only the caller knows (a reconciler: the source Environment not Ready
+    /// at its revision, stale against the project's newest revision, reworked changes and
+    /// the target's `allowRework`). Merged with what the engine gathers; the engine's own
+    /// findings win where both say something.
+    pub caller: GuardInput,
     /// Print the SQL instead of running it.
     pub dry_run: bool,
 }
@@ -159,6 +164,7 @@ impl Default for PromoteOptions {
             attempts: 8,
             keep: 2,
             suspended: false,
+            caller: GuardInput::default(),
             dry_run: false,
         }
     }
@@ -618,7 +624,17 @@ impl<'c> BlueGreen<'c> {
             Some(id) => staged_sets.iter().find(|s| &s.deployment == id),
             None => staged_sets.iter().find(|s| s.state == "verified"),
         };
-        let mut input = GuardInput { target_locked_by: locked_by, target_suspended: options.suspended, allow_partial: options.allow_partial, ..GuardInput::default() };
+        let caller = &options.caller;
+        let mut input = GuardInput {
+            target_locked_by: locked_by.or_else(|| caller.target_locked_by.clone()),
+            target_suspended: options.suspended || caller.target_suspended,
+            allow_partial: options.allow_partial,
+            reworked: caller.reworked,
+            allow_rework: caller.allow_rework,
+            source_not_finalized: caller.source_not_finalized.clone(),
+            source_stale: caller.source_stale.clone(),
+            ..GuardInput::default()
+        };
         let Some(candidate) = candidate else {
             input.source_not_finalized = Some(match &options.deployment {
                 Some(id) => format!("deployment {id} is not staged"),
@@ -636,12 +652,11 @@ impl<'c> BlueGreen<'c> {
         }
         input.partial = selection.partial;
         input.stale_upstreams = selection.stale_upstreams.clone();
-        input.source_stale = all
+        input.source_stale.extend(all
             .iter()
             .filter(|p| p.deployment == candidate.deployment && p.role == Role::Staged && selection.schemas.contains(&p.logical))
             .filter(|p| p.definition_hash != objects.schema_hash(&p.logical))
-            .map(|p| p.logical.clone())
-            .collect();
+            .map(|p| p.logical.clone()));
         (input, Some(candidate.deployment.clone()), selection.schemas)
     }
 
