@@ -2,7 +2,9 @@
 
 use crate::api::conditions::types;
 use crate::api::database_project::LocalObjectReference;
-use crate::api::environment::{DatabaseConnection, Environment, EnvironmentSpec, EnvironmentStatus, FailureMode};
+use crate::api::environment::{
+    DatabaseConnection, Environment, EnvironmentSpec, EnvironmentStatus, FailureMode,
+};
 use crate::reconcile::status::{now, set_condition};
 
 /// Builds an Environment.
@@ -13,8 +15,15 @@ pub fn env(name: &str) -> EnvBuilder {
     let mut e = Environment::new(
         name,
         EnvironmentSpec {
-            project_ref: LocalObjectReference { name: "shop".into() },
-            database: DatabaseConnection { secret_ref: LocalObjectReference { name: format!("{name}-db") }, registry: "sqitch".into() },
+            project_ref: LocalObjectReference {
+                name: "shop".into(),
+            },
+            database: DatabaseConnection {
+                secret_ref: LocalObjectReference {
+                    name: format!("{name}-db"),
+                },
+                registry: "sqitch".into(),
+            },
             schema_suffix: None,
             auto_deploy: false,
             failure_mode: FailureMode::All,
@@ -47,14 +56,25 @@ impl EnvBuilder {
     /// Ready with `revision` deployed up to change id `change`.
     pub fn ready(mut self, revision: &str, change: &str) -> Self {
         let status = self.0.status.get_or_insert_with(EnvironmentStatus::default);
-        set_condition(&mut status.conditions, types::READY, true, "UpToDate", "ok", Some(1), &now());
+        set_condition(
+            &mut status.conditions,
+            types::READY,
+            true,
+            "UpToDate",
+            "ok",
+            Some(1),
+            &now(),
+        );
         status.last_applied_revision = Some(revision.into());
         status.last_change_id = Some(change.into());
         self
     }
     /// The database lock is held by `holder`.
     pub fn locked(mut self, holder: &str) -> Self {
-        self.0.status.get_or_insert_with(EnvironmentStatus::default).locked_by = Some(holder.into());
+        self.0
+            .status
+            .get_or_insert_with(EnvironmentStatus::default)
+            .locked_by = Some(holder.into());
         self
     }
     /// The Environment.

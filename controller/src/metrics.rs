@@ -57,7 +57,9 @@ pub struct Metrics {
 }
 
 /// Histogram buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+const BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 impl Metrics {
     /// Creates the metrics and registers them under the `switchyard` prefix.
@@ -72,26 +74,64 @@ impl Metrics {
             promotions: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("switchyard");
-        r.register("reconcile_runs", "Count of reconciles started", metrics.reconcile_runs.clone());
-        r.register("reconcile_failures", "Count of reconciles that failed, by kind and reason", metrics.reconcile_failures.clone());
-        r.register("reconcile_duration_seconds", "Reconcile duration in seconds, by kind", metrics.reconcile_duration.clone());
-        r.register("changes_applied", "Count of changes deployed", metrics.changes_applied.clone());
-        r.register("lock_waits", "Count of deploys refused because the project's lock was held", metrics.lock_waits.clone());
-        r.register("registry_lock_wait_seconds", "Time spent connecting to the database and taking the registry lock", metrics.registry_lock_wait.clone());
-        r.register("promotions", "Count of promotions, by result", metrics.promotions.clone());
+        r.register(
+            "reconcile_runs",
+            "Count of reconciles started",
+            metrics.reconcile_runs.clone(),
+        );
+        r.register(
+            "reconcile_failures",
+            "Count of reconciles that failed, by kind and reason",
+            metrics.reconcile_failures.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration in seconds, by kind",
+            metrics.reconcile_duration.clone(),
+        );
+        r.register(
+            "changes_applied",
+            "Count of changes deployed",
+            metrics.changes_applied.clone(),
+        );
+        r.register(
+            "lock_waits",
+            "Count of deploys refused because the project's lock was held",
+            metrics.lock_waits.clone(),
+        );
+        r.register(
+            "registry_lock_wait_seconds",
+            "Time spent connecting to the database and taking the registry lock",
+            metrics.registry_lock_wait.clone(),
+        );
+        r.register(
+            "promotions",
+            "Count of promotions, by result",
+            metrics.promotions.clone(),
+        );
         metrics
     }
 
     /// Counts a reconcile of `kind` and returns a guard that observes its duration on drop.
     pub fn reconcile(&self, kind: &str) -> ReconcileTimer {
-        let labels = KindLabels { kind: kind.to_string() };
+        let labels = KindLabels {
+            kind: kind.to_string(),
+        };
         self.reconcile_runs.get_or_create(&labels).inc();
-        ReconcileTimer { start: Instant::now(), histogram: self.reconcile_duration.get_or_create(&labels).clone() }
+        ReconcileTimer {
+            start: Instant::now(),
+            histogram: self.reconcile_duration.get_or_create(&labels).clone(),
+        }
     }
 
     /// Counts a failure of `kind` with `reason`.
     pub fn failure(&self, kind: &str, reason: &str) {
-        self.reconcile_failures.get_or_create(&FailureLabels { kind: kind.into(), reason: reason.into() }).inc();
+        self.reconcile_failures
+            .get_or_create(&FailureLabels {
+                kind: kind.into(),
+                reason: reason.into(),
+            })
+            .inc();
     }
 }
 
@@ -133,30 +173,54 @@ pub async fn serve(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<()> {
         };
         let admin = admin.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let admin = admin.clone();
-                async move {
-                    let (status, ctype, body) = match req.uri().path() {
-                        "/metrics" => {
-                            let mut text = String::new();
-                            match prometheus_client::encoding::text::encode(&mut text, &admin.registry) {
-                                Ok(()) => (StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
-                                Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "encoding failed\n".into()),
+            let service = hyper::service::service_fn(
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let admin = admin.clone();
+                    async move {
+                        let (status, ctype, body) = match req.uri().path() {
+                            "/metrics" => {
+                                let mut text = String::new();
+                                match prometheus_client::encoding::text::encode(
+                                    &mut text,
+                                    &admin.registry,
+                                ) {
+                                    Ok(()) => (
+                                        StatusCode::OK,
+                                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                        text,
+                                    ),
+                                    Err(_) => (
+                                        StatusCode::INTERNAL_SERVER_ERROR,
+                                        "text/plain",
+                                        "encoding failed\n".into(),
+                                    ),
+                                }
                             }
-                        }
-                        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
-                        "/readyz" if admin.ready.load(Ordering::Relaxed) => (StatusCode::OK, "text/plain", "ok\n".into()),
-                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n".into()),
-                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-                    };
-                    let mut response = Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = status;
-                    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
-                    Ok::<_, std::convert::Infallible>(response)
-                }
-            });
+                            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+                            "/readyz" if admin.ready.load(Ordering::Relaxed) => {
+                                (StatusCode::OK, "text/plain", "ok\n".into())
+                            }
+                            "/readyz" => (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "text/plain",
+                                "starting\n".into(),
+                            ),
+                            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+                        };
+                        let mut response = Response::new(Full::new(Bytes::from(body)));
+                        *response.status_mut() = status;
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(ctype),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                },
+            );
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
         });
     }
 }

@@ -73,12 +73,25 @@ impl PgServer {
             run(Command::new("chown").arg(user).arg(&dir))?;
         }
         let data = dir.join("data");
-        let mut server = PgServer { bin, dir, port: 0, os_user };
+        let mut server = PgServer {
+            bin,
+            dir,
+            port: 0,
+            os_user,
+        };
         server
             .pg_command("initdb")
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .status_ok()
             .context("initdb")?;
         spawn_watchdog(&server)?;
@@ -109,8 +122,14 @@ impl PgServer {
         let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
         let name = format!("t{}_{n}", std::process::id());
         let admin = connect(&self.url("postgres")).await?;
-        admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0")).await?;
-        Ok(TestDb { url: self.url(&name), name, port: self.port })
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .await?;
+        Ok(TestDb {
+            url: self.url(&name),
+            name,
+            port: self.port,
+        })
     }
 
     /// Stops the server (fast shutdown), for tests of a database going away.
@@ -276,7 +295,10 @@ pub async fn rows(url: &str, sql: &str) -> Result<Vec<String>> {
         .iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(
-                (0..row.len()).map(|i| row.get(i).unwrap_or("NULL")).collect::<Vec<_>>().join("|"),
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join("|"),
             ),
             _ => None,
         })

@@ -19,7 +19,11 @@ pub fn switchyard_bin() -> PathBuf {
         .into_iter()
         .find(|p| p.exists())
         .unwrap_or_else(|| dir.join("switchyard"));
-    assert!(bin.exists(), "{} is missing: run `cargo build -p switchyard` first", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p switchyard` first",
+        bin.display()
+    );
     bin
 }
 
@@ -31,7 +35,14 @@ pub fn switchyard() -> Command {
         .env("SWITCHYARD_USER_EMAIL", USER_EMAIL)
         .env_remove("SWITCHYARD_DB")
         .stdin(Stdio::null());
-    for var in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE"] {
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGSERVICE",
+    ] {
         command.env_remove(var);
     }
     command
@@ -57,12 +68,18 @@ pub fn sqitch(project: &Path) -> Command {
 
 /// The Sqitch target URI for a database URL (`postgres://…` → `db:pg://…`).
 pub fn sqitch_target(url: &str) -> String {
-    format!("db:pg:{}", url.trim_start_matches("postgres:").trim_start_matches("postgresql:"))
+    format!(
+        "db:pg:{}",
+        url.trim_start_matches("postgres:")
+            .trim_start_matches("postgresql:")
+    )
 }
 
 /// Runs a command and returns its output, whatever its status.
 pub fn output(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 /// Runs a command and panics with its output unless it succeeds; returns stdout.
@@ -93,7 +110,8 @@ impl Fixture {
         for sub in ["deploy", "revert", "verify"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
-        std::fs::write(dir.path().join("sqitch.conf"), "[core]\n\tengine = pg\n").expect("write conf");
+        std::fs::write(dir.path().join("sqitch.conf"), "[core]\n\tengine = pg\n")
+            .expect("write conf");
         let fixture = Fixture {
             dir,
             project: project.to_string(),
@@ -116,13 +134,26 @@ impl Fixture {
 
     /// Adds a change with its three scripts. `requires` are written as in a plan
     /// (`other`, `!conflict`, `proj:change`).
-    pub fn change(&mut self, name: &str, requires: &[&str], deploy: &str, revert: &str, verify: &str) -> &mut Self {
+    pub fn change(
+        &mut self,
+        name: &str,
+        requires: &[&str],
+        deploy: &str,
+        revert: &str,
+        verify: &str,
+    ) -> &mut Self {
         self.write_script("deploy", name, deploy);
         self.write_script("revert", name, revert);
         self.write_script("verify", name, verify);
-        let deps = if requires.is_empty() { String::new() } else { format!("[{}] ", requires.join(" ")) };
+        let deps = if requires.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", requires.join(" "))
+        };
         let ts = self.next_timestamp();
-        self.plan.push_str(&format!("{name} {deps}{ts} {USER_NAME} <{USER_EMAIL}> # Add {name}\n"));
+        self.plan.push_str(&format!(
+            "{name} {deps}{ts} {USER_NAME} <{USER_EMAIL}> # Add {name}\n"
+        ));
         self.write_plan();
         self
     }
@@ -141,7 +172,9 @@ impl Fixture {
     /// Tags the last change.
     pub fn tag(&mut self, name: &str) -> &mut Self {
         let ts = self.next_timestamp();
-        self.plan.push_str(&format!("@{name} {ts} {USER_NAME} <{USER_EMAIL}> # Tag {name}\n"));
+        self.plan.push_str(&format!(
+            "@{name} {ts} {USER_NAME} <{USER_EMAIL}> # Tag {name}\n"
+        ));
         self.write_plan();
         self
     }
@@ -167,7 +200,12 @@ impl Fixture {
     fn next_timestamp(&mut self) -> String {
         self.second += 1;
         let s = self.second;
-        format!("2026-01-01T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+        format!(
+            "2026-01-01T{:02}:{:02}:{:02}Z",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
     }
 
     fn write_plan(&self) {

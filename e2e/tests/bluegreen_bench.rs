@@ -18,12 +18,16 @@ const FUNCTIONS: usize = 20;
 const PROMOTIONS: usize = 20;
 
 fn pgbench() -> String {
-    std::env::var("SWITCHYARD_PGBENCH").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pgbench".into())
+    std::env::var("SWITCHYARD_PGBENCH")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pgbench".into())
 }
 
 fn project() -> Fixture {
     let mut fx = Fixture::new("bench");
-    fx.write("switchyard.yaml", "project: bench\nschemas:\n  bench: stable\n  bench_api: blue-green\n");
+    fx.write(
+        "switchyard.yaml",
+        "project: bench\nschemas:\n  bench: stable\n  bench_api: blue-green\n",
+    );
     fx.change(
         "data",
         &[],
@@ -75,7 +79,11 @@ async fn run_size(rows: i64) {
     let fx = project();
     let cli = |args: &[&str]| {
         let mut c = switchyard();
-        c.args(args).arg("--project").arg(fx.path()).arg("--db").arg(&db.url);
+        c.args(args)
+            .arg("--project")
+            .arg(fx.path())
+            .arg("--db")
+            .arg(&db.url);
         c
     };
     run_ok(&mut cli(&["deploy"]));
@@ -86,9 +94,15 @@ async fn run_size(rows: i64) {
         ))
         .await
         .expect("load");
-    admin.batch_execute("VACUUM ANALYZE bench.data").await.expect("vacuum");
+    admin
+        .batch_execute("VACUUM ANALYZE bench.data")
+        .await
+        .expect("vacuum");
     let size: String = admin
-        .query_one("SELECT pg_size_pretty(pg_total_relation_size('bench.data'))", &[])
+        .query_one(
+            "SELECT pg_size_pretty(pg_total_relation_size('bench.data'))",
+            &[],
+        )
         .await
         .expect("size")
         .get(0);
@@ -109,7 +123,18 @@ async fn run_size(rows: i64) {
     let duration = std::env::var("SWITCHYARD_BENCH_SECONDS").unwrap_or_else(|_| "60".into());
     let bench = Command::new(pgbench())
         .current_dir(dir.path())
-        .args(["-n", "-c", "4", "-j", "2", "-T", &duration, "-l", "--log-prefix=reads", "-f"])
+        .args([
+            "-n",
+            "-c",
+            "4",
+            "-j",
+            "2",
+            "-T",
+            &duration,
+            "-l",
+            "--log-prefix=reads",
+            "-f",
+        ])
         .arg(&script)
         .arg(&db.url)
         .stdout(Stdio::piped())
@@ -123,11 +148,17 @@ async fn run_size(rows: i64) {
     // Wall-clock windows of each `switchyard promote` process (connect, guards, swap,
     // verify), to tell reader stalls during promotions from the machine's own noise.
     let mut windows: Vec<(f64, f64)> = Vec::new();
-    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
     for _ in 0..PROMOTIONS {
         run_ok(&mut cli(&["stage", "--redeploy-schema", "bench_api"]));
         let started = now();
-        let report: Value = serde_json::from_str(&run_ok(&mut cli(&["promote", "--json"]))).expect("json");
+        let report: Value =
+            serde_json::from_str(&run_ok(&mut cli(&["promote", "--json"]))).expect("json");
         windows.push((started, now()));
         swaps.push(report["swap_ms"].as_f64().unwrap_or(0.0));
         attempts += report["attempts"].as_u64().unwrap_or(0);
@@ -152,7 +183,10 @@ async fn run_size(rows: i64) {
         if !entry.file_name().to_string_lossy().starts_with("reads") {
             continue;
         }
-        for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
+        for line in std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .lines()
+        {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (Some(latency), Some(epoch), Some(us)) = (
                 fields.get(2).and_then(|v| v.parse::<u64>().ok()),
@@ -181,5 +215,8 @@ async fn run_size(rows: i64) {
         worst_us as f64 / 1000.0,
         worst_in_promote_us as f64 / 1000.0,
     );
-    assert!(out.status.success() || aborted == 0, "pgbench failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() || aborted == 0,
+        "pgbench failed:\n{stdout}\n{stderr}"
+    );
 }

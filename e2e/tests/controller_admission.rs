@@ -76,14 +76,24 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
     for case in cases {
         let error = refused(&env, case.yaml);
         for want in case.want {
-            assert!(error.contains(want), "{}: {want:?} not in {error}", case.name);
+            assert!(
+                error.contains(want),
+                "{}: {want:?} not in {error}",
+                case.name
+            );
         }
     }
 
     // Promotion.spec.to is immutable.
     env.apply("apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata: {name: p3}\nspec:\n  from: {environment: dev}\n  to: {environment: prod}\n");
-    let error = refused(&env, "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata: {name: p3}\nspec:\n  from: {environment: dev}\n  to: {environment: staging}\n");
-    assert!(error.contains("spec.to") && error.contains("immutable"), "{error}");
+    let error = refused(
+        &env,
+        "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata: {name: p3}\nspec:\n  from: {environment: dev}\n  to: {environment: staging}\n",
+    );
+    assert!(
+        error.contains("spec.to") && error.contains("immutable"),
+        "{error}"
+    );
     // Defaults are filled in by the schema.
     env.apply(&env_yaml("defaults", "shop", "s", false, ""));
     let e = env.get("environment/defaults");
@@ -98,7 +108,15 @@ fn git_source_is_stalled_as_unsupported_until_issue_6() {
     let env = Env::start();
     env.apply("apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: g}\nspec:\n  source:\n    git: {url: 'https://example.com/shop.git', ref: main}\n");
     let c = env.controller("c", &[]);
-    assert!(env.wait("databaseproject/g", "condition=Stalled", Duration::from_secs(30)), "{}", c.log());
+    assert!(
+        env.wait(
+            "databaseproject/g",
+            "condition=Stalled",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        c.log()
+    );
     let dp = env.get("databaseproject/g");
     let stalled = condition(&dp, "Stalled").unwrap();
     assert_eq!(stalled["reason"], "UnsupportedSource");
@@ -115,13 +133,34 @@ fn conditions_are_a_list_map_shared_by_two_field_managers() {
             "{{\"apiVersion\":\"switchyard.dev/v1alpha1\",\"kind\":\"Environment\",\"metadata\":{{\"name\":\"shared\"}},\"status\":{{\"conditions\":[{{\"type\":\"{ty}\",\"status\":\"True\",\"reason\":\"Test\",\"message\":\"m\",\"lastTransitionTime\":\"2026-01-01T00:00:00Z\"}}]}}}}"
         );
         let fm = format!("--field-manager={manager}");
-        let out = env.run_with(&["apply", "-n", &env.ns, "--server-side", "--subresource=status", &fm, "-f", "-"], &body);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = env.run_with(
+            &[
+                "apply",
+                "-n",
+                &env.ns,
+                "--server-side",
+                "--subresource=status",
+                &fm,
+                "-f",
+                "-",
+            ],
+            &body,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     status("switchyard", "Ready");
     status("someone-else", "Custom");
     let e = env.get("environment/shared");
-    let types: Vec<&str> = e["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = e["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types.len(), 2, "both managers' conditions stay: {types:?}");
 }
 
@@ -129,13 +168,23 @@ fn conditions_are_a_list_map_shared_by_two_field_managers() {
 fn controller_exits_with_an_install_hint_when_the_crds_are_missing() {
     let srv = e2e::apiserver::ApiServer::start().unwrap();
     let out = std::process::Command::new(e2e::tools::switchyard_bin())
-        .args(["controller", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+        .args([
+            "controller",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
         .env("KUBECONFIG", srv.kubeconfig())
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("databaseprojects.switchyard.dev") && stderr.contains("kubectl apply -k config/crd"), "{stderr}");
+    assert!(
+        stderr.contains("databaseprojects.switchyard.dev")
+            && stderr.contains("kubectl apply -k config/crd"),
+        "{stderr}"
+    );
     // JSON logs: every log line is an object.
     for line in stderr.lines().filter(|l| l.starts_with('{')) {
         serde_json::from_str::<serde_json::Value>(line).unwrap();

@@ -25,15 +25,21 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: &str) -> Proxy {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
         let log = requests.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(&upstream) else { continue };
-                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut s_read, mut c_write) = (server, client);
                 let log = log.clone();
                 std::thread::spawn(move || {
@@ -44,7 +50,10 @@ impl Proxy {
                         }
                         let text = String::from_utf8_lossy(&buf[..n]);
                         for line in text.lines() {
-                            if ["GET /", "POST /", "PUT /", "PATCH /", "DELETE /"].iter().any(|m| line.starts_with(m)) {
+                            if ["GET /", "POST /", "PUT /", "PATCH /", "DELETE /"]
+                                .iter()
+                                .any(|m| line.starts_with(m))
+                            {
                                 log.lock().unwrap().push((Instant::now(), line.to_string()));
                             }
                         }
@@ -61,7 +70,13 @@ impl Proxy {
     }
 
     fn since(&self, t: Instant) -> Vec<String> {
-        self.requests.lock().unwrap().iter().filter(|(at, _)| *at >= t).map(|(_, l)| l.clone()).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, _)| *at >= t)
+            .map(|(_, l)| l.clone())
+            .collect()
     }
 }
 
@@ -87,7 +102,11 @@ fn ready_count(env: &Env) -> usize {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,13 +118,22 @@ async fn bench_idle_api_requests_with_100_environments() {
     env.project_configmap("shop-files", &shop());
     env.apply(&project_yaml("shop", "shop-files"));
     env.apply(&many_envs(100, "db", "30s"));
-    let harness = env.cluster.harness().expect("the proxy sits in front of the harness");
+    let harness = env
+        .cluster
+        .harness()
+        .expect("the proxy sits in front of the harness");
     let proxy = Proxy::start(harness.url());
     let kubeconfig = env.logs.path().join("proxy.kubeconfig");
-    std::fs::write(&kubeconfig, e2e::apiserver::kubeconfig_for(&format!("http://127.0.0.1:{}", proxy.port), None)).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        e2e::apiserver::kubeconfig_for(&format!("http://127.0.0.1:{}", proxy.port), None),
+    )
+    .unwrap();
     let started = Instant::now();
     let controller = env.controller_at("bench", &[], &kubeconfig);
-    eventually(Duration::from_secs(300), "100 Environments Ready", || (ready_count(&env) == 100).then_some(()));
+    eventually(Duration::from_secs(300), "100 Environments Ready", || {
+        (ready_count(&env) == 100).then_some(())
+    });
     let settle = started.elapsed();
     // One interval for the promotion-only Environments to see what env-0000 deployed into
     // the database they share; then the controller is idle.
@@ -113,7 +141,9 @@ async fn bench_idle_api_requests_with_100_environments() {
     let from = Instant::now();
     std::thread::sleep(Duration::from_secs(60));
     let requests = proxy.since(from);
-    let (watches, other): (Vec<_>, Vec<_>) = requests.iter().partition(|l| l.contains("watch=true") || l.contains("watch=1"));
+    let (watches, other): (Vec<_>, Vec<_>) = requests
+        .iter()
+        .partition(|l| l.contains("watch=true") || l.contains("watch=1"));
     eprintln!(
         "BENCH idle with 100 Environments (interval 30s): {} API requests/min besides watches, {} watch (re)starts; all Ready {:.1}s after start; RSS {} KiB",
         other.len(),
@@ -126,11 +156,19 @@ async fn bench_idle_api_requests_with_100_environments() {
     }
     if other.len() > 5 {
         let log = controller.log();
-        for l in log.lines().filter(|l| l.contains("Status changed")).rev().take(15) {
+        for l in log
+            .lines()
+            .filter(|l| l.contains("Status changed"))
+            .rev()
+            .take(15)
+        {
             eprintln!("{l}");
         }
     }
-    assert!(other.len() <= 5, "an idle controller should not poll the API: {other:?}");
+    assert!(
+        other.len() <= 5,
+        "an idle controller should not poll the API: {other:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,10 +48,27 @@ struct Outcome {
 
 async fn outcome(url: &str) -> Outcome {
     Outcome {
-        tables: rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").await.expect("q"),
-        changes: rows(url, "SELECT change FROM sqitch.changes ORDER BY committed_at").await.expect("q"),
-        tags: rows(url, "SELECT tag FROM sqitch.tags ORDER BY tag").await.expect("q"),
-        events: rows(url, "SELECT event || ' ' || change FROM sqitch.events ORDER BY committed_at").await.expect("q"),
+        tables: rows(
+            url,
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+        .await
+        .expect("q"),
+        changes: rows(
+            url,
+            "SELECT change FROM sqitch.changes ORDER BY committed_at",
+        )
+        .await
+        .expect("q"),
+        tags: rows(url, "SELECT tag FROM sqitch.tags ORDER BY tag")
+            .await
+            .expect("q"),
+        events: rows(
+            url,
+            "SELECT event || ' ' || change FROM sqitch.events ORDER BY committed_at",
+        )
+        .await
+        .expect("q"),
     }
 }
 
@@ -65,24 +82,54 @@ async fn compare(mode: &str, breakage: Breakage, want_kept: &[&str]) {
     command.arg(if verify { "--verify" } else { "--no-verify" });
     command.arg(sqitch_target(&by_sqitch.url));
     let out = output(&mut command);
-    assert!(!out.status.success(), "sqitch deploy should fail: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "sqitch deploy should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     let by_switchyard = postgres::server().fresh_db().await.expect("db");
     let mut command = switchyard();
-    command.args(["deploy", "--mode", mode, "--project"]).arg(fx.path()).arg("--db").arg(&by_switchyard.url);
+    command
+        .args(["deploy", "--mode", mode, "--project"])
+        .arg(fx.path())
+        .arg("--db")
+        .arg(&by_switchyard.url);
     command.arg(if verify { "--verify" } else { "--no-verify" });
     let out = output(&mut command);
-    assert_eq!(out.status.code(), Some(4), "switchyard deploy should fail with 4: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "switchyard deploy should fail with 4: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let script = if verify { "verify/d.sql:2" } else { "deploy/d.sql:3" };
-    assert!(stderr.contains(script), "error names the file and line: {stderr}");
-    assert!(stderr.contains("division by zero"), "error carries the database message: {stderr}");
+    let script = if verify {
+        "verify/d.sql:2"
+    } else {
+        "deploy/d.sql:3"
+    };
+    assert!(
+        stderr.contains(script),
+        "error names the file and line: {stderr}"
+    );
+    assert!(
+        stderr.contains("division by zero"),
+        "error carries the database message: {stderr}"
+    );
 
     let want = outcome(&by_sqitch.url).await;
     let got = outcome(&by_switchyard.url).await;
-    assert_eq!(got, want, "mode {mode}, {breakage:?}: switchyard must leave what sqitch leaves");
+    assert_eq!(
+        got, want,
+        "mode {mode}, {breakage:?}: switchyard must leave what sqitch leaves"
+    );
     assert_eq!(got.changes, want_kept, "mode {mode} keeps {want_kept:?}");
-    assert!(got.events.contains(&"fail d".to_string()), "a fail event is logged: {:?}", got.events);
+    assert!(
+        got.events.contains(&"fail d".to_string()),
+        "a fail event is logged: {:?}",
+        got.events
+    );
 }
 
 #[tokio::test]

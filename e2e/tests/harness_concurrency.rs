@@ -52,7 +52,18 @@ fn two_writers_conflict_and_never_lose_an_update() {
     let srv = ApiServer::start().unwrap();
     let url = srv.url().to_string();
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "counter"}, "data": {"n": "0"}});
-    assert_eq!(raw_json(&url, "POST", "/api/v1/namespaces/default/configmaps", "application/json", &cm).unwrap().code, 201);
+    assert_eq!(
+        raw_json(
+            &url,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            &cm
+        )
+        .unwrap()
+        .code,
+        201
+    );
     let barrier = Arc::new(Barrier::new(2));
     let a = std::thread::spawn({
         let (u, b) = (url.clone(), barrier.clone());
@@ -63,7 +74,14 @@ fn two_writers_conflict_and_never_lose_an_update() {
         move || writer(u, b)
     });
     let conflicts = a.join().unwrap() + b.join().unwrap();
-    let n: u64 = raw(&url, "GET", PATH, &[], b"").unwrap().json()["data"]["n"].as_str().unwrap().parse().unwrap();
+    let n: u64 = raw(&url, "GET", PATH, &[], b"").unwrap().json()["data"]["n"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(n, 2 * ROUNDS, "an update was lost");
-    assert!(conflicts >= LOCKSTEP, "lockstep rounds must conflict, saw {conflicts}");
+    assert!(
+        conflicts >= LOCKSTEP,
+        "lockstep rounds must conflict, saw {conflicts}"
+    );
 }

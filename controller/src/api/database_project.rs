@@ -108,7 +108,9 @@ pub struct LocalObjectReference {
 }
 
 /// The engine a project targets.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectEngine {
     /// PostgreSQL.

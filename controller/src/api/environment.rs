@@ -109,7 +109,9 @@ fn default_registry() -> String {
 }
 
 /// What to revert when a change fails while deploying (Sqitch's `--mode`).
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     /// Revert every change this run deployed.

@@ -23,7 +23,9 @@ pub const REQUESTED_AT: &str = "switchyard.dev/requestedAt";
 pub const FIELD_MANAGER: &str = "switchyard";
 
 /// All CRDs, in a stable order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
     use kube::CustomResourceExt;
     vec![DatabaseProject::crd(), Environment::crd(), Promotion::crd()]
 }

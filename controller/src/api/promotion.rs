@@ -59,7 +59,9 @@ pub struct EnvironmentRef {
 }
 
 /// Where a promotion is.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum PromotionPhase {
     /// Not started.
     #[default]

@@ -113,7 +113,13 @@ impl DiffArgs {
 
 async fn connect(args: &DbArgs, db: Option<&str>) -> Result<PgEngine, CliError> {
     let (config, shown) = target::resolve(db.or(args.db.as_deref())).map_err(CliError::Target)?;
-    Ok(PgEngine::connect_config(&config, &shown, Registry::new(&args.registry), target::committer()).await?)
+    Ok(PgEngine::connect_config(
+        &config,
+        &shown,
+        Registry::new(&args.registry),
+        target::committer(),
+    )
+    .await?)
 }
 
 fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
@@ -123,11 +129,18 @@ fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
 }
 
 fn bg<'c>(engine: &'c PgEngine, args: &DbArgs) -> BlueGreen<'c> {
-    BlueGreen::new(engine.client(), Registry::new(&args.registry), target::committer())
+    BlueGreen::new(
+        engine.client(),
+        Registry::new(&args.registry),
+        target::committer(),
+    )
 }
 
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 /// Prints a blue/green failure and returns its exit code.
@@ -145,7 +158,11 @@ fn failed(error: &bluegreen::Error, json: bool) -> u8 {
         let mut doc = json!({ "error": error.to_string(), "reason": error.reason() });
         match error {
             E::Blocked { blocked } => doc["guard"] = json!(blocked.reason),
-            E::StageFailed { deployment, failure, kept } => {
+            E::StageFailed {
+                deployment,
+                failure,
+                kept,
+            } => {
                 doc["deployment"] = json!(deployment);
                 doc["failure"] = json!(failure);
                 doc["kept"] = json!(kept);
@@ -170,9 +187,16 @@ fn failed(error: &bluegreen::Error, json: bool) -> u8 {
 pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
     let (project, objects) = load(&args.target)?;
     let engine = connect(&args.target, None).await?;
-    let options = StageOptions { redeploy: args.redeploy_schema.clone(), keep_failed: args.keep_failed, dry_run: args.dry_run };
+    let options = StageOptions {
+        redeploy: args.redeploy_schema.clone(),
+        keep_failed: args.keep_failed,
+        dry_run: args.dry_run,
+    };
     let json = args.json();
-    match bg(&engine, &args.target).stage(&project, &objects, &options).await {
+    match bg(&engine, &args.target)
+        .stage(&project, &objects, &options)
+        .await
+    {
         Ok(report) => {
             if json {
                 print_json(&serde_json::to_value(&report).unwrap_or_default());
@@ -183,7 +207,10 @@ pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
             } else if report.up_to_date {
                 println!("nothing to stage: every blue-green schema matches its live set");
             } else {
-                println!("staged deployment {} ({} object(s))", report.deployment, report.objects);
+                println!(
+                    "staged deployment {} ({} object(s))",
+                    report.deployment, report.objects
+                );
                 for (logical, physical) in &report.schemas {
                     println!("  {logical} -> {physical}");
                 }
@@ -209,7 +236,10 @@ pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
         ..PromoteOptions::default()
     };
     let json = args.json();
-    match bg(&engine, &args.target).promote(&project, &objects, &options).await {
+    match bg(&engine, &args.target)
+        .promote(&project, &objects, &options)
+        .await
+    {
         Ok(report) => {
             swapped("promoted", &report, args.dry_run, json);
             Ok(exit::OK)
@@ -223,7 +253,10 @@ pub async fn rollback(args: RollbackArgs) -> Result<u8, CliError> {
     let (project, objects) = load(&args.target)?;
     let engine = connect(&args.target, None).await?;
     let json = args.json();
-    match bg(&engine, &args.target).rollback(&project, &objects, args.dry_run).await {
+    match bg(&engine, &args.target)
+        .rollback(&project, &objects, args.dry_run)
+        .await
+    {
         Ok(report) => {
             swapped("rolled back to", &report, args.dry_run, json);
             Ok(exit::OK)
@@ -240,7 +273,10 @@ fn swapped(what: &str, report: &SwapReport, dry_run: bool, json: bool) {
             println!("{statement};");
         }
     } else {
-        println!("{what} deployment {} (swap {} ms, {} attempt(s))", report.deployment, report.swap_ms, report.attempts);
+        println!(
+            "{what} deployment {} (swap {} ms, {} attempt(s))",
+            report.deployment, report.swap_ms, report.attempts
+        );
         for (logical, retained) in &report.retained {
             println!("  {logical}: previous set kept as {retained}");
         }
@@ -262,22 +298,44 @@ pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
         match &args.against {
             None => {
                 let status = source.status(&project).await?;
-                let schemas = bg(&source, &args.target).diff_project(&project, &objects).await.map_err(Box::new)?;
+                let schemas = bg(&source, &args.target)
+                    .diff_project(&project, &objects)
+                    .await
+                    .map_err(Box::new)?;
                 Ok::<_, DiffError>((status.pending, schemas))
             }
             Some(against) => {
-                let target = connect(&args.target, Some(against)).await.map_err(|e| DiffError::Cli(Box::new(e)))?;
+                let target = connect(&args.target, Some(against))
+                    .await
+                    .map_err(|e| DiffError::Cli(Box::new(e)))?;
                 let from = source.status(&project).await?;
                 let to = target.status(&project).await?;
-                let pending: Vec<String> = from.deployed.iter().filter(|c| !to.deployed.contains(c)).cloned().collect();
-                let src = bg(&source, &args.target).live_objects(&project).await.map_err(Box::new)?;
-                let dst = bg(&target, &args.target).live_objects(&project).await.map_err(Box::new)?;
+                let pending: Vec<String> = from
+                    .deployed
+                    .iter()
+                    .filter(|c| !to.deployed.contains(c))
+                    .cloned()
+                    .collect();
+                let src = bg(&source, &args.target)
+                    .live_objects(&project)
+                    .await
+                    .map_err(Box::new)?;
+                let dst = bg(&target, &args.target)
+                    .live_objects(&project)
+                    .await
+                    .map_err(Box::new)?;
                 let schemas = objects
                     .schemas
                     .iter()
                     .map(|s| {
                         let empty = json!({});
-                        (s.clone(), bluegreen::diff_objects(src.get(s).unwrap_or(&empty), dst.get(s).unwrap_or(&empty)))
+                        (
+                            s.clone(),
+                            bluegreen::diff_objects(
+                                src.get(s).unwrap_or(&empty),
+                                dst.get(s).unwrap_or(&empty),
+                            ),
+                        )
                     })
                     .collect::<BTreeMap<_, _>>();
                 Ok((pending, schemas))
@@ -294,9 +352,21 @@ pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
     if json {
         print_json(&json!({ "project": project.name(), "changes": changes, "schemas": schemas }));
     } else {
-        println!("changes to deploy: {}", if changes.is_empty() { "none".to_string() } else { changes.join(", ") });
+        println!(
+            "changes to deploy: {}",
+            if changes.is_empty() {
+                "none".to_string()
+            } else {
+                changes.join(", ")
+            }
+        );
         for (schema, d) in &schemas {
-            println!("{schema}: {} added, {} changed, {} removed", d.added.len(), d.changed.len(), d.removed.len());
+            println!(
+                "{schema}: {} added, {} changed, {} removed",
+                d.added.len(),
+                d.changed.len(),
+                d.removed.len()
+            );
             for (sign, names) in [('+', &d.added), ('~', &d.changed), ('-', &d.removed)] {
                 for name in names {
                     println!("  {sign} {name}");
@@ -328,7 +398,12 @@ impl From<Box<bluegreen::Error>> for DiffError {
 
 /// `status`: the engine's status plus `live` (logical → physical) and `retained` (previous
 /// sets, newest first) when the project has blue-green schemas.
-pub async fn status(project: &Project, engine: &PgEngine, args: &DbArgs, status: &Status) -> Result<(), CliError> {
+pub async fn status(
+    project: &Project,
+    engine: &PgEngine,
+    args: &DbArgs,
+    status: &Status,
+) -> Result<(), CliError> {
     let sets = match bg(engine, args).sets(project).await {
         Ok(sets) => sets,
         Err(error) => {
@@ -346,14 +421,27 @@ pub async fn status(project: &Project, engine: &PgEngine, args: &DbArgs, status:
     }
     super::output::status(status, false);
     for (logical, physical) in &sets.live {
-        let id = sets.live_deployments.get(logical).map(String::as_str).unwrap_or("?");
+        let id = sets
+            .live_deployments
+            .get(logical)
+            .map(String::as_str)
+            .unwrap_or("?");
         println!("live: {logical} = {physical} (deployment {id})");
     }
     for set in &sets.retained {
-        println!("retained: deployment {} ({})", set.deployment, set.schemas.values().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "retained: deployment {} ({})",
+            set.deployment,
+            set.schemas.values().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     for set in &sets.staged {
-        println!("staged: deployment {} {} ({})", set.deployment, set.state, set.schemas.values().cloned().collect::<Vec<_>>().join(", "));
+        println!(
+            "staged: deployment {} {} ({})",
+            set.deployment,
+            set.state,
+            set.schemas.values().cloned().collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! Parses arguments, resolves the target database, calls the engine and prints its
 //! outcome, short for humans or as JSON. Holds no SQL.
 
-mod controller;
 mod bluegreen;
+mod controller;
 mod output;
 mod plan;
 mod target;
@@ -188,7 +188,10 @@ pub fn main() -> ExitCode {
         other => other,
     };
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the runtime: {error}");
@@ -226,7 +229,10 @@ impl Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The error a command ends with.
@@ -248,9 +254,12 @@ fn exit_code(error: &CliError) -> u8 {
     match error {
         CliError::Project(_) | CliError::Target(_) => exit::INVALID,
         CliError::Engine(e) => match e {
-            E::Project(_) | E::Io { .. } | E::Script { .. } | E::Target { .. } | E::Dependency { .. } | E::Diverged { .. } => {
-                exit::INVALID
-            }
+            E::Project(_)
+            | E::Io { .. }
+            | E::Script { .. }
+            | E::Target { .. }
+            | E::Dependency { .. }
+            | E::Diverged { .. } => exit::INVALID,
             E::Connect { .. } => exit::UNREACHABLE,
             E::Locked { .. } => exit::LOCKED,
             E::ChangeFailed { .. } | E::RevertFailed { .. } => exit::CHANGE_FAILED,
@@ -291,7 +300,9 @@ async fn run(command: Command) -> Result<u8, CliError> {
             };
             let json = args.target.common.json;
             let mut progress = output::Progress::new(json);
-            let report = engine.deploy(&project, &options, &mut |p| progress.show(p)).await?;
+            let report = engine
+                .deploy(&project, &options, &mut |p| progress.show(p))
+                .await?;
             output::deploy(&report, json);
             Ok(exit::OK)
         }
@@ -303,7 +314,9 @@ async fn run(command: Command) -> Result<u8, CliError> {
             };
             let json = args.target.common.json;
             let mut progress = output::Progress::new(json);
-            let report = engine.revert(&project, &options, &mut |p| progress.show(p)).await?;
+            let report = engine
+                .revert(&project, &options, &mut |p| progress.show(p))
+                .await?;
             output::revert(&report, json);
             Ok(exit::OK)
         }
@@ -329,7 +342,12 @@ async fn open(args: &DbArgs) -> Result<(Project, PgEngine), CliError> {
         eprintln!("warning: {warning}");
     }
     let (config, shown) = target::resolve(args.db.as_deref()).map_err(CliError::Target)?;
-    let engine =
-        PgEngine::connect_config(&config, &shown, Registry::new(&args.registry), target::committer()).await?;
+    let engine = PgEngine::connect_config(
+        &config,
+        &shown,
+        Registry::new(&args.registry),
+        target::committer(),
+    )
+    .await?;
     Ok((project, engine))
 }

@@ -44,16 +44,33 @@ pub fn status(status: &Status, json: bool) {
     println!("project: {}", status.project);
     match &status.last_change {
         Some(last) => {
-            let tags = if last.tags.is_empty() { String::new() } else { format!(" {}", last.tags.join(" ")) };
-            println!("deployed: {} change(s), last {}{} ({}) at {}", status.deployed.len(), last.name, tags, short(&last.id), last.committed_at);
+            let tags = if last.tags.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", last.tags.join(" "))
+            };
+            println!(
+                "deployed: {} change(s), last {}{} ({}) at {}",
+                status.deployed.len(),
+                last.name,
+                tags,
+                short(&last.id),
+                last.committed_at
+            );
         }
         None => println!("deployed: nothing"),
     }
     if let Some(holder) = &status.locked_by {
-        println!("locked by {} on {} ({} since {})", holder.holder, holder.host, holder.operation, holder.started_at);
+        println!(
+            "locked by {} on {} ({} since {})",
+            holder.holder, holder.host, holder.operation, holder.started_at
+        );
     }
     if !status.diverged.is_empty() {
-        println!("diverged: deployed but not in the plan at their position: {}", status.diverged.join(", "));
+        println!(
+            "diverged: deployed but not in the plan at their position: {}",
+            status.diverged.join(", ")
+        );
     }
     if status.up_to_date {
         println!("up to date");
@@ -72,8 +89,21 @@ pub fn log(project: &str, events: &[Event], json: bool) {
         return;
     }
     for e in events {
-        let tags = if e.tags.is_empty() { String::new() } else { format!(" {}", e.tags.join(" ")) };
-        println!("{} {:<6} {}{} ({}) by {} <{}>", e.committed_at, e.event, e.change, tags, short(&e.change_id), e.committer_name, e.committer_email);
+        let tags = if e.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", e.tags.join(" "))
+        };
+        println!(
+            "{} {:<6} {}{} ({}) by {} <{}>",
+            e.committed_at,
+            e.event,
+            e.change,
+            tags,
+            short(&e.change_id),
+            e.committer_name,
+            e.committer_email
+        );
     }
 }
 
@@ -84,7 +114,11 @@ pub fn deploy(report: &DeployReport, json: bool) {
     } else if report.up_to_date {
         println!("nothing to deploy: up to date");
     } else {
-        let how = if report.log_only { "logged (scripts not run)" } else { "deployed" };
+        let how = if report.log_only {
+            "logged (scripts not run)"
+        } else {
+            "deployed"
+        };
         println!("{how} {} change(s)", report.deployed.len());
     }
 }
@@ -129,7 +163,11 @@ pub fn error(error: &CliError, json: bool) {
     let mut doc = json!({ "error": error.to_string() });
     if let CliError::Engine(e) = error {
         match e {
-            engine::Error::ChangeFailed { failure, reverted, kept } => {
+            engine::Error::ChangeFailed {
+                failure,
+                reverted,
+                kept,
+            } => {
                 doc["failure"] = serde_json::to_value(failure).unwrap_or_default();
                 doc["reverted"] = json!(reverted);
                 doc["kept"] = json!(kept);

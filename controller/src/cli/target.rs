@@ -24,12 +24,18 @@ pub fn resolve(db: Option<&str>) -> Result<(tokio_postgres::Config, String), Str
 }
 
 /// libpq's environment variables, with libpq's defaults.
-fn from_libpq_env(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgres::Config, String), String> {
+fn from_libpq_env(
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(tokio_postgres::Config, String), String> {
     let mut config = tokio_postgres::Config::new();
-    let user = var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into());
+    let user = var("PGUSER")
+        .or_else(|| var("USER"))
+        .unwrap_or_else(|| "postgres".into());
     let host = var("PGHOST").unwrap_or_else(|| "localhost".into());
     let port = match var("PGPORT") {
-        Some(p) => p.parse::<u16>().map_err(|_| format!("PGPORT is not a port number: {p:?}"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("PGPORT is not a port number: {p:?}"))?,
         None => 5432,
     };
     let dbname = var("PGDATABASE").unwrap_or_else(|| user.clone());
@@ -53,11 +59,22 @@ fn from_libpq_env(var: impl Fn(&str) -> Option<String>) -> Result<(tokio_postgre
 /// Who is deploying: switchyard's variables, else Sqitch's, else the login name.
 pub fn committer() -> Committer {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let login = var("USER").or_else(|| var("LOGNAME")).unwrap_or_else(|| "switchyard".into());
-    let name = var("SWITCHYARD_USER_NAME").or_else(|| var("SQITCH_FULLNAME")).unwrap_or_else(|| login.clone());
+    let login = var("USER")
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| "switchyard".into());
+    let name = var("SWITCHYARD_USER_NAME")
+        .or_else(|| var("SQITCH_FULLNAME"))
+        .unwrap_or_else(|| login.clone());
     let email = var("SWITCHYARD_USER_EMAIL")
         .or_else(|| var("SQITCH_EMAIL"))
-        .unwrap_or_else(|| format!("{login}@{}", std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())));
+        .unwrap_or_else(|| {
+            format!(
+                "{login}@{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_string())
+                    .unwrap_or_else(|_| "localhost".into())
+            )
+        });
     Committer { name, email }
 }
 
@@ -93,7 +110,8 @@ mod tests {
 
     #[test]
     fn bad_port_is_a_clear_error() {
-        let error = from_libpq_env(|n| (n == "PGPORT").then(|| "x".to_string())).expect_err("invalid");
+        let error =
+            from_libpq_env(|n| (n == "PGPORT").then(|| "x".to_string())).expect_err("invalid");
         assert!(error.contains("PGPORT"), "{error}");
     }
 }

@@ -103,7 +103,13 @@ impl Error {
 
     /// Terminal errors need a change of input; the rest may pass on retry.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, Error::Db { .. } | Error::Registry(_) | Error::SwapTimeout { .. } | Error::Blocked { .. })
+        !matches!(
+            self,
+            Error::Db { .. }
+                | Error::Registry(_)
+                | Error::SwapTimeout { .. }
+                | Error::Blocked { .. }
+        )
     }
 }
 
@@ -256,15 +262,22 @@ pub fn sets(all: &[Pointer]) -> Sets {
         match p.role {
             Role::Live => {
                 out.live.insert(p.logical.clone(), p.physical.clone());
-                out.live_deployments.insert(p.logical.clone(), p.deployment.clone());
+                out.live_deployments
+                    .insert(p.logical.clone(), p.deployment.clone());
             }
             Role::Retained | Role::Staged => {
-                let target = if p.role == Role::Retained { &mut retained } else { &mut staged };
-                let set = target.entry(p.deployment.clone()).or_insert_with(|| RetainedSet {
-                    deployment: p.deployment.clone(),
-                    state: p.state.clone(),
-                    ..RetainedSet::default()
-                });
+                let target = if p.role == Role::Retained {
+                    &mut retained
+                } else {
+                    &mut staged
+                };
+                let set = target
+                    .entry(p.deployment.clone())
+                    .or_insert_with(|| RetainedSet {
+                        deployment: p.deployment.clone(),
+                        state: p.state.clone(),
+                        ..RetainedSet::default()
+                    });
                 if p.state != "verified" && p.state != "ready" {
                     set.state = p.state.clone();
                 }
@@ -285,7 +298,15 @@ pub fn sets(all: &[Pointer]) -> Sets {
 /// Object name → file hash of one schema's objects.
 pub fn object_hashes(objects: &Objects, schema: &str) -> serde_json::Value {
     serde_json::Value::Object(
-        objects.of_schema(schema).map(|o| (o.name.name.clone(), serde_json::Value::String(o.hash.clone()))).collect(),
+        objects
+            .of_schema(schema)
+            .map(|o| {
+                (
+                    o.name.name.clone(),
+                    serde_json::Value::String(o.hash.clone()),
+                )
+            })
+            .collect(),
     )
 }
 
@@ -296,7 +317,11 @@ pub fn diff_objects(source: &serde_json::Value, target: &serde_json::Value) -> S
     let t = target.as_object().unwrap_or(&empty);
     SchemaDiff {
         added: s.keys().filter(|k| !t.contains_key(*k)).cloned().collect(),
-        changed: s.iter().filter(|(k, v)| t.get(*k).is_some_and(|tv| tv != *v)).map(|(k, _)| k.clone()).collect(),
+        changed: s
+            .iter()
+            .filter(|(k, v)| t.get(*k).is_some_and(|tv| tv != *v))
+            .map(|(k, _)| k.clone())
+            .collect(),
         removed: t.keys().filter(|k| !s.contains_key(*k)).cloned().collect(),
     }
 }
@@ -308,7 +333,11 @@ pub fn schemas_to_stage(objects: &Objects, all: &[Pointer], redeploy: &[String])
         .iter()
         .filter(|schema| {
             redeploy.iter().any(|r| r == *schema)
-                || !all.iter().any(|p| p.role == Role::Live && &p.logical == *schema && p.definition_hash == objects.schema_hash(schema))
+                || !all.iter().any(|p| {
+                    p.role == Role::Live
+                        && &p.logical == *schema
+                        && p.definition_hash == objects.schema_hash(schema)
+                })
         })
         .cloned()
         .collect()
@@ -331,32 +360,55 @@ struct Step {
 impl<'c> BlueGreen<'c> {
     /// Works on `client` (e.g. [`PgEngine::client`](super::PgEngine::client)).
     pub fn new(client: &'c Client, registry: Registry, committer: Committer) -> BlueGreen<'c> {
-        BlueGreen { client, registry, committer }
+        BlueGreen {
+            client,
+            registry,
+            committer,
+        }
     }
 
     /// The project's live, retained and staged sets. Empty before the first stage.
     pub async fn sets(&self, project: &Project) -> Result<Sets> {
-        Ok(sets(&pointers::pointers(self.client, project.name()).await?))
+        Ok(sets(
+            &pointers::pointers(self.client, project.name()).await?,
+        ))
     }
 
     /// Objects added, changed and removed per blue-green schema between the project and
     /// the live sets in this database.
-    pub async fn diff_project(&self, project: &Project, objects: &Objects) -> Result<BTreeMap<String, SchemaDiff>> {
+    pub async fn diff_project(
+        &self,
+        project: &Project,
+        objects: &Objects,
+    ) -> Result<BTreeMap<String, SchemaDiff>> {
         let all = pointers::pointers(self.client, project.name()).await?;
         Ok(objects
             .schemas
             .iter()
             .map(|schema| {
-                let live = all.iter().find(|p| p.role == Role::Live && &p.logical == schema).map(|p| p.objects.clone());
-                (schema.clone(), diff_objects(&object_hashes(objects, schema), &live.unwrap_or_default()))
+                let live = all
+                    .iter()
+                    .find(|p| p.role == Role::Live && &p.logical == schema)
+                    .map(|p| p.objects.clone());
+                (
+                    schema.clone(),
+                    diff_objects(&object_hashes(objects, schema), &live.unwrap_or_default()),
+                )
             })
             .collect())
     }
 
     /// The live objects (name → hash) per logical schema, for diffs between databases.
-    pub async fn live_objects(&self, project: &Project) -> Result<BTreeMap<String, serde_json::Value>> {
+    pub async fn live_objects(
+        &self,
+        project: &Project,
+    ) -> Result<BTreeMap<String, serde_json::Value>> {
         let all = pointers::pointers(self.client, project.name()).await?;
-        Ok(all.into_iter().filter(|p| p.role == Role::Live).map(|p| (p.logical, p.objects)).collect())
+        Ok(all
+            .into_iter()
+            .filter(|p| p.role == Role::Live)
+            .map(|p| (p.logical, p.objects))
+            .collect())
     }
 
     // === locking ===
@@ -367,7 +419,10 @@ impl<'c> BlueGreen<'c> {
         }
         let holder = self.registry.lock_holder(self.client, project).await?;
         Ok(Some(match holder {
-            Some(h) => format!("{} on {} (pid {}, {} since {})", h.holder, h.host, h.pid, h.operation, h.started_at),
+            Some(h) => format!(
+                "{} on {} (pid {}, {} since {})",
+                h.holder, h.host, h.pid, h.operation, h.started_at
+            ),
             None => "another session".into(),
         }))
     }
@@ -384,17 +439,33 @@ impl<'c> BlueGreen<'c> {
             operation: operation.to_string(),
             started_at: String::new(),
         };
-        self.client.batch_execute("BEGIN").await.map_err(db("starting a transaction"))?;
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(db("starting a transaction"))?;
         let result = async {
             self.registry.ensure(self.client, &self.committer).await?;
             pointers::migrate(self.client).await?;
-            self.registry.register_project(self.client, project.name(), project.plan.uri.as_deref(), &self.committer).await?;
-            self.registry.record_lock(self.client, project.name(), &holder).await?;
+            self.registry
+                .register_project(
+                    self.client,
+                    project.name(),
+                    project.plan.uri.as_deref(),
+                    &self.committer,
+                )
+                .await?;
+            self.registry
+                .record_lock(self.client, project.name(), &holder)
+                .await?;
             Ok::<(), Error>(())
         }
         .await;
         match result {
-            Ok(()) => self.client.batch_execute("COMMIT").await.map_err(db("creating the registry")),
+            Ok(()) => self
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db("creating the registry")),
             Err(e) => {
                 let _ = self.client.batch_execute("ROLLBACK").await;
                 Err(e)
@@ -407,17 +478,27 @@ impl<'c> BlueGreen<'c> {
     /// Builds every changed (or named) blue-green schema into `<schema>__sy_<id>`, copies
     /// and checks grants, and runs `objects/<schema>/verify.sql` against the staging
     /// schemas. On failure drops what it created unless `keep_failed`.
-    pub async fn stage(&self, project: &Project, objects: &Objects, options: &StageOptions) -> Result<StageReport> {
+    pub async fn stage(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        options: &StageOptions,
+    ) -> Result<StageReport> {
         if options.dry_run {
             let all = pointers::pointers(self.client, project.name()).await?;
-            return self.stage_plan(project, objects, &all, options, "<id>").map(|(mut report, steps)| {
-                report.sql = steps.into_iter().map(|s| s.sql).collect();
-                report
-            });
+            return self
+                .stage_plan(project, objects, &all, options, "<id>")
+                .map(|(mut report, steps)| {
+                    report.sql = steps.into_iter().map(|s| s.sql).collect();
+                    report
+                });
         }
         if let Some(holder) = self.try_lock(project.name()).await? {
             return Err(Error::Blocked {
-                blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
+                blocked: Blocked {
+                    reason: guards::GUARD_TARGET_LOCKED,
+                    message: format!("the target is locked by {holder}"),
+                },
             });
         }
         let result = self.stage_locked(project, objects, options).await;
@@ -425,13 +506,25 @@ impl<'c> BlueGreen<'c> {
         result
     }
 
-    async fn stage_locked(&self, project: &Project, objects: &Objects, options: &StageOptions) -> Result<StageReport> {
+    async fn stage_locked(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        options: &StageOptions,
+    ) -> Result<StageReport> {
         self.ensure_registry(project, "stage").await?;
         let all = pointers::pointers(self.client, project.name()).await?;
         if schemas_to_stage(objects, &all, &options.redeploy).is_empty() {
-            return Ok(StageReport { project: project.name().into(), up_to_date: true, ..StageReport::default() });
+            return Ok(StageReport {
+                project: project.name().into(),
+                up_to_date: true,
+                ..StageReport::default()
+            });
         }
-        let run = self.registry.start_deployment(self.client, project.name(), "stage", None, &self.committer).await?;
+        let run = self
+            .registry
+            .start_deployment(self.client, project.name(), "stage", None, &self.committer)
+            .await?;
         let id = run.to_string();
         let (report, steps) = self.stage_plan(project, objects, &all, options, &id)?;
         for (logical, physical) in &report.schemas {
@@ -461,23 +554,43 @@ impl<'c> BlueGreen<'c> {
         match outcome {
             Ok(()) => {
                 for physical in report.schemas.values() {
-                    pointers::set_state(self.client, project.name(), physical, "verified", "").await?;
+                    pointers::set_state(self.client, project.name(), physical, "verified", "")
+                        .await?;
                 }
-                self.registry.finish_deployment(self.client, run, "succeeded", report.objects as i32, "").await?;
+                self.registry
+                    .finish_deployment(self.client, run, "succeeded", report.objects as i32, "")
+                    .await?;
                 Ok(report)
             }
             Err(failure) => {
                 let message = failure.to_string();
                 for physical in report.schemas.values() {
                     if options.keep_failed {
-                        pointers::set_state(self.client, project.name(), physical, "failed", &message).await?;
+                        pointers::set_state(
+                            self.client,
+                            project.name(),
+                            physical,
+                            "failed",
+                            &message,
+                        )
+                        .await?;
                     } else {
-                        self.client.batch_execute(&sql::drop_schema(physical)).await.map_err(db("dropping a failed staging schema"))?;
+                        self.client
+                            .batch_execute(&sql::drop_schema(physical))
+                            .await
+                            .map_err(db("dropping a failed staging schema"))?;
                         pointers::forget(self.client, project.name(), physical).await?;
                     }
                 }
-                let _ = self.registry.finish_deployment(self.client, run, "failed", 0, &message).await;
-                Err(Error::StageFailed { deployment: id, failure, kept: options.keep_failed })
+                let _ = self
+                    .registry
+                    .finish_deployment(self.client, run, "failed", 0, &message)
+                    .await;
+                Err(Error::StageFailed {
+                    deployment: id,
+                    failure,
+                    kept: options.keep_failed,
+                })
             }
         }
     }
@@ -510,7 +623,13 @@ impl<'c> BlueGreen<'c> {
         let physical_of = |s: &String| map.get(s).cloned().unwrap_or_else(|| s.clone());
         let path_for = |own: &String| {
             let mut path = vec![physical_of(own)];
-            path.extend(objects.schemas.iter().filter(|s| *s != own).map(&physical_of));
+            path.extend(
+                objects
+                    .schemas
+                    .iter()
+                    .filter(|s| *s != own)
+                    .map(&physical_of),
+            );
             path.extend(stable.iter().cloned());
             path.push("public".into());
             path
@@ -518,14 +637,30 @@ impl<'c> BlueGreen<'c> {
         let origin = |what: &str| (what.to_string(), PathBuf::from("(staging)"), 0);
         let mut steps = Vec::new();
         for (logical, physical) in &map {
-            steps.push(Step { sql: format!("CREATE SCHEMA {}", crate::engine::script::quote_ident(physical)), origin: origin(logical) });
-            steps.push(Step { sql: sql::copy_schema_privileges(logical, physical), origin: origin(logical) });
+            steps.push(Step {
+                sql: format!(
+                    "CREATE SCHEMA {}",
+                    crate::engine::script::quote_ident(physical)
+                ),
+                origin: origin(logical),
+            });
+            steps.push(Step {
+                sql: sql::copy_schema_privileges(logical, physical),
+                origin: origin(logical),
+            });
         }
         let mut count = 0;
-        for object in objects.ordered.iter().filter(|o| map.contains_key(&o.name.schema)) {
+        for object in objects
+            .ordered
+            .iter()
+            .filter(|o| map.contains_key(&o.name.schema))
+        {
             count += 1;
             let path = path_for(&object.name.schema);
-            steps.push(Step { sql: sql::set_search_path(&path), origin: origin(&object.name.to_string()) });
+            steps.push(Step {
+                sql: sql::set_search_path(&path),
+                origin: origin(&object.name.to_string()),
+            });
             for statement in &object.statements {
                 let late = sql::late_bound(object.kind, &statement.sql).then_some(&objects.schemas);
                 steps.push(Step {
@@ -533,13 +668,26 @@ impl<'c> BlueGreen<'c> {
                     origin: (object.name.to_string(), object.path.clone(), statement.line),
                 });
             }
-            if matches!(object.kind, crate::project::objects::ObjectKind::Function | crate::project::objects::ObjectKind::Procedure) {
-                steps.push(Step { sql: sql::stamp_routines(&map[&object.name.schema], &path), origin: origin(&object.name.to_string()) });
+            if matches!(
+                object.kind,
+                crate::project::objects::ObjectKind::Function
+                    | crate::project::objects::ObjectKind::Procedure
+            ) {
+                steps.push(Step {
+                    sql: sql::stamp_routines(&map[&object.name.schema], &path),
+                    origin: origin(&object.name.to_string()),
+                });
             }
         }
         for (logical, physical) in &map {
-            steps.push(Step { sql: sql::copy_object_privileges(logical, physical), origin: origin(logical) });
-            steps.push(Step { sql: sql::check_privileges(logical, physical), origin: origin(logical) });
+            steps.push(Step {
+                sql: sql::copy_object_privileges(logical, physical),
+                origin: origin(logical),
+            });
+            steps.push(Step {
+                sql: sql::check_privileges(logical, physical),
+                origin: origin(logical),
+            });
         }
         let report = StageReport {
             project: project.name().into(),
@@ -556,7 +704,12 @@ impl<'c> BlueGreen<'c> {
         for step in steps {
             if let Err(error) = self.client.batch_execute(&step.sql).await {
                 let (object, path, line) = &step.origin;
-                return Err(Failure { change: object.clone(), path: path.clone(), line: *line, message: db_error_message(&error) });
+                return Err(Failure {
+                    change: object.clone(),
+                    path: path.clone(),
+                    line: *line,
+                    message: db_error_message(&error),
+                });
             }
         }
         Ok(())
@@ -573,7 +726,9 @@ impl<'c> BlueGreen<'c> {
     ) -> std::result::Result<(), Failure> {
         let _ = project;
         for (logical, physical) in schemas {
-            let Some(path) = objects.verify.get(logical) else { continue };
+            let Some(path) = objects.verify.get(logical) else {
+                continue;
+            };
             let fail = |line: usize, message: String| Failure {
                 change: format!("{logical} verify"),
                 path: path.clone(),
@@ -581,11 +736,22 @@ impl<'c> BlueGreen<'c> {
                 message,
             };
             let text = std::fs::read_to_string(path).map_err(|e| fail(1, e.to_string()))?;
-            let map: BTreeMap<String, String> =
-                if staging { schemas.clone() } else { BTreeMap::new() };
-            let statements = pg_query::split_with_parser(&text).map_err(|e| fail(1, e.to_string()))?;
-            let search = if staging { physical.clone() } else { logical.clone() };
-            self.client.batch_execute("BEGIN").await.map_err(|e| fail(1, db_error_message(&e)))?;
+            let map: BTreeMap<String, String> = if staging {
+                schemas.clone()
+            } else {
+                BTreeMap::new()
+            };
+            let statements =
+                pg_query::split_with_parser(&text).map_err(|e| fail(1, e.to_string()))?;
+            let search = if staging {
+                physical.clone()
+            } else {
+                logical.clone()
+            };
+            self.client
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| fail(1, db_error_message(&e)))?;
             let mut result = self
                 .client
                 .batch_execute(&sql::set_search_path(&[search, "public".into()]))
@@ -596,7 +762,10 @@ impl<'c> BlueGreen<'c> {
                     break;
                 }
                 let offset = statement.as_ptr() as usize - text.as_ptr() as usize;
-                let line = text[..offset + (statement.len() - statement.trim_start().len())].matches('\n').count() + 1;
+                let line = text[..offset + (statement.len() - statement.trim_start().len())]
+                    .matches('\n')
+                    .count()
+                    + 1;
                 result = self
                     .client
                     .batch_execute(&sql::rewrite(statement, &map, None))
@@ -643,20 +812,37 @@ impl<'c> BlueGreen<'c> {
             return (input, None, BTreeSet::new());
         };
         if candidate.state != "verified" {
-            input.source_not_finalized = Some(format!("deployment {} is {}, not verified", candidate.deployment, candidate.state));
+            input.source_not_finalized = Some(format!(
+                "deployment {} is {}, not verified",
+                candidate.deployment, candidate.state
+            ));
         }
         let staged: BTreeSet<String> = candidate.schemas.keys().cloned().collect();
-        let selection = guards::select(objects, &staged, &options.select, options.include_stale_upstreams);
+        let selection = guards::select(
+            objects,
+            &staged,
+            &options.select,
+            options.include_stale_upstreams,
+        );
         if !selection.unknown.is_empty() {
-            input.source_not_finalized = Some(format!("--select {} names nothing staged in deployment {}", selection.unknown.join(", "), candidate.deployment));
+            input.source_not_finalized = Some(format!(
+                "--select {} names nothing staged in deployment {}",
+                selection.unknown.join(", "),
+                candidate.deployment
+            ));
         }
         input.partial = selection.partial;
         input.stale_upstreams = selection.stale_upstreams.clone();
-        input.source_stale.extend(all
-            .iter()
-            .filter(|p| p.deployment == candidate.deployment && p.role == Role::Staged && selection.schemas.contains(&p.logical))
-            .filter(|p| p.definition_hash != objects.schema_hash(&p.logical))
-            .map(|p| p.logical.clone()));
+        input.source_stale.extend(
+            all.iter()
+                .filter(|p| {
+                    p.deployment == candidate.deployment
+                        && p.role == Role::Staged
+                        && selection.schemas.contains(&p.logical)
+                })
+                .filter(|p| p.definition_hash != objects.schema_hash(&p.logical))
+                .map(|p| p.logical.clone()),
+        );
         (input, Some(candidate.deployment.clone()), selection.schemas)
     }
 
@@ -664,9 +850,20 @@ impl<'c> BlueGreen<'c> {
     /// `<schema>__sy_<previous id>` and staged → `<schema>` and moves the pointers;
     /// verify runs against live and a failure swaps back. Retained sets beyond
     /// `options.keep` are dropped when nothing outside depends on them.
-    pub async fn promote(&self, project: &Project, objects: &Objects, options: &PromoteOptions) -> Result<SwapReport> {
-        let locked_by = if options.dry_run { None } else { self.try_lock(project.name()).await? };
-        let result = self.promote_locked(project, objects, options, locked_by.clone()).await;
+    pub async fn promote(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        options: &PromoteOptions,
+    ) -> Result<SwapReport> {
+        let locked_by = if options.dry_run {
+            None
+        } else {
+            self.try_lock(project.name()).await?
+        };
+        let result = self
+            .promote_locked(project, objects, options, locked_by.clone())
+            .await;
         if locked_by.is_none() && !options.dry_run {
             self.unlock(project.name()).await;
         }
@@ -688,9 +885,20 @@ impl<'c> BlueGreen<'c> {
         let deployment = deployment.unwrap_or_default();
         let mut moves = Vec::new();
         for logical in &selected {
-            let Some(staged) = all.iter().find(|p| p.deployment == deployment && &p.logical == logical && p.role == Role::Staged) else { continue };
-            let live = all.iter().find(|p| p.role == Role::Live && &p.logical == logical).cloned();
-            moves.push(Move { logical: logical.clone(), incoming: staged.clone(), outgoing: live });
+            let Some(staged) = all.iter().find(|p| {
+                p.deployment == deployment && &p.logical == logical && p.role == Role::Staged
+            }) else {
+                continue;
+            };
+            let live = all
+                .iter()
+                .find(|p| p.role == Role::Live && &p.logical == logical)
+                .cloned();
+            moves.push(Move {
+                logical: logical.clone(),
+                incoming: staged.clone(),
+                outgoing: live,
+            });
         }
         let exists = self.existing_schemas(&selected).await?;
         let plan = swap_plan(project, objects, &moves, &exists, Role::Retained);
@@ -714,9 +922,13 @@ impl<'c> BlueGreen<'c> {
             attempts,
             ..SwapReport::default()
         };
-        let live_now: BTreeMap<String, String> = selected.iter().map(|s| (s.clone(), s.clone())).collect();
+        let live_now: BTreeMap<String, String> =
+            selected.iter().map(|s| (s.clone(), s.clone())).collect();
         if let Err(failure) = self.verify(project, objects, &live_now, false).await {
-            let restored = moves.iter().find_map(|m| m.outgoing.as_ref().map(|o| o.deployment.clone())).unwrap_or_else(|| "none".into());
+            let restored = moves
+                .iter()
+                .find_map(|m| m.outgoing.as_ref().map(|o| o.deployment.clone()))
+                .unwrap_or_else(|| "none".into());
             let back = swap_back_plan(project, objects, &plan);
             self.swap(project, &back, options).await?;
             // The failed set goes: nothing should run it again.
@@ -725,22 +937,59 @@ impl<'c> BlueGreen<'c> {
                 let _ = self.client.batch_execute(&sql::drop_schema(&failed)).await;
                 let _ = pointers::forget(self.client, project.name(), &failed).await;
             }
-            let run = self.registry.start_deployment(self.client, project.name(), "promote", None, &self.committer).await?;
-            let _ = self.registry.finish_deployment(self.client, run, "rolled back", 0, &failure.to_string()).await;
+            let run = self
+                .registry
+                .start_deployment(
+                    self.client,
+                    project.name(),
+                    "promote",
+                    None,
+                    &self.committer,
+                )
+                .await?;
+            let _ = self
+                .registry
+                .finish_deployment(self.client, run, "rolled back", 0, &failure.to_string())
+                .await;
             return Err(Error::RolledBack { restored, failure });
         }
-        let run = self.registry.start_deployment(self.client, project.name(), "promote", None, &self.committer).await?;
-        self.registry.finish_deployment(self.client, run, "succeeded", 0, &format!("deployment {deployment}")).await?;
+        let run = self
+            .registry
+            .start_deployment(
+                self.client,
+                project.name(),
+                "promote",
+                None,
+                &self.committer,
+            )
+            .await?;
+        self.registry
+            .finish_deployment(
+                self.client,
+                run,
+                "succeeded",
+                0,
+                &format!("deployment {deployment}"),
+            )
+            .await?;
         self.retire(project, options.keep, &mut report).await?;
         Ok(report)
     }
 
     /// Swaps back to the newest retained set, rebuilding nothing. The set that was live
     /// becomes a verified staged set, so `promote` can bring it back.
-    pub async fn rollback(&self, project: &Project, objects: &Objects, dry_run: bool) -> Result<SwapReport> {
+    pub async fn rollback(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        dry_run: bool,
+    ) -> Result<SwapReport> {
         if !dry_run && let Some(holder) = self.try_lock(project.name()).await? {
             return Err(Error::Blocked {
-                blocked: Blocked { reason: guards::GUARD_TARGET_LOCKED, message: format!("the target is locked by {holder}") },
+                blocked: Blocked {
+                    reason: guards::GUARD_TARGET_LOCKED,
+                    message: format!("the target is locked by {holder}"),
+                },
             });
         }
         let result = self.rollback_locked(project, objects, dry_run).await;
@@ -750,25 +999,72 @@ impl<'c> BlueGreen<'c> {
         result
     }
 
-    async fn rollback_locked(&self, project: &Project, objects: &Objects, dry_run: bool) -> Result<SwapReport> {
+    async fn rollback_locked(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        dry_run: bool,
+    ) -> Result<SwapReport> {
         let all = pointers::pointers(self.client, project.name()).await?;
         let current = sets(&all);
-        let target = current.retained.first().ok_or_else(|| Error::NoRetained("no retained set".into()))?;
+        let target = current
+            .retained
+            .first()
+            .ok_or_else(|| Error::NoRetained("no retained set".into()))?;
         let mut moves = Vec::new();
         for logical in target.schemas.keys() {
-            let Some(incoming) = all.iter().find(|p| p.deployment == target.deployment && &p.logical == logical && p.role == Role::Retained) else { continue };
-            let outgoing = all.iter().find(|p| p.role == Role::Live && &p.logical == logical).cloned();
-            moves.push(Move { logical: logical.clone(), incoming: incoming.clone(), outgoing });
+            let Some(incoming) = all.iter().find(|p| {
+                p.deployment == target.deployment
+                    && &p.logical == logical
+                    && p.role == Role::Retained
+            }) else {
+                continue;
+            };
+            let outgoing = all
+                .iter()
+                .find(|p| p.role == Role::Live && &p.logical == logical)
+                .cloned();
+            moves.push(Move {
+                logical: logical.clone(),
+                incoming: incoming.clone(),
+                outgoing,
+            });
         }
         let selected: BTreeSet<String> = moves.iter().map(|m| m.logical.clone()).collect();
         let exists = self.existing_schemas(&selected).await?;
         let plan = swap_plan(project, objects, &moves, &exists, Role::Staged);
         if dry_run {
-            return Ok(SwapReport { project: project.name().into(), deployment: target.deployment.clone(), sql: plan.statements(), live: plan.live.clone(), retained: plan.retained.clone(), ..SwapReport::default() });
+            return Ok(SwapReport {
+                project: project.name().into(),
+                deployment: target.deployment.clone(),
+                sql: plan.statements(),
+                live: plan.live.clone(),
+                retained: plan.retained.clone(),
+                ..SwapReport::default()
+            });
         }
-        let (swap_ms, attempts) = self.swap(project, &plan, &PromoteOptions::default()).await?;
-        let run = self.registry.start_deployment(self.client, project.name(), "rollback", None, &self.committer).await?;
-        self.registry.finish_deployment(self.client, run, "succeeded", 0, &format!("deployment {}", target.deployment)).await?;
+        let (swap_ms, attempts) = self
+            .swap(project, &plan, &PromoteOptions::default())
+            .await?;
+        let run = self
+            .registry
+            .start_deployment(
+                self.client,
+                project.name(),
+                "rollback",
+                None,
+                &self.committer,
+            )
+            .await?;
+        self.registry
+            .finish_deployment(
+                self.client,
+                run,
+                "succeeded",
+                0,
+                &format!("deployment {}", target.deployment),
+            )
+            .await?;
         Ok(SwapReport {
             project: project.name().into(),
             deployment: target.deployment.clone(),
@@ -784,14 +1080,22 @@ impl<'c> BlueGreen<'c> {
         let names: Vec<String> = logical.iter().cloned().collect();
         let rows = self
             .client
-            .query("SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)", &[&names])
+            .query(
+                "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY($1)",
+                &[&names],
+            )
             .await
             .map_err(db("reading schemas"))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Runs a swap transaction with `lock_timeout`, retrying lock timeouts with backoff.
-    async fn swap(&self, project: &Project, plan: &SwapPlan, options: &PromoteOptions) -> Result<(u64, u32)> {
+    async fn swap(
+        &self,
+        project: &Project,
+        plan: &SwapPlan,
+        options: &PromoteOptions,
+    ) -> Result<(u64, u32)> {
         let mut backoff = Duration::from_millis(50);
         let attempts = options.attempts.max(1);
         let mut last = String::new();
@@ -799,7 +1103,11 @@ impl<'c> BlueGreen<'c> {
             let started = Instant::now();
             match self.swap_once(project, plan, options.lock_timeout).await {
                 Ok(()) => return Ok((started.elapsed().as_millis() as u64, attempt)),
-                Err(Error::Db { source, .. }) if source.code().is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) => {
+                Err(Error::Db { source, .. })
+                    if source
+                        .code()
+                        .is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) =>
+                {
                     last = db_error_message(&source);
                     tracing::debug!(attempt, "Swap lock timeout, retrying");
                     tokio::time::sleep(backoff).await;
@@ -808,21 +1116,46 @@ impl<'c> BlueGreen<'c> {
                 Err(other) => return Err(other),
             }
         }
-        Err(Error::SwapTimeout { attempts, message: last })
+        Err(Error::SwapTimeout {
+            attempts,
+            message: last,
+        })
     }
 
-    async fn swap_once(&self, project: &Project, plan: &SwapPlan, lock_timeout: Duration) -> Result<()> {
-        self.client.batch_execute("BEGIN").await.map_err(db("starting the swap"))?;
+    async fn swap_once(
+        &self,
+        project: &Project,
+        plan: &SwapPlan,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(db("starting the swap"))?;
         let result = async {
             self.client
-                .batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis()))
+                .batch_execute(&format!(
+                    "SET LOCAL lock_timeout = '{}ms'",
+                    lock_timeout.as_millis()
+                ))
                 .await
                 .map_err(db("setting lock_timeout"))?;
             for statement in &plan.sql {
-                self.client.batch_execute(statement).await.map_err(db("swapping schemas"))?;
+                self.client
+                    .batch_execute(statement)
+                    .await
+                    .map_err(db("swapping schemas"))?;
             }
             for (physical, new_physical, role, state) in &plan.pointer_moves {
-                pointers::repoint(self.client, project.name(), physical, new_physical, *role, state).await?;
+                pointers::repoint(
+                    self.client,
+                    project.name(),
+                    physical,
+                    new_physical,
+                    *role,
+                    state,
+                )
+                .await?;
             }
             for p in &plan.pointer_inserts {
                 pointers::upsert(self.client, project.name(), p).await?;
@@ -831,7 +1164,11 @@ impl<'c> BlueGreen<'c> {
         }
         .await;
         match result {
-            Ok(()) => self.client.batch_execute("COMMIT").await.map_err(db("committing the swap")),
+            Ok(()) => self
+                .client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db("committing the swap")),
             Err(e) => {
                 let _ = self.client.batch_execute("ROLLBACK").await;
                 Err(e)
@@ -849,14 +1186,24 @@ impl<'c> BlueGreen<'c> {
         }
         for (_, retained) in by_schema {
             for old in retained.into_iter().skip(keep) {
-                let rows = self.client.query(sql::OUTSIDE_DEPENDENTS, &[&old.physical]).await.map_err(db("checking dependents"))?;
-                let dependents: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+                let rows = self
+                    .client
+                    .query(sql::OUTSIDE_DEPENDENTS, &[&old.physical])
+                    .await
+                    .map_err(db("checking dependents"))?;
+                let dependents: Vec<String> =
+                    rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
                 if dependents.is_empty() {
-                    self.client.batch_execute(&sql::drop_schema(&old.physical)).await.map_err(db("dropping a retained schema"))?;
+                    self.client
+                        .batch_execute(&sql::drop_schema(&old.physical))
+                        .await
+                        .map_err(db("dropping a retained schema"))?;
                     pointers::forget(self.client, project.name(), &old.physical).await?;
                     report.dropped.push(old.physical.clone());
                 } else {
-                    report.kept_for_dependents.insert(old.physical.clone(), dependents);
+                    report
+                        .kept_for_dependents
+                        .insert(old.physical.clone(), dependents);
                 }
             }
         }
@@ -885,7 +1232,10 @@ struct SwapPlan {
 
 impl SwapPlan {
     fn statements(&self) -> Vec<String> {
-        let mut out = vec!["BEGIN".to_string(), "SET LOCAL lock_timeout = '500ms'".to_string()];
+        let mut out = vec![
+            "BEGIN".to_string(),
+            "SET LOCAL lock_timeout = '500ms'".to_string(),
+        ];
         out.extend(self.sql.iter().cloned());
         out.push("-- and switchyard.schema_pointers moves in the same transaction".into());
         out.push("COMMIT".into());
@@ -896,17 +1246,39 @@ impl SwapPlan {
 /// The swap: outgoing live schemas renamed to `<schema>__sy_<their id>` with
 /// `outgoing_role`, incoming ones renamed to the logical name; routines re-stamped with
 /// logical search paths.
-fn swap_plan(project: &Project, objects: &Objects, moves: &[Move], exists: &BTreeSet<String>, outgoing_role: Role) -> SwapPlan {
-    let mut plan = SwapPlan { sql: Vec::new(), pointer_moves: Vec::new(), pointer_inserts: Vec::new(), live: BTreeMap::new(), retained: BTreeMap::new(), undo: Vec::new() };
+fn swap_plan(
+    project: &Project,
+    objects: &Objects,
+    moves: &[Move],
+    exists: &BTreeSet<String>,
+    outgoing_role: Role,
+) -> SwapPlan {
+    let mut plan = SwapPlan {
+        sql: Vec::new(),
+        pointer_moves: Vec::new(),
+        pointer_inserts: Vec::new(),
+        live: BTreeMap::new(),
+        retained: BTreeMap::new(),
+        undo: Vec::new(),
+    };
     for m in moves {
         let mut outgoing_physical = None;
         if exists.contains(&m.logical) {
             let id = m.outgoing.as_ref().map_or("0", |o| o.deployment.as_str());
             let to = sql::physical_name(&m.logical, id);
             plan.sql.push(sql::rename_schema(&m.logical, &to));
-            let state = if outgoing_role == Role::Staged { "verified" } else { "ready" };
+            let state = if outgoing_role == Role::Staged {
+                "verified"
+            } else {
+                "ready"
+            };
             match &m.outgoing {
-                Some(o) => plan.pointer_moves.push((o.physical.clone(), to.clone(), outgoing_role, state.into())),
+                Some(o) => plan.pointer_moves.push((
+                    o.physical.clone(),
+                    to.clone(),
+                    outgoing_role,
+                    state.into(),
+                )),
                 None => plan.pointer_inserts.push(Pointer {
                     logical: m.logical.clone(),
                     physical: to.clone(),
@@ -922,11 +1294,24 @@ fn swap_plan(project: &Project, objects: &Objects, moves: &[Move], exists: &BTre
             plan.retained.insert(m.logical.clone(), to.clone());
             outgoing_physical = Some(to);
         }
-        plan.sql.push(sql::rename_schema(&m.incoming.physical, &m.logical));
-        plan.pointer_moves.push((m.incoming.physical.clone(), m.logical.clone(), Role::Live, "ready".into()));
-        plan.sql.push(sql::stamp_routines(&m.logical, &logical_path(project, objects, &m.logical)));
+        plan.sql
+            .push(sql::rename_schema(&m.incoming.physical, &m.logical));
+        plan.pointer_moves.push((
+            m.incoming.physical.clone(),
+            m.logical.clone(),
+            Role::Live,
+            "ready".into(),
+        ));
+        plan.sql.push(sql::stamp_routines(
+            &m.logical,
+            &logical_path(project, objects, &m.logical),
+        ));
         plan.live.insert(m.logical.clone(), m.logical.clone());
-        plan.undo.push((m.logical.clone(), m.incoming.physical.clone(), outgoing_physical));
+        plan.undo.push((
+            m.logical.clone(),
+            m.incoming.physical.clone(),
+            outgoing_physical,
+        ));
     }
     plan
 }
@@ -934,14 +1319,35 @@ fn swap_plan(project: &Project, objects: &Objects, moves: &[Move], exists: &BTre
 /// The inverse of a promotion's swap, after verify failed: the incoming set goes back to
 /// its staging name (failed) and the previous live set returns.
 fn swap_back_plan(project: &Project, objects: &Objects, forward: &SwapPlan) -> SwapPlan {
-    let mut plan = SwapPlan { sql: Vec::new(), pointer_moves: Vec::new(), pointer_inserts: Vec::new(), live: BTreeMap::new(), retained: BTreeMap::new(), undo: Vec::new() };
+    let mut plan = SwapPlan {
+        sql: Vec::new(),
+        pointer_moves: Vec::new(),
+        pointer_inserts: Vec::new(),
+        live: BTreeMap::new(),
+        retained: BTreeMap::new(),
+        undo: Vec::new(),
+    };
     for (logical, incoming_physical, outgoing_physical) in &forward.undo {
-        plan.sql.push(sql::rename_schema(logical, incoming_physical));
-        plan.pointer_moves.push((logical.clone(), incoming_physical.clone(), Role::Staged, "failed".into()));
+        plan.sql
+            .push(sql::rename_schema(logical, incoming_physical));
+        plan.pointer_moves.push((
+            logical.clone(),
+            incoming_physical.clone(),
+            Role::Staged,
+            "failed".into(),
+        ));
         if let Some(previous) = outgoing_physical {
             plan.sql.push(sql::rename_schema(previous, logical));
-            plan.pointer_moves.push((previous.clone(), logical.clone(), Role::Live, "ready".into()));
-            plan.sql.push(sql::stamp_routines(logical, &logical_path(project, objects, logical)));
+            plan.pointer_moves.push((
+                previous.clone(),
+                logical.clone(),
+                Role::Live,
+                "ready".into(),
+            ));
+            plan.sql.push(sql::stamp_routines(
+                logical,
+                &logical_path(project, objects, logical),
+            ));
             plan.live.insert(logical.clone(), logical.clone());
         }
     }
@@ -953,7 +1359,14 @@ fn swap_back_plan(project: &Project, objects: &Objects, forward: &SwapPlan) -> S
 fn logical_path(project: &Project, objects: &Objects, own: &str) -> Vec<String> {
     let mut path = vec![own.to_string()];
     path.extend(objects.schemas.iter().filter(|s| *s != own).cloned());
-    path.extend(project.manifest.schemas.iter().filter(|(_, m)| **m == SchemaMode::Stable).map(|(s, _)| s.clone()));
+    path.extend(
+        project
+            .manifest
+            .schemas
+            .iter()
+            .filter(|(_, m)| **m == SchemaMode::Stable)
+            .map(|(s, _)| s.clone()),
+    );
     path.push("public".into());
     path
 }
@@ -998,7 +1411,11 @@ mod tests {
         let sets = sets(&all);
         assert_eq!(sets.live["api"], "api");
         assert_eq!(sets.live_deployments["api"], "9");
-        let retained: Vec<&str> = sets.retained.iter().map(|s| s.deployment.as_str()).collect();
+        let retained: Vec<&str> = sets
+            .retained
+            .iter()
+            .map(|s| s.deployment.as_str())
+            .collect();
         assert_eq!(retained, ["7", "3"]);
         assert_eq!(sets.staged[0].schemas.len(), 2);
         assert_eq!(sets.staged[0].state, "failed");
@@ -1021,9 +1438,19 @@ mod tests {
             ..Objects::default()
         };
         let api_hash = objects.schema_hash("api");
-        let live = [pointer("api", "1", Role::Live, "ready", &api_hash), pointer("report", "1", Role::Live, "ready", "old")];
+        let live = [
+            pointer("api", "1", Role::Live, "ready", &api_hash),
+            pointer("report", "1", Role::Live, "ready", "old"),
+        ];
         assert_eq!(schemas_to_stage(&objects, &live, &[]), ["report"]);
-        assert_eq!(schemas_to_stage(&objects, &live, &["api".into()]), ["api", "report"]);
-        assert_eq!(schemas_to_stage(&objects, &[], &[]), ["api", "report"], "never promoted: both");
+        assert_eq!(
+            schemas_to_stage(&objects, &live, &["api".into()]),
+            ["api", "report"]
+        );
+        assert_eq!(
+            schemas_to_stage(&objects, &[], &[]),
+            ["api", "report"],
+            "never promoted: both"
+        );
     }
 }

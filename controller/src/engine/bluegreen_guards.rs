@@ -98,7 +98,10 @@ fn target_suspended(input: &GuardInput) -> Option<Blocked> {
 }
 
 fn source_not_finalized(input: &GuardInput) -> Option<Blocked> {
-    input.source_not_finalized.as_ref().map(|why| Blocked { reason: GUARD_SOURCE_NOT_FINALIZED, message: why.clone() })
+    input.source_not_finalized.as_ref().map(|why| Blocked {
+        reason: GUARD_SOURCE_NOT_FINALIZED,
+        message: why.clone(),
+    })
 }
 
 fn source_stale(input: &GuardInput) -> Option<Blocked> {
@@ -124,14 +127,16 @@ fn stale_upstreams(input: &GuardInput) -> Option<Blocked> {
 fn partial_not_allowed(input: &GuardInput) -> Option<Blocked> {
     (input.partial && !input.allow_partial).then(|| Blocked {
         reason: GUARD_PARTIAL_PROMOTION,
-        message: "a partial promotion needs --allow-partial-promotion (allowPartialPromotion)".into(),
+        message: "a partial promotion needs --allow-partial-promotion (allowPartialPromotion)"
+            .into(),
     })
 }
 
 fn rework_not_allowed(input: &GuardInput) -> Option<Blocked> {
     (input.reworked && !input.allow_rework).then(|| Blocked {
         reason: GUARD_REWORK_NOT_ALLOWED,
-        message: "the promotion contains reworked changes and the target does not allow rework".into(),
+        message: "the promotion contains reworked changes and the target does not allow rework"
+            .into(),
     })
 }
 
@@ -152,9 +157,17 @@ pub struct Selection {
 /// the staged schemas. Swaps are per schema, so an object selects its schema. Upstreams
 /// are the staged schemas holding objects the selected schemas' objects depend on; with
 /// `include_stale_upstreams` they join the selection, else they are reported.
-pub fn select(objects: &Objects, staged: &BTreeSet<String>, select: &[String], include_stale_upstreams: bool) -> Selection {
+pub fn select(
+    objects: &Objects,
+    staged: &BTreeSet<String>,
+    select: &[String],
+    include_stale_upstreams: bool,
+) -> Selection {
     if select.is_empty() {
-        return Selection { schemas: staged.clone(), ..Selection::default() };
+        return Selection {
+            schemas: staged.clone(),
+            ..Selection::default()
+        };
     }
     let mut out = Selection::default();
     for entry in select {
@@ -164,7 +177,11 @@ pub fn select(objects: &Objects, staged: &BTreeSet<String>, select: &[String], i
         }
         let found = match entry.split_once('.') {
             Some((schema, name)) => objects.get(schema, name).map(|o| o.name.schema.clone()),
-            None => objects.ordered.iter().find(|o| o.name.name == *entry).map(|o| o.name.schema.clone()),
+            None => objects
+                .ordered
+                .iter()
+                .find(|o| o.name.name == *entry)
+                .map(|o| o.name.schema.clone()),
         };
         match found.filter(|s| staged.contains(s)) {
             Some(schema) => {
@@ -180,8 +197,14 @@ pub fn select(objects: &Objects, staged: &BTreeSet<String>, select: &[String], i
     while let Some(schema) = frontier.pop() {
         for object in objects.of_schema(&schema) {
             for dep in &object.depends_on {
-                if dep.schema != schema && staged.contains(&dep.schema) && !out.schemas.contains(&dep.schema) {
-                    upstream_objects.entry(dep.schema.clone()).or_default().insert(dep.to_string());
+                if dep.schema != schema
+                    && staged.contains(&dep.schema)
+                    && !out.schemas.contains(&dep.schema)
+                {
+                    upstream_objects
+                        .entry(dep.schema.clone())
+                        .or_default()
+                        .insert(dep.to_string());
                     if seen.insert(dep.schema.clone()) {
                         frontier.push(dep.schema.clone());
                     }
@@ -220,33 +243,89 @@ mod tests {
         let cases = [
             Case {
                 name: "locked",
-                input: GuardInput { target_locked_by: Some("Ada <ada@x> on host1 (pid 7, deploy)".into()), partial: true, ..Default::default() },
+                input: GuardInput {
+                    target_locked_by: Some("Ada <ada@x> on host1 (pid 7, deploy)".into()),
+                    partial: true,
+                    ..Default::default()
+                },
                 want_reason: GUARD_TARGET_LOCKED,
                 want_message: "Ada <ada@x>",
             },
-            Case { name: "suspended", input: GuardInput { target_suspended: true, ..Default::default() }, want_reason: GUARD_TARGET_SUSPENDED, want_message: "suspended" },
+            Case {
+                name: "suspended",
+                input: GuardInput {
+                    target_suspended: true,
+                    ..Default::default()
+                },
+                want_reason: GUARD_TARGET_SUSPENDED,
+                want_message: "suspended",
+            },
             Case {
                 name: "not finalized",
-                input: GuardInput { source_not_finalized: Some("deployment 4 failed verification".into()), ..Default::default() },
+                input: GuardInput {
+                    source_not_finalized: Some("deployment 4 failed verification".into()),
+                    ..Default::default()
+                },
                 want_reason: GUARD_SOURCE_NOT_FINALIZED,
                 want_message: "deployment 4",
             },
-            Case { name: "stale", input: GuardInput { source_stale: vec!["api".into()], ..Default::default() }, want_reason: GUARD_SOURCE_STALE, want_message: "api" },
+            Case {
+                name: "stale",
+                input: GuardInput {
+                    source_stale: vec!["api".into()],
+                    ..Default::default()
+                },
+                want_reason: GUARD_SOURCE_STALE,
+                want_message: "api",
+            },
             Case {
                 name: "stale upstreams before partial",
-                input: GuardInput { stale_upstreams: vec!["report.r".into()], partial: true, ..Default::default() },
+                input: GuardInput {
+                    stale_upstreams: vec!["report.r".into()],
+                    partial: true,
+                    ..Default::default()
+                },
                 want_reason: GUARD_STALE_UPSTREAMS,
                 want_message: "report.r",
             },
-            Case { name: "partial", input: GuardInput { partial: true, ..Default::default() }, want_reason: GUARD_PARTIAL_PROMOTION, want_message: "--allow-partial-promotion" },
-            Case { name: "rework", input: GuardInput { reworked: true, ..Default::default() }, want_reason: GUARD_REWORK_NOT_ALLOWED, want_message: "rework" },
+            Case {
+                name: "partial",
+                input: GuardInput {
+                    partial: true,
+                    ..Default::default()
+                },
+                want_reason: GUARD_PARTIAL_PROMOTION,
+                want_message: "--allow-partial-promotion",
+            },
+            Case {
+                name: "rework",
+                input: GuardInput {
+                    reworked: true,
+                    ..Default::default()
+                },
+                want_reason: GUARD_REWORK_NOT_ALLOWED,
+                want_message: "rework",
+            },
         ];
         for case in cases {
-            let blocked = Chain::promotion().check(&case.input).unwrap_or_else(|| panic!("{}: not blocked", case.name));
+            let blocked = Chain::promotion()
+                .check(&case.input)
+                .unwrap_or_else(|| panic!("{}: not blocked", case.name));
             assert_eq!(blocked.reason, case.want_reason, "{}", case.name);
-            assert!(blocked.message.contains(case.want_message), "{}: {}", case.name, blocked.message);
+            assert!(
+                blocked.message.contains(case.want_message),
+                "{}: {}",
+                case.name,
+                blocked.message
+            );
         }
-        let allowed = GuardInput { partial: true, allow_partial: true, reworked: true, allow_rework: true, ..Default::default() };
+        let allowed = GuardInput {
+            partial: true,
+            allow_partial: true,
+            reworked: true,
+            allow_rework: true,
+            ..Default::default()
+        };
         assert_eq!(Chain::promotion().check(&allowed), None);
     }
 }

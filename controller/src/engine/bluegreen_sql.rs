@@ -31,21 +31,35 @@ pub fn physical_name(logical: &str, deployment: &str) -> String {
 /// literals and comments. Routine bodies (dollar-quoted strings of a function or procedure
 /// whose body is late-bound) instead lose their qualifiers on `late_bound` schemas: they
 /// resolve through the routine's pinned `search_path`.
-pub fn rewrite(sql: &str, map: &BTreeMap<String, String>, late_bound: Option<&BTreeSet<String>>) -> String {
+pub fn rewrite(
+    sql: &str,
+    map: &BTreeMap<String, String>,
+    late_bound: Option<&BTreeSet<String>>,
+) -> String {
     let mut edits: Vec<(std::ops::Range<usize>, String)> = qualified_references(sql)
         .into_iter()
-        .filter_map(|r| map.get(&r.schema).map(|to| (r.schema_span, quote_ident(to))))
+        .filter_map(|r| {
+            map.get(&r.schema)
+                .map(|to| (r.schema_span, quote_ident(to)))
+        })
         .collect();
     if let Some(schemas) = late_bound
         && let Ok(scan) = pg_query::scan(sql)
     {
         for token in &scan.tokens {
-            let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end)) else { continue };
-            let Some(text) = sql.get(start..end) else { continue };
+            let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end))
+            else {
+                continue;
+            };
+            let Some(text) = sql.get(start..end) else {
+                continue;
+            };
             if token.token != pg_query::protobuf::Token::Sconst as i32 || !text.starts_with('$') {
                 continue;
             }
-            let Some(open) = text[1..].find('$').map(|i| i + 2) else { continue };
+            let Some(open) = text[1..].find('$').map(|i| i + 2) else {
+                continue;
+            };
             let close = text.len() - open;
             if close < open {
                 continue;
@@ -78,7 +92,8 @@ pub fn rewrite(sql: &str, map: &BTreeMap<String, String>, late_bound: Option<&BT
 /// True when a routine's body is resolved at run time (plpgsql and friends, and SQL
 /// without `BEGIN ATOMIC`).
 pub fn late_bound(kind: ObjectKind, sql: &str) -> bool {
-    matches!(kind, ObjectKind::Function | ObjectKind::Procedure) && !sql.to_ascii_uppercase().contains("BEGIN ATOMIC")
+    matches!(kind, ObjectKind::Function | ObjectKind::Procedure)
+        && !sql.to_ascii_uppercase().contains("BEGIN ATOMIC")
 }
 
 /// A `search_path` value: the schemas quoted, comma-separated, `pg_temp` last so a
@@ -193,7 +208,11 @@ IF lost IS NOT NULL THEN RAISE EXCEPTION 'staging schema % would lose grants the
 
 /// `ALTER SCHEMA … RENAME TO …`.
 pub fn rename_schema(from: &str, to: &str) -> String {
-    format!("ALTER SCHEMA {} RENAME TO {}", quote_ident(from), quote_ident(to))
+    format!(
+        "ALTER SCHEMA {} RENAME TO {}",
+        quote_ident(from),
+        quote_ident(to)
+    )
 }
 
 /// `DROP SCHEMA … CASCADE`.
@@ -225,19 +244,29 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn rewrite_points_qualified_references_at_staging_and_leaves_the_rest() {
         let sql = "CREATE VIEW api.v AS SELECT x.id, 'api.t' FROM api.t x JOIN shop.orders o USING (id) -- api.c";
         let got = rewrite(sql, &map(&[("api", "api__sy_7")]), None);
-        assert_eq!(got, "CREATE VIEW \"api__sy_7\".v AS SELECT x.id, 'api.t' FROM \"api__sy_7\".t x JOIN shop.orders o USING (id) -- api.c");
+        assert_eq!(
+            got,
+            "CREATE VIEW \"api__sy_7\".v AS SELECT x.id, 'api.t' FROM \"api__sy_7\".t x JOIN shop.orders o USING (id) -- api.c"
+        );
     }
 
     #[test]
     fn rewrite_quotes_names_that_need_it_and_handles_quoted_input() {
-        let got = rewrite("SELECT * FROM \"Api\".t", &map(&[("Api", "Api__sy_1")]), None);
+        let got = rewrite(
+            "SELECT * FROM \"Api\".t",
+            &map(&[("Api", "Api__sy_1")]),
+            None,
+        );
         assert_eq!(got, "SELECT * FROM \"Api__sy_1\".t");
     }
 
@@ -254,17 +283,29 @@ mod tests {
 
     #[test]
     fn late_bound_is_false_for_begin_atomic_and_non_routines() {
-        assert!(late_bound(ObjectKind::Function, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$"));
-        assert!(!late_bound(ObjectKind::Function, "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END"));
+        assert!(late_bound(
+            ObjectKind::Function,
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$"
+        ));
+        assert!(!late_bound(
+            ObjectKind::Function,
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END"
+        ));
         assert!(!late_bound(ObjectKind::View, "CREATE VIEW v AS SELECT 1"));
     }
 
     #[test]
     fn physical_names_and_paths() {
         assert_eq!(physical_name("shop_api", "42"), "shop_api__sy_42");
-        assert_eq!(search_path(&["a".into(), "B".into()]), "\"a\", \"B\", pg_temp");
+        assert_eq!(
+            search_path(&["a".into(), "B".into()]),
+            "\"a\", \"B\", pg_temp"
+        );
         let stamp = stamp_routines("api__sy_3", &["api__sy_3".into(), "shop".into()]);
         assert!(stamp.contains("'\"api__sy_3\"'::regnamespace"), "{stamp}");
-        assert!(stamp.contains("'\"api__sy_3\", \"shop\", \"pg_catalog\", pg_temp'"), "{stamp}");
+        assert!(
+            stamp.contains("'\"api__sy_3\", \"shop\", \"pg_catalog\", pg_temp'"),
+            "{stamp}"
+        );
     }
 }

@@ -19,7 +19,14 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "change {} failed at {}:{}: {}", self.change, self.path.display(), self.line, self.message)
+        write!(
+            f,
+            "change {} failed at {}:{}: {}",
+            self.change,
+            self.path.display(),
+            self.line,
+            self.message
+        )
     }
 }
 
@@ -150,7 +157,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn db_error_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => {
-            let mut text = format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code());
+            let mut text = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
             if let Some(detail) = db.detail() {
                 text.push_str(&format!("; DETAIL: {detail}"));
             }
@@ -217,9 +229,18 @@ mod tests {
     #[test]
     fn redact_url_hides_user_info_and_password_params() {
         let cases = [
-            ("postgres://alice:s3cret@db:5432/app", "postgres://***@db:5432/app"),
-            ("postgresql://alice@db/app?password=s3cret&sslmode=require", "postgresql://***@db/app?password=***&sslmode=require"),
-            ("host=db user=alice password=s3cret dbname=app", "host=db user=alice password=*** dbname=app"),
+            (
+                "postgres://alice:s3cret@db:5432/app",
+                "postgres://***@db:5432/app",
+            ),
+            (
+                "postgresql://alice@db/app?password=s3cret&sslmode=require",
+                "postgresql://***@db/app?password=***&sslmode=require",
+            ),
+            (
+                "host=db user=alice password=s3cret dbname=app",
+                "host=db user=alice password=*** dbname=app",
+            ),
             ("postgres://db/app", "postgres://db/app"),
         ];
         for (input, want) in cases {

@@ -14,7 +14,6 @@ use super::script::{Script, Statement, StatementKind};
 use crate::project::{Change, Dependency, Project, ScriptKind};
 use crate::registry::{ChangeRecord, Committer, DeployedChange, LockHolder, Registry, TagRecord};
 
-
 /// What to do when a change fails while deploying (Sqitch's `--mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,7 +34,9 @@ impl std::str::FromStr for FailureMode {
             "all" => Ok(FailureMode::All),
             "tag" => Ok(FailureMode::Tag),
             "change" => Ok(FailureMode::Change),
-            other => Err(format!("unknown mode {other:?}: expected all, tag or change")),
+            other => Err(format!(
+                "unknown mode {other:?}: expected all, tag or change"
+            )),
         }
     }
 }
@@ -167,9 +168,12 @@ impl PgEngine {
     /// Connects to `url` (a `postgres://` URL or a libpq key/value string). Errors show the
     /// target redacted.
     pub async fn connect(url: &str, registry: Registry, committer: Committer) -> Result<PgEngine> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-            Error::Connect { target: redact_url(url), message: db_error_message(&e) }
-        })?;
+        let config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| Error::Connect {
+                    target: redact_url(url),
+                    message: db_error_message(&e),
+                })?;
         Self::connect_config(&config, &redact_url(url), registry, committer).await
     }
 
@@ -194,7 +198,12 @@ impl PgEngine {
             }
         });
         let host = hostname();
-        Ok(PgEngine { client, registry, committer, host })
+        Ok(PgEngine {
+            client,
+            registry,
+            committer,
+            host,
+        })
     }
 
     /// The underlying client, for callers that need to inspect the database.
@@ -210,11 +219,17 @@ impl PgEngine {
         let prefix = matching_prefix(project, &deployed);
         let diverged: Vec<String> = deployed[prefix..].iter().map(|c| c.name.clone()).collect();
         let pending: Vec<String> = if diverged.is_empty() {
-            project.plan.changes[prefix..].iter().map(|c| c.name.clone()).collect()
+            project.plan.changes[prefix..]
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
         } else {
             Vec::new()
         };
-        let locked_by = self.registry.lock_holder(&self.client, project.name()).await?;
+        let locked_by = self
+            .registry
+            .lock_holder(&self.client, project.name())
+            .await?;
         Ok(Status {
             project: project.name().to_string(),
             up_to_date: pending.is_empty() && diverged.is_empty(),
@@ -227,8 +242,15 @@ impl PgEngine {
     }
 
     /// The project's last `limit` deploy and revert runs, newest first.
-    pub async fn deployments(&self, project: &Project, limit: i64) -> Result<Vec<crate::registry::DeploymentRun>> {
-        Ok(self.registry.deployments(&self.client, project.name(), limit).await?)
+    pub async fn deployments(
+        &self,
+        project: &Project,
+        limit: i64,
+    ) -> Result<Vec<crate::registry::DeploymentRun>> {
+        Ok(self
+            .registry
+            .deployments(&self.client, project.name(), limit)
+            .await?)
     }
 
     /// The project's registry events, newest first.
@@ -291,15 +313,32 @@ impl PgEngine {
         let variables = merged_variables(project, &options.variables);
         let mut prepared = Vec::with_capacity(end - start);
         for index in start..end {
-            prepared.push(self.prepare(project, index, &deployed, options, &variables).await?);
+            prepared.push(
+                self.prepare(project, index, &deployed, options, &variables)
+                    .await?,
+            );
         }
 
         // Checks passed: from here on the database changes.
         self.ensure_registry(project).await?;
-        let run = self.registry.start_deployment(&self.client, project.name(), "deploy", options.revision.as_deref(), &self.committer).await?;
+        let run = self
+            .registry
+            .start_deployment(
+                &self.client,
+                project.name(),
+                "deploy",
+                options.revision.as_deref(),
+                &self.committer,
+            )
+            .await?;
         let total = prepared.len();
         for (i, change) in prepared.iter().enumerate() {
-            progress(&Progress { operation: "deploy", index: i + 1, total, change: change.change.name.clone() });
+            progress(&Progress {
+                operation: "deploy",
+                index: i + 1,
+                total,
+                change: change.change.name.clone(),
+            });
             let outcome = if options.log_only {
                 self.record_only(project, change).await
             } else {
@@ -310,7 +349,9 @@ impl PgEngine {
                     Step::Failed(f) => f,
                     Step::Fatal(error) => return Err(error),
                 };
-                return Err(self.handle_failure(project, &prepared, i, failure, options.mode, run).await);
+                return Err(self
+                    .handle_failure(project, &prepared, i, failure, options.mode, run)
+                    .await);
             }
             report.deployed.push(change.change.name.clone());
         }
@@ -331,13 +372,24 @@ impl PgEngine {
     ) -> Result<Prepared<'p>> {
         let change = &project.plan.changes[index];
         let deploy_path = project.script_path(change, ScriptKind::Deploy);
-        let bytes = std::fs::read(&deploy_path).map_err(|source| Error::Io { path: deploy_path.clone(), source })?;
+        let bytes = std::fs::read(&deploy_path).map_err(|source| Error::Io {
+            path: deploy_path.clone(),
+            source,
+        })?;
         let script_hash = Some(sha1_hex(&bytes));
-        let deploy = if options.log_only { Script::default() } else { Script::load(&deploy_path, variables)? };
+        let deploy = if options.log_only {
+            Script::default()
+        } else {
+            Script::load(&deploy_path, variables)?
+        };
         check_transaction_control(&deploy)?;
         let verify = if options.verify && !options.log_only {
             let path = project.script_path(change, ScriptKind::Verify);
-            if path.exists() { Some(Script::load(&path, variables)?) } else { None }
+            if path.exists() {
+                Some(Script::load(&path, variables)?)
+            } else {
+                None
+            }
         } else {
             None
         };
@@ -351,8 +403,16 @@ impl PgEngine {
             None
         };
         let requires = self.resolve_requires(project, index, change).await?;
-        self.check_conflicts(project, index, change, deployed).await?;
-        Ok(Prepared { change, deploy, verify, revert, script_hash, requires })
+        self.check_conflicts(project, index, change, deployed)
+            .await?;
+        Ok(Prepared {
+            change,
+            deploy,
+            verify,
+            revert,
+            script_hash,
+            requires,
+        })
     }
 
     async fn resolve_requires(
@@ -373,7 +433,12 @@ impl PgEngine {
                     Some(id) => Some(id.clone()),
                     None => {
                         self.registry
-                            .change_id_for(&self.client, other, dep.change.as_deref(), dep.tag.as_deref())
+                            .change_id_for(
+                                &self.client,
+                                other,
+                                dep.change.as_deref(),
+                                dep.tag.as_deref(),
+                            )
                             .await?
                     }
                 }
@@ -384,7 +449,10 @@ impl PgEngine {
                     return Err(Error::Dependency {
                         plan: plan.path.clone(),
                         line: change.line,
-                        message: format!("change {} requires {shown}, which is not deployed", change.name),
+                        message: format!(
+                            "change {} requires {shown}, which is not deployed",
+                            change.name
+                        ),
                     });
                 }
             }
@@ -410,7 +478,12 @@ impl PgEngine {
             } else {
                 let other = dep.project.as_deref().unwrap_or_default();
                 self.registry
-                    .change_id_for(&self.client, other, dep.change.as_deref(), dep.tag.as_deref())
+                    .change_id_for(
+                        &self.client,
+                        other,
+                        dep.change.as_deref(),
+                        dep.tag.as_deref(),
+                    )
                     .await?
                     .is_some()
             };
@@ -418,7 +491,10 @@ impl PgEngine {
                 return Err(Error::Dependency {
                     plan: plan.path.clone(),
                     line: change.line,
-                    message: format!("change {} conflicts with {shown}, which is deployed", change.name),
+                    message: format!(
+                        "change {} conflicts with {shown}, which is deployed",
+                        change.name
+                    ),
                 });
             }
         }
@@ -427,12 +503,23 @@ impl PgEngine {
 
     async fn ensure_registry(&mut self, project: &Project) -> Result<()> {
         let holder = self.holder("deploy");
-        let tx = self.client.transaction().await.map_err(db("starting a transaction"))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(db("starting a transaction"))?;
         self.registry.ensure(&tx, &self.committer).await?;
         self.registry
-            .register_project(&tx, project.name(), project.plan.uri.as_deref(), &self.committer)
+            .register_project(
+                &tx,
+                project.name(),
+                project.plan.uri.as_deref(),
+                &self.committer,
+            )
             .await?;
-        self.registry.record_lock(&tx, project.name(), &holder).await?;
+        self.registry
+            .record_lock(&tx, project.name(), &holder)
+            .await?;
         tx.commit().await.map_err(db("creating the registry"))?;
         Ok(())
     }
@@ -454,25 +541,51 @@ impl PgEngine {
                 }
                 return Err(Step::Failed(failure));
             }
-            let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
-            self.registry.log_deploy(&tx, &record, &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(fatal("starting a transaction"))?;
+            self.registry
+                .log_deploy(&tx, &record, &self.committer)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(fatal("recording a change"))?;
         } else {
-            let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
-            self.registry.lock_changes(&tx).await.map_err(|e| Step::Fatal(e.into()))?;
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(fatal("starting a transaction"))?;
+            self.registry
+                .lock_changes(&tx)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             run_in_transaction(&tx, &change.deploy, &change.change.name, false).await?;
             if let Some(verify) = &change.verify {
-                tx.batch_execute("SAVEPOINT switchyard_verify").await.map_err(fatal("verifying"))?;
+                tx.batch_execute("SAVEPOINT switchyard_verify")
+                    .await
+                    .map_err(fatal("verifying"))?;
                 run_in_transaction(&tx, verify, &change.change.name, true).await?;
-                tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_verify").await.map_err(fatal("verifying"))?;
+                tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_verify")
+                    .await
+                    .map_err(fatal("verifying"))?;
             }
             as_deployer(&tx).await?;
-            self.registry.log_deploy(&tx, &record, &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
+            self.registry
+                .log_deploy(&tx, &record, &self.committer)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(|e| {
                 // A deferred constraint can fail at commit: that is the change's failure.
                 Step::Failed(Failure {
                     change: change.change.name.clone(),
-                    path: change.deploy.statements.last().map(|s| s.path.clone()).unwrap_or_default(),
+                    path: change
+                        .deploy
+                        .statements
+                        .last()
+                        .map(|s| s.path.clone())
+                        .unwrap_or_default(),
                     line: change.deploy.statements.last().map_or(1, |s| s.line),
                     message: format!("at commit: {}", db_error_message(&e)),
                 })
@@ -484,8 +597,15 @@ impl PgEngine {
 
     async fn record_only(&mut self, project: &Project, change: &Prepared<'_>) -> Result<(), Step> {
         let record = change_record(project, change);
-        let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
-        self.registry.log_deploy(&tx, &record, &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(fatal("starting a transaction"))?;
+        self.registry
+            .log_deploy(&tx, &record, &self.committer)
+            .await
+            .map_err(|e| Step::Fatal(e.into()))?;
         tx.commit().await.map_err(fatal("recording a change"))?;
         Ok(())
     }
@@ -493,14 +613,26 @@ impl PgEngine {
     async fn run_verify(&mut self, verify: &Script, change: &str) -> Result<(), Failure> {
         let tx = match self.client.transaction().await {
             Ok(tx) => tx,
-            Err(e) => return Err(Failure { change: change.into(), path: Default::default(), line: 0, message: db_error_message(&e) }),
+            Err(e) => {
+                return Err(Failure {
+                    change: change.into(),
+                    path: Default::default(),
+                    line: 0,
+                    message: db_error_message(&e),
+                });
+            }
         };
         let result = run_in_transaction(&tx, verify, change, true).await;
         let _ = tx.rollback().await;
         match result {
             Ok(()) => Ok(()),
             Err(Step::Failed(f)) => Err(f),
-            Err(Step::Fatal(e)) => Err(Failure { change: change.into(), path: Default::default(), line: 0, message: e.to_string() }),
+            Err(Step::Fatal(e)) => Err(Failure {
+                change: change.into(),
+                path: Default::default(),
+                line: 0,
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -515,7 +647,11 @@ impl PgEngine {
         run: i64,
     ) -> Error {
         let record = change_record(project, &prepared[failed_at]);
-        if let Err(error) = self.registry.log_fail(&self.client, &record, &self.committer).await {
+        if let Err(error) = self
+            .registry
+            .log_fail(&self.client, &record, &self.committer)
+            .await
+        {
             return error.into();
         }
         // Which of this run's deployed changes stay.
@@ -533,17 +669,34 @@ impl PgEngine {
                 Ok(d) => d,
                 Err(error) => return error.into(),
             };
-            let Some(row) = deployed.iter().find(|d| d.id == change.change.id) else { continue };
+            let Some(row) = deployed.iter().find(|d| d.id == change.change.id) else {
+                continue;
+            };
             match self.revert_one(project, row, change.revert.as_ref()).await {
                 Ok(()) => reverted.push(change.change.name.clone()),
-                Err(Step::Failed(f)) => return Error::RevertFailed { failure: f, reverted },
+                Err(Step::Failed(f)) => {
+                    return Error::RevertFailed {
+                        failure: f,
+                        reverted,
+                    };
+                }
                 Err(Step::Fatal(error)) => return error,
             }
         }
-        let kept = prepared[..keep].iter().map(|p| p.change.name.clone()).collect();
+        let kept = prepared[..keep]
+            .iter()
+            .map(|p| p.change.name.clone())
+            .collect();
         let message = failure.to_string();
-        let _ = self.registry.finish_deployment(&self.client, run, "failed", keep as i32, &message).await;
-        Error::ChangeFailed { failure, reverted, kept }
+        let _ = self
+            .registry
+            .finish_deployment(&self.client, run, "failed", keep as i32, &message)
+            .await;
+        Error::ChangeFailed {
+            failure,
+            reverted,
+            kept,
+        }
     }
 
     // === revert ===
@@ -577,14 +730,24 @@ impl PgEngine {
                     message: format!("--to {to}: {e}"),
                 })?;
                 let id = &plan.changes[index].id;
-                let position = deployed.iter().position(|d| &d.id == id).ok_or_else(|| Error::Target {
-                    plan: plan.path.clone(),
-                    message: format!("--to {to}: {} is not deployed", plan.changes[index].name),
-                })?;
+                let position =
+                    deployed
+                        .iter()
+                        .position(|d| &d.id == id)
+                        .ok_or_else(|| Error::Target {
+                            plan: plan.path.clone(),
+                            message: format!(
+                                "--to {to}: {} is not deployed",
+                                plan.changes[index].name
+                            ),
+                        })?;
                 position + 1
             }
         };
-        let mut report = RevertReport { project: project.name().to_string(), reverted: Vec::new() };
+        let mut report = RevertReport {
+            project: project.name().to_string(),
+            reverted: Vec::new(),
+        };
         let targets = &deployed[keep..];
         if targets.is_empty() {
             return Ok(report);
@@ -593,57 +756,115 @@ impl PgEngine {
         let variables = merged_variables(project, &options.variables);
         let mut scripts = Vec::with_capacity(targets.len());
         for row in targets {
-            let others = self.registry.required_by_others(&self.client, project.name(), &row.id).await?;
+            let others = self
+                .registry
+                .required_by_others(&self.client, project.name(), &row.id)
+                .await?;
             if let Some((other, name)) = others.first() {
                 return Err(Error::Target {
                     plan: plan.path.clone(),
                     message: format!("cannot revert {}: {other}:{name} requires it", row.name),
                 });
             }
-            let change = plan.index_of_id(&row.id).map(|i| &plan.changes[i]).ok_or_else(|| Error::Diverged {
-                plan: plan.path.clone(),
-                name: row.name.clone(),
-                id: row.id.clone(),
-                position: deployed.iter().position(|d| d.id == row.id).unwrap_or(0) + 1,
-            })?;
+            let change = plan
+                .index_of_id(&row.id)
+                .map(|i| &plan.changes[i])
+                .ok_or_else(|| Error::Diverged {
+                    plan: plan.path.clone(),
+                    name: row.name.clone(),
+                    id: row.id.clone(),
+                    position: deployed.iter().position(|d| d.id == row.id).unwrap_or(0) + 1,
+                })?;
             let path = project.script_path(change, ScriptKind::Revert);
             let script = Script::load(&path, &variables)?;
             check_transaction_control(&script)?;
             scripts.push(script);
         }
-        let run = self.registry.start_deployment(&self.client, project.name(), "revert", None, &self.committer).await?;
+        let run = self
+            .registry
+            .start_deployment(
+                &self.client,
+                project.name(),
+                "revert",
+                None,
+                &self.committer,
+            )
+            .await?;
         let holder = self.holder("revert");
-        self.registry.record_lock(&self.client, project.name(), &holder).await?;
+        self.registry
+            .record_lock(&self.client, project.name(), &holder)
+            .await?;
         let total = targets.len();
         for (i, (row, script)) in targets.iter().zip(&scripts).rev().enumerate() {
-            progress(&Progress { operation: "revert", index: i + 1, total, change: row.name.clone() });
+            progress(&Progress {
+                operation: "revert",
+                index: i + 1,
+                total,
+                change: row.name.clone(),
+            });
             match self.revert_one(project, row, Some(script)).await {
                 Ok(()) => report.reverted.push(row.name.clone()),
                 Err(Step::Failed(failure)) => {
-                    let _ = self.registry.finish_deployment(&self.client, run, "failed", i as i32, &failure.to_string()).await;
-                    return Err(Error::RevertFailed { failure, reverted: report.reverted });
+                    let _ = self
+                        .registry
+                        .finish_deployment(
+                            &self.client,
+                            run,
+                            "failed",
+                            i as i32,
+                            &failure.to_string(),
+                        )
+                        .await;
+                    return Err(Error::RevertFailed {
+                        failure,
+                        reverted: report.reverted,
+                    });
                 }
                 Err(Step::Fatal(error)) => return Err(error),
             }
         }
-        self.registry.finish_deployment(&self.client, run, "succeeded", total as i32, "").await?;
+        self.registry
+            .finish_deployment(&self.client, run, "succeeded", total as i32, "")
+            .await?;
         Ok(report)
     }
 
-    async fn revert_one(&mut self, project: &Project, row: &DeployedChange, script: Option<&Script>) -> Result<(), Step> {
+    async fn revert_one(
+        &mut self,
+        project: &Project,
+        row: &DeployedChange,
+        script: Option<&Script>,
+    ) -> Result<(), Step> {
         let empty = Script::default();
         let script = script.unwrap_or(&empty);
         if script.needs_autocommit() {
             run_autocommit(&self.client, script, &row.name).await?;
-            let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
-            self.registry.log_revert(&tx, row, project.name(), &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(fatal("starting a transaction"))?;
+            self.registry
+                .log_revert(&tx, row, project.name(), &self.committer)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(fatal("recording a revert"))?;
         } else {
-            let tx = self.client.transaction().await.map_err(fatal("starting a transaction"))?;
-            self.registry.lock_changes(&tx).await.map_err(|e| Step::Fatal(e.into()))?;
+            let tx = self
+                .client
+                .transaction()
+                .await
+                .map_err(fatal("starting a transaction"))?;
+            self.registry
+                .lock_changes(&tx)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             run_in_transaction(&tx, script, &row.name, false).await?;
             as_deployer(&tx).await?;
-            self.registry.log_revert(&tx, row, project.name(), &self.committer).await.map_err(|e| Step::Fatal(e.into()))?;
+            self.registry
+                .log_revert(&tx, row, project.name(), &self.committer)
+                .await
+                .map_err(|e| Step::Fatal(e.into()))?;
             tx.commit().await.map_err(fatal("recording a revert"))?;
         }
         reset_session(&self.client).await.map_err(Step::Fatal)?;
@@ -654,34 +875,62 @@ impl PgEngine {
 
     /// Runs the verify script of every deployed change, each in a transaction that is
     /// rolled back.
-    pub async fn verify(&mut self, project: &Project, variables: &BTreeMap<String, String>) -> Result<VerifyReport> {
+    pub async fn verify(
+        &mut self,
+        project: &Project,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<VerifyReport> {
         let plan = &project.plan;
         let deployed = self.registry.deployed(&self.client, project.name()).await?;
         let variables = merged_variables(project, variables);
-        let mut report = VerifyReport { project: project.name().to_string(), ..VerifyReport::default() };
+        let mut report = VerifyReport {
+            project: project.name().to_string(),
+            ..VerifyReport::default()
+        };
         let mut failures = Vec::new();
         for row in &deployed {
             let Some(index) = plan.index_of_id(&row.id) else {
-                report.changes.push(VerifyResult { change: row.name.clone(), result: "not in plan".into(), failure: None });
+                report.changes.push(VerifyResult {
+                    change: row.name.clone(),
+                    result: "not in plan".into(),
+                    failure: None,
+                });
                 continue;
             };
             let path = project.script_path(&plan.changes[index], ScriptKind::Verify);
             if !path.exists() {
-                report.changes.push(VerifyResult { change: row.name.clone(), result: "no verify script".into(), failure: None });
+                report.changes.push(VerifyResult {
+                    change: row.name.clone(),
+                    result: "no verify script".into(),
+                    failure: None,
+                });
                 continue;
             }
             let script = Script::load(&path, &variables)?;
             match self.run_verify(&script, &row.name).await {
-                Ok(()) => report.changes.push(VerifyResult { change: row.name.clone(), result: "ok".into(), failure: None }),
+                Ok(()) => report.changes.push(VerifyResult {
+                    change: row.name.clone(),
+                    result: "ok".into(),
+                    failure: None,
+                }),
                 Err(failure) => {
                     failures.push(failure.clone());
-                    report.changes.push(VerifyResult { change: row.name.clone(), result: "failed".into(), failure: Some(failure) });
+                    report.changes.push(VerifyResult {
+                        change: row.name.clone(),
+                        result: "failed".into(),
+                        failure: Some(failure),
+                    });
                 }
             }
         }
-        let deployed_ids: std::collections::HashSet<&str> = deployed.iter().map(|d| d.id.as_str()).collect();
-        report.undeployed =
-            plan.changes.iter().filter(|c| !deployed_ids.contains(c.id.as_str())).map(|c| c.name.clone()).collect();
+        let deployed_ids: std::collections::HashSet<&str> =
+            deployed.iter().map(|d| d.id.as_str()).collect();
+        report.undeployed = plan
+            .changes
+            .iter()
+            .filter(|c| !deployed_ids.contains(c.id.as_str()))
+            .map(|c| c.name.clone())
+            .collect();
         if !failures.is_empty() {
             return Err(Error::VerifyFailed { failures });
         }
@@ -697,7 +946,10 @@ impl PgEngine {
             return Ok(());
         }
         let holder = self.registry.lock_holder(&self.client, project).await?;
-        Err(Error::Locked { project: project.to_string(), holder })
+        Err(Error::Locked {
+            project: project.to_string(),
+            holder,
+        })
     }
 
     async fn unlock(&mut self, project: &str) {
@@ -787,25 +1039,43 @@ async fn run_autocommit(client: &Client, script: &Script, change: &str) -> Resul
 /// A script may `SET ROLE` inside the change's transaction; the registry rows that commit
 /// with it are written as the deployer.
 async fn as_deployer(tx: &tokio_postgres::Transaction<'_>) -> Result<(), Step> {
-    tx.batch_execute("RESET ROLE").await.map_err(fatal("resetting the role"))
+    tx.batch_execute("RESET ROLE")
+        .await
+        .map_err(fatal("resetting the role"))
 }
 
 /// psql starts each script in a fresh session; settings a script changes must not leak
 /// into the next change.
 async fn reset_session(client: &Client) -> Result<()> {
-    client.batch_execute("RESET ALL").await.map_err(db("resetting the session"))
+    client
+        .batch_execute("RESET ALL")
+        .await
+        .map_err(db("resetting the session"))
 }
 
-fn statement_failure(change: &str, statement: &Statement, error: &tokio_postgres::Error) -> Failure {
+fn statement_failure(
+    change: &str,
+    statement: &Statement,
+    error: &tokio_postgres::Error,
+) -> Failure {
     // Point at the exact line inside a multi-line statement when the server says where.
     let mut line = statement.line;
     if let Some(tokio_postgres::error::ErrorPosition::Original(position)) =
         error.as_db_error().and_then(|db| db.position())
     {
-        let upto: String = statement.sql.chars().take((*position as usize).saturating_sub(1)).collect();
+        let upto: String = statement
+            .sql
+            .chars()
+            .take((*position as usize).saturating_sub(1))
+            .collect();
         line += upto.matches('\n').count();
     }
-    Failure { change: change.to_string(), path: statement.path.clone(), line, message: db_error_message(error) }
+    Failure {
+        change: change.to_string(),
+        path: statement.path.clone(),
+        line,
+        message: db_error_message(error),
+    }
 }
 
 /// A change that ends its own transaction with `ROLLBACK`, or uses two-phase commit,
@@ -840,7 +1110,11 @@ fn change_record<'a>(project: &'a Project, prepared: &'a Prepared<'_>) -> Change
         planner_email: &change.planner_email,
         script_hash: prepared.script_hash.as_deref(),
         requires: prepared.requires.clone(),
-        conflicts: change.conflicts.iter().map(|d| d.as_string(project.name())).collect(),
+        conflicts: change
+            .conflicts
+            .iter()
+            .map(|d| d.as_string(project.name()))
+            .collect(),
         tags: change
             .tags
             .iter()
@@ -886,7 +1160,11 @@ fn resolve_local(project: &Project, dep: &Dependency, before: usize) -> Option<u
     if let Some(id) = &dep.id {
         return earlier.iter().position(|c| &c.id == id);
     }
-    let tagged = |tag: &str| earlier.iter().position(|c| c.tags.iter().any(|t| t.name == tag));
+    let tagged = |tag: &str| {
+        earlier
+            .iter()
+            .position(|c| c.tags.iter().any(|t| t.name == tag))
+    };
     match (&dep.change, &dep.tag) {
         (Some(name), Some(tag)) => {
             let at = tagged(tag)?;
@@ -898,7 +1176,10 @@ fn resolve_local(project: &Project, dep: &Dependency, before: usize) -> Option<u
     }
 }
 
-fn merged_variables(project: &Project, overrides: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn merged_variables(
+    project: &Project,
+    overrides: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut variables = project.variables.clone();
     variables.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
     variables

@@ -70,7 +70,9 @@ impl Script {
 
     /// True when some statement cannot run inside a transaction block.
     pub fn needs_autocommit(&self) -> bool {
-        self.statements.iter().any(|s| s.kind == StatementKind::NoTransaction)
+        self.statements
+            .iter()
+            .any(|s| s.kind == StatementKind::NoTransaction)
     }
 
     /// The first statement of `kind`, if any.
@@ -85,15 +87,26 @@ fn read_into(
     depth: usize,
     out: &mut Vec<Statement>,
 ) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.into(),
+        source,
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = bytecount_lines(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
-        Error::Script { path: path.into(), line, message: "file is not valid UTF-8".into() }
+        Error::Script {
+            path: path.into(),
+            line,
+            message: "file is not valid UTF-8".into(),
+        }
     })?;
     let chunks = lex(path, &text, vars)?;
     for chunk in chunks {
         match chunk {
-            Chunk::Sql { text, first_line, unset } => split(path, &text, first_line, &unset, out)?,
+            Chunk::Sql {
+                text,
+                first_line,
+                unset,
+            } => split(path, &text, first_line, &unset, out)?,
             Chunk::Include { file, line } => {
                 if depth >= MAX_INCLUDE_DEPTH {
                     return Err(Error::Script {
@@ -128,7 +141,11 @@ fn bytecount_lines(bytes: &[u8]) -> usize {
 enum Chunk {
     /// SQL text whose first character is on `first_line` of the file, and the variables
     /// it references that are not set (line, name).
-    Sql { text: String, first_line: usize, unset: Vec<(usize, String)> },
+    Sql {
+        text: String,
+        first_line: usize,
+        unset: Vec<(usize, String)>,
+    },
     /// `\i` / `\ir` of another file, written on `line`.
     Include { file: PathBuf, line: usize },
 }
@@ -154,7 +171,9 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
             }
             b'\'' => {
                 // E'…' strings take backslash escapes; standard strings double the quote.
-                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E') && !is_ident_byte_before(bytes, i - 1);
+                let escapes = i > 0
+                    && matches!(bytes[i - 1], b'e' | b'E')
+                    && !is_ident_byte_before(bytes, i - 1);
                 let open = line;
                 i = skip_quoted(bytes, i, b'\'', escapes, &mut line)
                     .ok_or_else(|| unterminated(path, open, "quoted string"))?;
@@ -180,21 +199,19 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
                     .ok_or_else(|| unterminated(path, open, "dollar-quoted string"))?;
             }
             b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
-            b':' => {
-                match variable_at(bytes, i, vars) {
-                    Variable::Set { end, value } => {
-                        out.push_str(&text[copy_from..i]);
-                        out.push_str(&value);
-                        i = end;
-                        copy_from = end;
-                    }
-                    Variable::Unset(name) => {
-                        unset.push((line, name));
-                        i += 1;
-                    }
-                    Variable::None => i += 1,
+            b':' => match variable_at(bytes, i, vars) {
+                Variable::Set { end, value } => {
+                    out.push_str(&text[copy_from..i]);
+                    out.push_str(&value);
+                    i = end;
+                    copy_from = end;
                 }
-            }
+                Variable::Unset(name) => {
+                    unset.push((line, name));
+                    i += 1;
+                }
+                Variable::None => i += 1,
+            },
             b'\\' => {
                 let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
                 let command = &text[i + 1..end];
@@ -210,7 +227,10 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
                             first_line,
                             unset: std::mem::take(&mut unset),
                         });
-                        chunks.push(Chunk::Include { file, line: start_line });
+                        chunks.push(Chunk::Include {
+                            file,
+                            line: start_line,
+                        });
                         // The next chunk starts on this same line (after the command).
                         first_line = start_line;
                     }
@@ -220,12 +240,20 @@ fn lex(path: &Path, text: &str, vars: &mut BTreeMap<String, String>) -> Result<V
         }
     }
     out.push_str(&text[copy_from..]);
-    chunks.push(Chunk::Sql { text: out, first_line, unset });
+    chunks.push(Chunk::Sql {
+        text: out,
+        first_line,
+        unset,
+    });
     Ok(chunks)
 }
 
 fn unterminated(path: &Path, line: usize, what: &str) -> Error {
-    Error::Script { path: path.into(), line, message: format!("unterminated {what} starts here") }
+    Error::Script {
+        path: path.into(),
+        line,
+        message: format!("unterminated {what} starts here"),
+    }
 }
 
 fn is_ident_byte_before(bytes: &[u8], at: usize) -> bool {
@@ -233,7 +261,13 @@ fn is_ident_byte_before(bytes: &[u8], at: usize) -> bool {
 }
 
 /// The index after the closing quote, or `None` when the text ends first.
-fn skip_quoted(bytes: &[u8], start: usize, quote: u8, escapes: bool, line: &mut usize) -> Option<usize> {
+fn skip_quoted(
+    bytes: &[u8],
+    start: usize,
+    quote: u8,
+    escapes: bool,
+    line: &mut usize,
+) -> Option<usize> {
     let mut i = start + 1;
     while i < bytes.len() {
         match bytes[i] {
@@ -284,7 +318,8 @@ fn skip_dollar_quoted(bytes: &[u8], start: usize, line: &mut usize) -> Option<us
         return Some(start + 1);
     }
     let mut j = start + 1;
-    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
+    while j < bytes.len()
+        && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
     {
         if j == start + 1 && bytes[j].is_ascii_digit() {
             return Some(start + 1);
@@ -319,30 +354,49 @@ enum Variable {
 
 /// The psql variable reference at `at` (which holds `:`), if any.
 fn variable_at(bytes: &[u8], at: usize, vars: &BTreeMap<String, String>) -> Variable {
-    let Some(&next) = bytes.get(at + 1) else { return Variable::None };
+    let Some(&next) = bytes.get(at + 1) else {
+        return Variable::None;
+    };
     let (name_start, quote) = match next {
         b'\'' | b'"' => (at + 2, Some(next)),
         _ => (at + 1, None),
     };
     let mut end = name_start;
-    while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] >= 0x80) {
+    while end < bytes.len()
+        && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] >= 0x80)
+    {
         end += 1;
     }
     if end == name_start {
         return Variable::None;
     }
-    let Ok(name) = std::str::from_utf8(&bytes[name_start..end]) else { return Variable::None };
+    let Ok(name) = std::str::from_utf8(&bytes[name_start..end]) else {
+        return Variable::None;
+    };
     if quote.is_some_and(|q| bytes.get(end) != Some(&q)) {
         return Variable::None;
     }
     let Some(value) = vars.get(name) else {
         // `arr[1:n]` slices look like `:n`; only a name starting with a letter counts.
-        return if name.as_bytes()[0].is_ascii_digit() { Variable::None } else { Variable::Unset(name.to_string()) };
+        return if name.as_bytes()[0].is_ascii_digit() {
+            Variable::None
+        } else {
+            Variable::Unset(name.to_string())
+        };
     };
     match quote {
-        Some(b'\'') => Variable::Set { end: end + 1, value: quote_literal(value) },
-        Some(_) => Variable::Set { end: end + 1, value: quote_ident(value) },
-        None => Variable::Set { end, value: value.clone() },
+        Some(b'\'') => Variable::Set {
+            end: end + 1,
+            value: quote_literal(value),
+        },
+        Some(_) => Variable::Set {
+            end: end + 1,
+            value: quote_ident(value),
+        },
+        None => Variable::Set {
+            end,
+            value: value.clone(),
+        },
     }
 }
 
@@ -379,13 +433,23 @@ fn meta_command(
     let mut words = command.split_whitespace();
     let name = words.next().unwrap_or("");
     let args: Vec<&str> = words.collect();
-    let error = |message: String| Error::Script { path: path.into(), line, message };
+    let error = |message: String| Error::Script {
+        path: path.into(),
+        line,
+        message,
+    };
     match name {
         "set" => {
             let Some((var, rest)) = args.split_first() else {
-                return Err(error("\\set without a variable name (listing variables is not supported)".into()));
+                return Err(error(
+                    "\\set without a variable name (listing variables is not supported)".into(),
+                ));
             };
-            let value = rest.iter().map(|w| unquote_meta_arg(w)).collect::<Vec<_>>().join("");
+            let value = rest
+                .iter()
+                .map(|w| unquote_meta_arg(w))
+                .collect::<Vec<_>>()
+                .join("");
             vars.insert((*var).to_string(), value);
             Ok(Meta::Nothing)
         }
@@ -408,9 +472,16 @@ fn meta_command(
             } else {
                 // psql resolves \i against its working directory; Sqitch runs psql from
                 // the project's top directory, which is the deploy dir's parent.
-                path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+                path.parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default()
             };
-            Ok(Meta::Include(if file.is_absolute() { file } else { base.join(file) }))
+            Ok(Meta::Include(if file.is_absolute() {
+                file
+            } else {
+                base.join(file)
+            }))
         }
         "" => Err(error("stray backslash".into())),
         other => Err(error(format!(
@@ -420,7 +491,10 @@ fn meta_command(
 }
 
 fn unquote_meta_arg(word: &str) -> String {
-    let word = word.strip_prefix('\'').and_then(|w| w.strip_suffix('\'')).unwrap_or(word);
+    let word = word
+        .strip_prefix('\'')
+        .and_then(|w| w.strip_suffix('\''))
+        .unwrap_or(word);
     word.replace("''", "'")
 }
 
@@ -448,7 +522,12 @@ fn split(
         // Start the line count at the first real token, not at comments before it.
         let lead = leading_trivia_len(&text[start..end]);
         let kind = classify(raw.stmt.as_ref().and_then(|n| n.node.as_ref()));
-        out.push(Statement { sql: sql.to_string(), path: path.into(), line: line_at(start + lead), kind });
+        out.push(Statement {
+            sql: sql.to_string(),
+            path: path.into(),
+            line: line_at(start + lead),
+            kind,
+        });
     }
     Ok(())
 }
@@ -483,9 +562,17 @@ const MAX_JOINED_PIECES: usize = 256;
 /// The scanner cuts the text at every `;`. Pieces are joined until they parse (a function
 /// body with `BEGIN ATOMIC` holds several); the first piece that never parses, however far
 /// it is joined, holds the error.
-fn locate_parse_error(path: &Path, text: &str, first_line: usize, error: pg_query::Error, unset: &[(usize, String)]) -> Error {
+fn locate_parse_error(
+    path: &Path,
+    text: &str,
+    first_line: usize,
+    error: pg_query::Error,
+    unset: &[(usize, String)],
+) -> Error {
     let message = match &error {
-        pg_query::Error::Parse(m) | pg_query::Error::Split(m) | pg_query::Error::Scan(m) => m.clone(),
+        pg_query::Error::Parse(m) | pg_query::Error::Split(m) | pg_query::Error::Scan(m) => {
+            m.clone()
+        }
         other => other.to_string(),
     };
     let line_at = |offset: usize| first_line + text[..offset].matches('\n').count();
@@ -495,9 +582,15 @@ fn locate_parse_error(path: &Path, text: &str, first_line: usize, error: pg_quer
             Some((l, name)) if message.contains("\":\"") => Error::Script {
                 path: path.into(),
                 line: *l,
-                message: format!("variable :{name} is not set (pass it with --set {name}=VALUE or define it in switchyard.yaml)"),
+                message: format!(
+                    "variable :{name} is not set (pass it with --set {name}=VALUE or define it in switchyard.yaml)"
+                ),
             },
-            _ => Error::Script { path: path.into(), line, message: message.clone() },
+            _ => Error::Script {
+                path: path.into(),
+                line,
+                message: message.clone(),
+            },
         }
     };
     let Ok(scanned) = pg_query::scan(text) else {
@@ -553,7 +646,9 @@ fn error_offset(statement: &str, message: &str) -> Option<usize> {
 }
 
 fn classify(node: Option<&NodeEnum>) -> StatementKind {
-    let Some(node) = node else { return StatementKind::Plain };
+    let Some(node) = node else {
+        return StatementKind::Plain;
+    };
     match node {
         NodeEnum::TransactionStmt(t) => match TransactionStmtKind::try_from(t.kind) {
             Ok(TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart) => {
@@ -575,7 +670,8 @@ fn classify(node: Option<&NodeEnum>) -> StatementKind {
         }
         NodeEnum::ReindexStmt(s)
             if s.kind == pg_query::protobuf::ReindexObjectType::ReindexObjectSystem as i32
-                || s.kind == pg_query::protobuf::ReindexObjectType::ReindexObjectDatabase as i32 =>
+                || s.kind
+                    == pg_query::protobuf::ReindexObjectType::ReindexObjectDatabase as i32 =>
         {
             StatementKind::NoTransaction
         }
@@ -593,7 +689,9 @@ fn classify(node: Option<&NodeEnum>) -> StatementKind {
 }
 
 fn has_option(params: &[pg_query::protobuf::Node], name: &str) -> bool {
-    params.iter().any(|p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == name))
+    params
+        .iter()
+        .any(|p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == name))
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<Script> {
     std::fs::create_dir(&deploy).expect("mkdir");
     let path = deploy.join("change.sql");
     std::fs::write(&path, text).expect("write");
-    let vars: BTreeMap<String, String> =
-        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let vars: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Script::load(&path, &vars)
 }
 
@@ -29,7 +31,10 @@ fn sqitch_style_script_splits_into_begin_body_commit_with_lines() {
     assert_eq!(kinds(&script), vec![Begin, Plain, Commit]);
     let lines: Vec<usize> = script.statements.iter().map(|s| s.line).collect();
     assert_eq!(lines, vec![3, 5, 9]);
-    assert_eq!(script.statements[1].sql, "CREATE TABLE users (\n  id int\n)");
+    assert_eq!(
+        script.statements[1].sql,
+        "CREATE TABLE users (\n  id int\n)"
+    );
 }
 
 #[test]
@@ -50,14 +55,23 @@ fn variables_are_substituted_as_psql_does() {
         &[("role", "app user"), ("greeting", "it's"), ("n", "42")],
     )
     .expect("loads");
-    assert_eq!(script.statements[0].sql, "GRANT SELECT ON t TO \"app user\"");
-    assert_eq!(script.statements[1].sql, "SELECT 'it''s', 42::int, ':role', $$:role$$, a[1:2]");
+    assert_eq!(
+        script.statements[0].sql,
+        "GRANT SELECT ON t TO \"app user\""
+    );
+    assert_eq!(
+        script.statements[1].sql,
+        "SELECT 'it''s', 42::int, ':role', $$:role$$, a[1:2]"
+    );
 }
 
 #[test]
 fn set_meta_command_defines_variables_and_keeps_line_numbers() {
-    let script = load_text("\\set ON_ERROR_STOP 1\n\\set name 'v'\nSELECT :'name';\n", &[])
-        .expect("loads");
+    let script = load_text(
+        "\\set ON_ERROR_STOP 1\n\\set name 'v'\nSELECT :'name';\n",
+        &[],
+    )
+    .expect("loads");
     assert_eq!(script.statements[0].sql, "SELECT 'v'");
     assert_eq!(script.statements[0].line, 3);
 }
@@ -112,7 +126,14 @@ fn include_relative_reads_the_file_beside_the_script() {
         .iter()
         .map(|s| (s.sql.as_str(), s.line, s.path.ends_with("part.sql")))
         .collect();
-    assert_eq!(got, vec![("SELECT 1", 1, false), ("SELECT 'part'", 1, true), ("SELECT 2", 3, false)]);
+    assert_eq!(
+        got,
+        vec![
+            ("SELECT 1", 1, false),
+            ("SELECT 'part'", 1, true),
+            ("SELECT 2", 3, false)
+        ]
+    );
 }
 
 #[test]
@@ -121,12 +142,18 @@ fn non_utf8_script_is_rejected_with_its_line() {
     let path = dir.path().join("bad.sql");
     std::fs::write(&path, b"SELECT 1;\nSELECT '\xff';\n").expect("write");
     let error = Script::load(Path::new(&path), &BTreeMap::new()).expect_err("rejected");
-    assert!(error.to_string().contains("bad.sql:2: file is not valid UTF-8"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("bad.sql:2: file is not valid UTF-8"),
+        "{error}"
+    );
 }
 
 #[test]
 fn unset_variable_is_named_with_its_line() {
-    let error = load_text("SELECT 1;\nGRANT ALL ON t TO :\"app_role\";\n", &[]).expect_err("rejected");
+    let error =
+        load_text("SELECT 1;\nGRANT ALL ON t TO :\"app_role\";\n", &[]).expect_err("rejected");
     let text = error.to_string();
     assert!(text.contains("change.sql:2:"), "{text}");
     assert!(text.contains("variable :app_role is not set"), "{text}");
@@ -144,28 +171,49 @@ fn begin_atomic_bodies_are_one_statement_and_errors_after_them_are_located() {
 #[test]
 fn unterminated_constructs_name_the_line_they_open_on() {
     let cases = [
-        ("SELECT 1;\nINSERT INTO t VALUES ('oops);\nCOMMIT;\n", "quoted string"),
-        ("SELECT 1;\nSELECT $body$ x $bod$;\nCOMMIT;\n", "dollar-quoted string"),
+        (
+            "SELECT 1;\nINSERT INTO t VALUES ('oops);\nCOMMIT;\n",
+            "quoted string",
+        ),
+        (
+            "SELECT 1;\nSELECT $body$ x $bod$;\nCOMMIT;\n",
+            "dollar-quoted string",
+        ),
         ("SELECT 1;\n/* never closed\nCOMMIT;\n", "block comment"),
         ("SELECT 1;\nSELECT \"open;\nCOMMIT;\n", "quoted identifier"),
     ];
     for (text, what) in cases {
         let error = load_text(text, &[]).expect_err(what).to_string();
-        assert!(error.contains(&format!("change.sql:2: unterminated {what}")), "{what}: {error}");
+        assert!(
+            error.contains(&format!("change.sql:2: unterminated {what}")),
+            "{what}: {error}"
+        );
     }
 }
 
 #[test]
 fn a_missing_include_names_the_including_line() {
-    let error = load_text("SELECT 1;\n\\i deploy/nope.sql\n", &[]).expect_err("missing").to_string();
+    let error = load_text("SELECT 1;\n\\i deploy/nope.sql\n", &[])
+        .expect_err("missing")
+        .to_string();
     assert!(error.contains("change.sql:2: cannot include"), "{error}");
     assert!(error.contains("nope.sql"), "{error}");
 }
 
 #[test]
 fn a_syntax_error_inside_a_long_statement_names_its_own_line() {
-    let error = load_text("CREATE TABLE t (\n  id int,\n  name text\n  WHERE\n);\n", &[]).expect_err("bad").to_string();
-    assert!(error.contains("change.sql:4: syntax error at or near \"WHERE\""), "{error}");
-    let error = load_text("SELECT 1;\nSELECT id\nFROM orders WHERE;\n", &[]).expect_err("bad").to_string();
+    let error = load_text(
+        "CREATE TABLE t (\n  id int,\n  name text\n  WHERE\n);\n",
+        &[],
+    )
+    .expect_err("bad")
+    .to_string();
+    assert!(
+        error.contains("change.sql:4: syntax error at or near \"WHERE\""),
+        "{error}"
+    );
+    let error = load_text("SELECT 1;\nSELECT id\nFROM orders WHERE;\n", &[])
+        .expect_err("bad")
+        .to_string();
     assert!(error.contains("change.sql:3:"), "{error}");
 }

@@ -14,9 +14,9 @@ use tracing::{debug, info, instrument};
 
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
 use super::{Context, Error, Result, Stores, parse_duration, project_source, requested_at};
+use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::database_project::{DatabaseProject, DatabaseProjectStatus, PlanSummary};
-use crate::api::FINALIZER;
 use crate::project::Project;
 
 /// The kind's name, for metrics and logs.
@@ -39,23 +39,37 @@ pub struct Fetched {
 /// `fresh` reads the ConfigMap from the API rather than the cache: the DatabaseProject
 /// does, since a ConfigMap event may reach it before the cache has the new content.
 /// Environments read the cache and check it against the project's reported revision.
-pub async fn fetch(ctx: &Context, dp: &DatabaseProject, fresh: bool) -> Result<Fetched, (Outcome, Option<String>)> {
+pub async fn fetch(
+    ctx: &Context,
+    dp: &DatabaseProject,
+    fresh: bool,
+) -> Result<Fetched, (Outcome, Option<String>)> {
     let ns = dp.namespace().unwrap_or_default();
     let Some(cm_source) = &dp.spec.source.config_map else {
         return Err((
             Outcome::Terminal {
                 reason: reasons::UNSUPPORTED_SOURCE,
-                message: "git sources are not supported yet (issue #6); use source.configMap".into(),
+                message: "git sources are not supported yet (issue #6); use source.configMap"
+                    .into(),
             },
             None,
         ));
     };
     let cm = if fresh {
-        match Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(&cm_source.name).await {
+        match Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&cm_source.name)
+            .await
+        {
             Ok(cm) => cm.map(Arc::new),
             Err(error) => {
                 let message = format!("reading ConfigMap {}: {error}", cm_source.name);
-                return Err((Outcome::Transient { reason: reasons::KUBE_ERROR, message }, None));
+                return Err((
+                    Outcome::Transient {
+                        reason: reasons::KUBE_ERROR,
+                        message,
+                    },
+                    None,
+                ));
             }
         }
     } else {
@@ -63,28 +77,52 @@ pub async fn fetch(ctx: &Context, dp: &DatabaseProject, fresh: bool) -> Result<F
     };
     let Some(cm) = cm else {
         return Err((
-            Outcome::Transient { reason: reasons::SOURCE_UNAVAILABLE, message: format!("ConfigMap {} not found", cm_source.name) },
+            Outcome::Transient {
+                reason: reasons::SOURCE_UNAVAILABLE,
+                message: format!("ConfigMap {} not found", cm_source.name),
+            },
             None,
         ));
     };
-    let files = project_source::files_from_configmap(&cm)
-        .map_err(|message| (Outcome::Terminal { reason: reasons::INVALID_PROJECT, message: format!("ConfigMap {}: {message}", cm_source.name) }, None))?;
+    let files = project_source::files_from_configmap(&cm).map_err(|message| {
+        (
+            Outcome::Terminal {
+                reason: reasons::INVALID_PROJECT,
+                message: format!("ConfigMap {}: {message}", cm_source.name),
+            },
+            None,
+        )
+    })?;
     let digest = project_source::digest(&files);
     let revision = project_source::revision(&cm_source.name, &digest);
-    let root = project_source::materialize(&ctx.workdir.join("projects"), &digest, &files).map_err(|e| {
-        (Outcome::Transient { reason: reasons::SOURCE_UNAVAILABLE, message: format!("writing project files: {e}") }, Some(revision.clone()))
-    })?;
+    let root = project_source::materialize(&ctx.workdir.join("projects"), &digest, &files)
+        .map_err(|e| {
+            (
+                Outcome::Transient {
+                    reason: reasons::SOURCE_UNAVAILABLE,
+                    message: format!("writing project files: {e}"),
+                },
+                Some(revision.clone()),
+            )
+        })?;
     let dir = match &cm_source.path {
         Some(path) if !path.is_empty() => root.join(path.trim_matches('/')),
         _ => root.clone(),
     };
     let project = Project::load(&dir).map_err(|e| {
         (
-            Outcome::Terminal { reason: reasons::INVALID_PROJECT, message: relative(&e.to_string(), &dir) },
+            Outcome::Terminal {
+                reason: reasons::INVALID_PROJECT,
+                message: relative(&e.to_string(), &dir),
+            },
             Some(revision.clone()),
         )
     })?;
-    Ok(Fetched { revision, dir, project })
+    Ok(Fetched {
+        revision,
+        dir,
+        project,
+    })
 }
 
 /// Makes paths inside `dir` relative in a message, so users see `deploy/x.sql:3`.
@@ -96,7 +134,11 @@ pub fn relative(message: &str, dir: &std::path::Path) -> String {
 /// Summarises a plan for status.
 pub fn plan_summary(project: &Project) -> PlanSummary {
     let plan = &project.plan;
-    let tags: Vec<String> = plan.changes.iter().flat_map(|c| c.tags.iter().map(|t| format!("@{}", t.name))).collect();
+    let tags: Vec<String> = plan
+        .changes
+        .iter()
+        .flat_map(|c| c.tags.iter().map(|t| format!("@{}", t.name)))
+        .collect();
     PlanSummary {
         changes: plan.changes.len() as i64,
         tags: tags.len() as i64,
@@ -109,7 +151,9 @@ pub fn plan_summary(project: &Project) -> PlanSummary {
 #[instrument(skip_all, fields(kind = KIND, name = %dp.name_any(), namespace = dp.namespace().unwrap_or_default()))]
 pub async fn reconcile(dp: Arc<DatabaseProject>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(KIND);
-    let ns = dp.namespace().ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let ns = dp
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<DatabaseProject> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, dp, |event| async {
         match event {
@@ -134,7 +178,12 @@ async fn apply(dp: &DatabaseProject, api: &Api<DatabaseProject>, ctx: &Context) 
         debug!("Suspended");
         return Ok(Action::await_change());
     }
-    if mark_progressing(&mut new.conditions, old.observed_generation, generation, &now) {
+    if mark_progressing(
+        &mut new.conditions,
+        old.observed_generation,
+        generation,
+        &now,
+    ) {
         new.observed_generation = generation;
         apply_status(api, &name, &new).await?;
     }
@@ -145,15 +194,34 @@ async fn apply(dp: &DatabaseProject, api: &Api<DatabaseProject>, ctx: &Context) 
             new.revision = Some(fetched.revision.clone());
             new.project = Some(fetched.project.name().to_string());
             new.plan = Some(plan_summary(&fetched.project));
-            status::set_condition(&mut new.conditions, types::VALIDATED, true, reasons::FETCHED, &format!("valid project at {}", fetched.revision), generation, &now);
-            Outcome::Ready { reason: reasons::SUCCEEDED, message: format!("revision {}", fetched.revision) }
+            status::set_condition(
+                &mut new.conditions,
+                types::VALIDATED,
+                true,
+                reasons::FETCHED,
+                &format!("valid project at {}", fetched.revision),
+                generation,
+                &now,
+            );
+            Outcome::Ready {
+                reason: reasons::SUCCEEDED,
+                message: format!("revision {}", fetched.revision),
+            }
         }
         Err((outcome, attempted)) => {
             if attempted.is_some() {
                 new.last_attempted_revision = attempted;
             }
             if let Outcome::Terminal { reason, message } = &outcome {
-                status::set_condition(&mut new.conditions, types::VALIDATED, false, reason, message, generation, &now);
+                status::set_condition(
+                    &mut new.conditions,
+                    types::VALIDATED,
+                    false,
+                    reason,
+                    message,
+                    generation,
+                    &now,
+                );
             }
             outcome
         }
@@ -185,27 +253,64 @@ async fn apply(dp: &DatabaseProject, api: &Api<DatabaseProject>, ctx: &Context) 
 }
 
 /// One event per transition of Ready or of the revision.
-async fn events(ctx: &Context, dp: &DatabaseProject, old: &DatabaseProjectStatus, new: &DatabaseProjectStatus) {
-    let was = status::condition(&old.conditions, types::READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
-    let Some(now) = status::condition(&new.conditions, types::READY) else { return };
-    if was.as_ref().map(|(s, r, m)| (s.as_str(), r.as_str(), m.as_str())) == Some((now.status.as_str(), now.reason.as_str(), now.message.as_str())) {
+async fn events(
+    ctx: &Context,
+    dp: &DatabaseProject,
+    old: &DatabaseProjectStatus,
+    new: &DatabaseProjectStatus,
+) {
+    let was = status::condition(&old.conditions, types::READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    let Some(now) = status::condition(&new.conditions, types::READY) else {
+        return;
+    };
+    if was
+        .as_ref()
+        .map(|(s, r, m)| (s.as_str(), r.as_str(), m.as_str()))
+        == Some((
+            now.status.as_str(),
+            now.reason.as_str(),
+            now.message.as_str(),
+        ))
+    {
         return;
     }
     if now.status == "True" {
-        info!(revision = new.revision.as_deref().unwrap_or_default(), "Project fetched");
-        ctx.event(dp, false, reasons::FETCHED, "Fetch", format!("fetched {}", new.revision.as_deref().unwrap_or_default())).await;
+        info!(
+            revision = new.revision.as_deref().unwrap_or_default(),
+            "Project fetched"
+        );
+        ctx.event(
+            dp,
+            false,
+            reasons::FETCHED,
+            "Fetch",
+            format!("fetched {}", new.revision.as_deref().unwrap_or_default()),
+        )
+        .await;
     } else if status::is_true(&new.conditions, types::STALLED) {
-        ctx.event(dp, true, &now.reason, "Fetch", now.message.clone()).await;
+        ctx.event(dp, true, &now.reason, "Fetch", now.message.clone())
+            .await;
     }
 }
 
 /// The Promotion and Environment controllers' mapper input: which projects read `cm`.
-pub fn projects_reading_configmap(projects: &[Arc<DatabaseProject>], cm: &ConfigMap) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
+pub fn projects_reading_configmap(
+    projects: &[Arc<DatabaseProject>],
+    cm: &ConfigMap,
+) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
     let ns = cm.namespace();
     let name = cm.name_any();
     projects
         .iter()
-        .filter(|p| p.namespace() == ns && p.spec.source.config_map.as_ref().is_some_and(|c| c.name == name))
+        .filter(|p| {
+            p.namespace() == ns
+                && p.spec
+                    .source
+                    .config_map
+                    .as_ref()
+                    .is_some_and(|c| c.name == name)
+        })
         .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
         .collect()
 }
@@ -217,6 +322,10 @@ pub fn error_policy(dp: Arc<DatabaseProject>, error: &Error, ctx: Arc<Context>) 
     if error.is_terminal() {
         Action::await_change()
     } else {
-        Action::requeue(ctx.backoff(&super::object_key(dp.as_ref()), Duration::from_secs(1), Duration::from_secs(60)))
+        Action::requeue(ctx.backoff(
+            &super::object_key(dp.as_ref()),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
     }
 }

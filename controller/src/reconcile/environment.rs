@@ -16,9 +16,11 @@ use tracing::{debug, info, instrument, warn};
 use super::database_project::{self, Fetched};
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
 use super::{Context, Error, Result, Stores, parse_duration, requested_at};
-use crate::api::conditions::{reasons, types};
-use crate::api::environment::{DeployFailure, DeploymentRecord, Environment, EnvironmentStatus, FailureMode, PendingChanges};
 use crate::api::FINALIZER;
+use crate::api::conditions::{reasons, types};
+use crate::api::environment::{
+    DeployFailure, DeploymentRecord, Environment, EnvironmentStatus, FailureMode, PendingChanges,
+};
 use crate::engine::{self, DeployOptions, PgEngine};
 use crate::registry::Registry;
 
@@ -29,7 +31,9 @@ pub const KIND: &str = "Environment";
 #[instrument(skip_all, fields(kind = KIND, name = %env.name_any(), namespace = env.namespace().unwrap_or_default()))]
 pub async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(KIND);
-    let ns = env.namespace().ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
+    let ns = env
+        .namespace()
+        .ok_or(Error::MissingObjectKey(".metadata.namespace"))?;
     let api: Api<Environment> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, env, |event| async {
         match event {
@@ -47,7 +51,14 @@ pub async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Actio
 async fn cleanup(env: &Environment, ctx: &Context) -> Result<Action> {
     ctx.reset_backoff(&super::object_key(env));
     info!("Environment deleted; the database keeps its changes");
-    ctx.event(env, false, "Deleted", "Cleanup", "released; the database keeps what it has deployed".into()).await;
+    ctx.event(
+        env,
+        false,
+        "Deleted",
+        "Cleanup",
+        "released; the database keeps what it has deployed".into(),
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -95,20 +106,36 @@ pub fn decide(f: &Facts) -> Decision {
 
 /// Builds the connection config from the Secret: a `url` key, or host/port/user/password/dbname.
 /// Returns the config and a redacted description. Errors never contain the password.
-pub fn connection(data: &BTreeMap<String, Vec<u8>>, statement_timeout: Option<Duration>, lock_timeout: Option<Duration>) -> Result<(tokio_postgres::Config, String), String> {
-    let get = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).trim().to_string()).filter(|v| !v.is_empty());
+pub fn connection(
+    data: &BTreeMap<String, Vec<u8>>,
+    statement_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
+) -> Result<(tokio_postgres::Config, String), String> {
+    let get = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let (mut config, shown) = if let Some(url) = get("url").or_else(|| get("uri")) {
         let shown = engine::redact_url(&url);
-        let config: tokio_postgres::Config = url.parse().map_err(|_| format!("the Secret's url key is not a valid connection string ({shown})"))?;
+        let config: tokio_postgres::Config = url.parse().map_err(|_| {
+            format!("the Secret's url key is not a valid connection string ({shown})")
+        })?;
         (config, shown)
     } else {
         let host = get("host").ok_or("the Secret has neither a url key nor a host key")?;
         let port: u16 = match get("port") {
-            Some(p) => p.parse().map_err(|_| format!("the Secret's port key is not a port: {p:?}"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("the Secret's port key is not a port: {p:?}"))?,
             None => 5432,
         };
-        let user = get("user").or_else(|| get("username")).ok_or("the Secret has no user key")?;
-        let dbname = get("dbname").or_else(|| get("database")).unwrap_or_else(|| user.clone());
+        let user = get("user")
+            .or_else(|| get("username"))
+            .ok_or("the Secret has no user key")?;
+        let dbname = get("dbname")
+            .or_else(|| get("database"))
+            .unwrap_or_else(|| user.clone());
         let mut config = tokio_postgres::Config::new();
         config.host(&host).port(port).user(&user).dbname(&dbname);
         if let Some(password) = get("password") {
@@ -134,38 +161,106 @@ pub fn connection(data: &BTreeMap<String, Vec<u8>>, statement_timeout: Option<Du
 }
 
 /// Maps an engine error to the outcome to report, and the failure details for status.
-pub fn engine_outcome(error: &engine::Error, fetched: &Fetched, revision: &str) -> (Outcome, Option<DeployFailure>) {
+pub fn engine_outcome(
+    error: &engine::Error,
+    fetched: &Fetched,
+    revision: &str,
+) -> (Outcome, Option<DeployFailure>) {
     use engine::Error as E;
     let message = database_project::relative(&error.to_string(), &fetched.dir);
     let failure = |f: &engine::Failure, reverted: &[String]| DeployFailure {
         revision: Some(revision.to_string()),
         change: Some(f.change.clone()),
-        file: Some(database_project::relative(&f.path.display().to_string(), &fetched.dir)),
+        file: Some(database_project::relative(
+            &f.path.display().to_string(),
+            &fetched.dir,
+        )),
         line: Some(f.line as i64),
         message: f.message.clone(),
         reverted: reverted.to_vec(),
     };
     match error {
-        E::ChangeFailed { failure: f, reverted, .. } => {
-            (Outcome::Terminal { reason: reasons::DEPLOY_FAILED, message }, Some(failure(f, reverted)))
-        }
-        E::RevertFailed { failure: f, reverted } => {
-            (Outcome::Terminal { reason: reasons::DEPLOY_FAILED, message }, Some(failure(f, reverted)))
-        }
+        E::ChangeFailed {
+            failure: f,
+            reverted,
+            ..
+        } => (
+            Outcome::Terminal {
+                reason: reasons::DEPLOY_FAILED,
+                message,
+            },
+            Some(failure(f, reverted)),
+        ),
+        E::RevertFailed {
+            failure: f,
+            reverted,
+        } => (
+            Outcome::Terminal {
+                reason: reasons::DEPLOY_FAILED,
+                message,
+            },
+            Some(failure(f, reverted)),
+        ),
         E::VerifyFailed { failures } => {
             let detail = failures.first().map(|f| failure(f, &[]));
-            (Outcome::Terminal { reason: reasons::VERIFY_FAILED, message }, detail)
+            (
+                Outcome::Terminal {
+                    reason: reasons::VERIFY_FAILED,
+                    message,
+                },
+                detail,
+            )
         }
-        E::Project(_) | E::Io { .. } | E::Script { .. } | E::Target { .. } => {
-            (Outcome::Terminal { reason: reasons::INVALID_PROJECT, message: message.clone() }, Some(DeployFailure { revision: Some(revision.into()), message, ..Default::default() }))
-        }
-        E::Dependency { .. } => {
-            (Outcome::Terminal { reason: reasons::DEPENDENCY_FAILED, message: message.clone() }, Some(DeployFailure { revision: Some(revision.into()), message, ..Default::default() }))
-        }
-        E::Diverged { .. } => (Outcome::Terminal { reason: reasons::DIVERGED, message }, None),
-        E::Locked { .. } => (Outcome::Transient { reason: reasons::LOCKED, message }, None),
-        E::Connect { .. } => (Outcome::Transient { reason: reasons::CONNECT_FAILED, message }, None),
-        E::Db { .. } | E::Registry(_) => (Outcome::Transient { reason: reasons::DATABASE_ERROR, message }, None),
+        E::Project(_) | E::Io { .. } | E::Script { .. } | E::Target { .. } => (
+            Outcome::Terminal {
+                reason: reasons::INVALID_PROJECT,
+                message: message.clone(),
+            },
+            Some(DeployFailure {
+                revision: Some(revision.into()),
+                message,
+                ..Default::default()
+            }),
+        ),
+        E::Dependency { .. } => (
+            Outcome::Terminal {
+                reason: reasons::DEPENDENCY_FAILED,
+                message: message.clone(),
+            },
+            Some(DeployFailure {
+                revision: Some(revision.into()),
+                message,
+                ..Default::default()
+            }),
+        ),
+        E::Diverged { .. } => (
+            Outcome::Terminal {
+                reason: reasons::DIVERGED,
+                message,
+            },
+            None,
+        ),
+        E::Locked { .. } => (
+            Outcome::Transient {
+                reason: reasons::LOCKED,
+                message,
+            },
+            None,
+        ),
+        E::Connect { .. } => (
+            Outcome::Transient {
+                reason: reasons::CONNECT_FAILED,
+                message,
+            },
+            None,
+        ),
+        E::Db { .. } | E::Registry(_) => (
+            Outcome::Transient {
+                reason: reasons::DATABASE_ERROR,
+                message,
+            },
+            None,
+        ),
     }
 }
 
@@ -174,21 +269,49 @@ pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outco
     let ns = env.namespace().unwrap_or_default();
     let secret_name = &env.spec.database.secret_ref.name;
     let Some(secret) = Stores::get(&ctx.stores.secrets, &ns, secret_name) else {
-        return Err(Outcome::Transient { reason: reasons::NOT_FOUND, message: format!("Secret {secret_name} not found") });
+        return Err(Outcome::Transient {
+            reason: reasons::NOT_FOUND,
+            message: format!("Secret {secret_name} not found"),
+        });
     };
     let secret: &Secret = &secret;
-    let mut data: BTreeMap<String, Vec<u8>> = secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+    let mut data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
     for (k, v) in secret.string_data.iter().flatten() {
         data.insert(k.clone(), v.clone().into_bytes());
     }
-    let statement_timeout = env.spec.statement_timeout.as_deref().and_then(parse_duration);
+    let statement_timeout = env
+        .spec
+        .statement_timeout
+        .as_deref()
+        .and_then(parse_duration);
     let lock_timeout = env.spec.lock_timeout.as_deref().and_then(parse_duration);
-    let (config, shown) = connection(&data, statement_timeout, lock_timeout)
-        .map_err(|message| Outcome::Transient { reason: reasons::INVALID_SECRET, message: format!("Secret {secret_name}: {message}") })?;
+    let (config, shown) =
+        connection(&data, statement_timeout, lock_timeout).map_err(|message| {
+            Outcome::Transient {
+                reason: reasons::INVALID_SECRET,
+                message: format!("Secret {secret_name}: {message}"),
+            }
+        })?;
     let started = Instant::now();
-    let result = PgEngine::connect_config(&config, &shown, Registry::new(&env.spec.database.registry), ctx.committer.clone()).await;
-    ctx.metrics.registry_lock_wait.observe(started.elapsed().as_secs_f64());
-    result.map_err(|e| Outcome::Transient { reason: reasons::CONNECT_FAILED, message: e.to_string() })
+    let result = PgEngine::connect_config(
+        &config,
+        &shown,
+        Registry::new(&env.spec.database.registry),
+        ctx.committer.clone(),
+    )
+    .await;
+    ctx.metrics
+        .registry_lock_wait
+        .observe(started.elapsed().as_secs_f64());
+    result.map_err(|e| Outcome::Transient {
+        reason: reasons::CONNECT_FAILED,
+        message: e.to_string(),
+    })
 }
 
 fn engine_mode(mode: FailureMode) -> engine::FailureMode {
@@ -224,9 +347,19 @@ pub async fn deploy_with_progress<K, S>(
     name: &str,
     base: S,
     set_progress: fn(&mut S, String),
-) -> (PgEngine, crate::project::Project, engine::Result<engine::DeployReport>)
+) -> (
+    PgEngine,
+    crate::project::Project,
+    engine::Result<engine::DeployReport>,
+)
 where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
     S: serde::Serialize + Clone + Send + Sync + 'static,
 {
     let (tx, mut rx) = tokio::sync::watch::channel::<Option<String>>(None);
@@ -251,8 +384,15 @@ where
             let mut engine = engine;
             let result = engine
                 .deploy(&project, &options, &mut |p| {
-                    let verb = if p.operation == "revert" { "reverting" } else { "deploying" };
-                    let _ = tx.send(Some(format!("{verb} change {}/{}: {}", p.index, p.total, p.change)));
+                    let verb = if p.operation == "revert" {
+                        "reverting"
+                    } else {
+                        "deploying"
+                    };
+                    let _ = tx.send(Some(format!(
+                        "{verb} change {}/{}: {}",
+                        p.index, p.total, p.change
+                    )));
                 })
                 .await;
             (engine, project, result)
@@ -269,15 +409,22 @@ where
 
 /// True when the status is the snapshot a deploy shows while it runs. Reconciles of one
 /// object never overlap, so seeing it means the watch cache is behind our own final write.
-fn deploying_snapshot(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
-    status::condition(conditions, types::RECONCILING).is_some_and(|c| c.reason == reasons::DEPLOYING)
+fn deploying_snapshot(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> bool {
+    status::condition(conditions, types::RECONCILING)
+        .is_some_and(|c| c.reason == reasons::DEPLOYING)
 }
 
 async fn apply(env: &Environment, api: &Api<Environment>, ctx: &Context) -> Result<Action> {
     let name = env.name_any();
     // NB: decide on fresh status, or a failed revision would be deployed a second time.
     let fresh;
-    let env = if env.status.as_ref().is_some_and(|s| deploying_snapshot(&s.conditions)) {
+    let env = if env
+        .status
+        .as_ref()
+        .is_some_and(|s| deploying_snapshot(&s.conditions))
+    {
         fresh = api.get(&name).await?;
         &fresh
     } else {
@@ -292,10 +439,19 @@ async fn apply(env: &Environment, api: &Api<Environment>, ctx: &Context) -> Resu
     let interval = parse_duration(&env.spec.interval).unwrap_or(Duration::from_secs(300));
     let retry = parse_duration(&env.spec.retry_interval).unwrap_or(Duration::from_secs(10));
     let requested = requested_at(env);
-    let retry_requested = old.observed_generation != generation || (requested.is_some() && requested != old.last_handled_reconcile_at);
+    let retry_requested = old.observed_generation != generation
+        || (requested.is_some() && requested != old.last_handled_reconcile_at);
 
     if env.spec.suspend {
-        status::set_condition(&mut new.conditions, types::RECONCILING, false, reasons::SUSPENDED, "suspended: nothing is deployed until spec.suspend is false", generation, &now);
+        status::set_condition(
+            &mut new.conditions,
+            types::RECONCILING,
+            false,
+            reasons::SUSPENDED,
+            "suspended: nothing is deployed until spec.suspend is false",
+            generation,
+            &now,
+        );
         new.observed_generation = generation;
         if !status::same_ignoring_time(&old, &new) {
             info!("Suspended");
@@ -303,15 +459,33 @@ async fn apply(env: &Environment, api: &Api<Environment>, ctx: &Context) -> Resu
         }
         return Ok(Action::await_change());
     }
-    if status::condition(&new.conditions, types::RECONCILING).is_some_and(|c| c.reason == reasons::SUSPENDED) {
+    if status::condition(&new.conditions, types::RECONCILING)
+        .is_some_and(|c| c.reason == reasons::SUSPENDED)
+    {
         status::remove_condition(&mut new.conditions, types::RECONCILING);
     }
-    if mark_progressing(&mut new.conditions, old.observed_generation, generation, &now) {
+    if mark_progressing(
+        &mut new.conditions,
+        old.observed_generation,
+        generation,
+        &now,
+    ) {
         new.observed_generation = generation;
         apply_status(api, &name, &new).await?;
     }
 
-    let outcome = steps(env, api, ctx, &ns, &name, &mut new, retry_requested, generation, &now).await;
+    let outcome = steps(
+        env,
+        api,
+        ctx,
+        &ns,
+        &name,
+        &mut new,
+        retry_requested,
+        generation,
+        &now,
+    )
+    .await;
     summarize(&mut new.conditions, &outcome, generation, &now);
     new.observed_generation = generation;
     new.last_handled_reconcile_at = requested.or(old.last_handled_reconcile_at.clone());
@@ -329,7 +503,12 @@ async fn apply(env: &Environment, api: &Api<Environment>, ctx: &Context) -> Resu
                 ctx.metrics.lock_waits.inc();
             }
             let wait = ctx.backoff(&key, retry, interval.max(retry));
-            debug!(reason, message, wait_ms = wait.as_millis() as u64, "Retrying");
+            debug!(
+                reason,
+                message,
+                wait_ms = wait.as_millis() as u64,
+                "Retrying"
+            );
             Action::requeue(wait)
         }
         Outcome::Terminal { reason, .. } => {
@@ -362,20 +541,34 @@ async fn steps(
     // Gather: the project, its files, the database.
     let project_name = &env.spec.project_ref.name;
     let Some(dp) = Stores::get(&ctx.stores.projects, ns, project_name) else {
-        return Outcome::Transient { reason: reasons::NOT_FOUND, message: format!("DatabaseProject {project_name} not found") };
+        return Outcome::Transient {
+            reason: reasons::NOT_FOUND,
+            message: format!("DatabaseProject {project_name} not found"),
+        };
     };
     let mut fetched = match database_project::fetch(ctx, &dp, false).await {
         Ok(f) => f,
         Err((Outcome::Terminal { reason, message }, _)) => {
-            return Outcome::Terminal { reason, message: format!("DatabaseProject {project_name}: {message}") };
+            return Outcome::Terminal {
+                reason,
+                message: format!("DatabaseProject {project_name}: {message}"),
+            };
         }
         Err((outcome, _)) => return outcome,
     };
     let revision = fetched.revision.clone();
-    if let Some(seen) = dp.status.as_ref().and_then(|s| s.revision.as_ref()).filter(|seen| **seen != revision) {
+    if let Some(seen) = dp
+        .status
+        .as_ref()
+        .and_then(|s| s.revision.as_ref())
+        .filter(|seen| **seen != revision)
+    {
         // NB: the ConfigMap cache and the DatabaseProject's status come from different
         // watches; when they disagree, look again shortly rather than act on old files.
-        return Outcome::Progressing { reason: reasons::PROGRESSING, message: format!("waiting for the project files of {seen} (have {revision})") };
+        return Outcome::Progressing {
+            reason: reasons::PROGRESSING,
+            message: format!("waiting for the project files of {seen} (have {revision})"),
+        };
     }
     let mut engine = match connect(ctx, env).await {
         Ok(e) => e,
@@ -386,8 +579,14 @@ async fn steps(
         Err(e) => return engine_outcome(&e, &fetched, &revision).0,
     };
     if !state.diverged.is_empty() {
-        let message = format!("the database has changes the plan lacks at their position: {}", state.diverged.join(", "));
-        return Outcome::Terminal { reason: reasons::DIVERGED, message };
+        let message = format!(
+            "the database has changes the plan lacks at their position: {}",
+            state.diverged.join(", ")
+        );
+        return Outcome::Terminal {
+            reason: reasons::DIVERGED,
+            message,
+        };
     }
 
     // Decide.
@@ -403,51 +602,144 @@ async fn steps(
 
     // Act.
     let mut outcome = match decision {
-        Decision::UpToDate => Outcome::Ready { reason: reasons::UP_TO_DATE, message: format!("up to date with {revision}") },
+        Decision::UpToDate => Outcome::Ready {
+            reason: reasons::UP_TO_DATE,
+            message: format!("up to date with {revision}"),
+        },
         Decision::AwaitPromotion => Outcome::Ready {
             reason: reasons::AWAITING_PROMOTION,
-            message: format!("{} changes pending; this Environment moves only by Promotion", facts.pending),
+            message: format!(
+                "{} changes pending; this Environment moves only by Promotion",
+                facts.pending
+            ),
         },
         Decision::KeepFailed => {
-            let message = new.last_failure.as_ref().map(|f| f.message.clone()).unwrap_or_default();
-            let reason = status::condition(&new.conditions, types::READY).map(|c| c.reason.clone()).unwrap_or_default();
-            let reason = if reason == reasons::VERIFY_FAILED { reasons::VERIFY_FAILED } else { reasons::DEPLOY_FAILED };
-            let message = status::condition(&new.conditions, types::READY).map(|c| c.message.clone()).unwrap_or(message);
+            let message = new
+                .last_failure
+                .as_ref()
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
+            let reason = status::condition(&new.conditions, types::READY)
+                .map(|c| c.reason.clone())
+                .unwrap_or_default();
+            let reason = if reason == reasons::VERIFY_FAILED {
+                reasons::VERIFY_FAILED
+            } else {
+                reasons::DEPLOY_FAILED
+            };
+            let message = status::condition(&new.conditions, types::READY)
+                .map(|c| c.message.clone())
+                .unwrap_or(message);
             Outcome::Terminal { reason, message }
         }
         Decision::Deploy => {
             new.last_attempted_revision = Some(revision.clone());
             let mut base = new.clone();
-            summarize(&mut base.conditions, &Outcome::Progressing { reason: reasons::DEPLOYING, message: format!("deploying {} changes of {revision}", facts.pending) }, generation, now);
+            summarize(
+                &mut base.conditions,
+                &Outcome::Progressing {
+                    reason: reasons::DEPLOYING,
+                    message: format!("deploying {} changes of {revision}", facts.pending),
+                },
+                generation,
+                now,
+            );
             let _ = apply_status(api, name, &base).await;
             let options = deploy_options(env, &revision, None);
             let started = Instant::now();
-            let (e, project, result) = deploy_with_progress(engine, fetched.project, options, api, name, base, |s: &mut EnvironmentStatus, p| s.progress = Some(p)).await;
+            let (e, project, result) = deploy_with_progress(
+                engine,
+                fetched.project,
+                options,
+                api,
+                name,
+                base,
+                |s: &mut EnvironmentStatus, p| s.progress = Some(p),
+            )
+            .await;
             engine = e;
             fetched.project = project;
             match result {
                 Ok(report) => {
-                    ctx.metrics.changes_applied.inc_by(report.deployed.len() as u64);
+                    ctx.metrics
+                        .changes_applied
+                        .inc_by(report.deployed.len() as u64);
                     info!(%revision, changes = report.deployed.len(), ms = started.elapsed().as_millis() as u64, "Deployed");
                     new.last_failure = None;
-                    status::set_condition(&mut new.conditions, types::DEPLOYED, true, reasons::DEPLOYED, &format!("deployed {} changes of {revision}", report.deployed.len()), generation, now);
+                    status::set_condition(
+                        &mut new.conditions,
+                        types::DEPLOYED,
+                        true,
+                        reasons::DEPLOYED,
+                        &format!("deployed {} changes of {revision}", report.deployed.len()),
+                        generation,
+                        now,
+                    );
                     status::remove_condition(&mut new.conditions, types::ROLLED_BACK);
                     if env.spec.verify {
-                        status::set_condition(&mut new.conditions, types::VERIFIED, true, reasons::SUCCEEDED, "verify scripts passed", generation, now);
+                        status::set_condition(
+                            &mut new.conditions,
+                            types::VERIFIED,
+                            true,
+                            reasons::SUCCEEDED,
+                            "verify scripts passed",
+                            generation,
+                            now,
+                        );
                     }
-                    Outcome::Ready { reason: reasons::DEPLOYED, message: format!("deployed {revision}: {} changes, last {}", report.deployed.len(), report.deployed.last().map(String::as_str).unwrap_or("-")) }
+                    Outcome::Ready {
+                        reason: reasons::DEPLOYED,
+                        message: format!(
+                            "deployed {revision}: {} changes, last {}",
+                            report.deployed.len(),
+                            report.deployed.last().map(String::as_str).unwrap_or("-")
+                        ),
+                    }
                 }
                 Err(error) => {
                     warn!(%revision, error = %database_project::relative(&error.to_string(), &fetched.dir), "Deploy failed");
                     let (outcome, failure) = engine_outcome(&error, &fetched, &revision);
                     if let Outcome::Terminal { reason, message } = &outcome {
-                        status::set_condition(&mut new.conditions, types::DEPLOYED, false, reason, message, generation, now);
+                        status::set_condition(
+                            &mut new.conditions,
+                            types::DEPLOYED,
+                            false,
+                            reason,
+                            message,
+                            generation,
+                            now,
+                        );
                         if *reason == reasons::VERIFY_FAILED {
-                            status::set_condition(&mut new.conditions, types::VERIFIED, false, reason, message, generation, now);
+                            status::set_condition(
+                                &mut new.conditions,
+                                types::VERIFIED,
+                                false,
+                                reason,
+                                message,
+                                generation,
+                                now,
+                            );
                         }
                     }
-                    match failure.as_ref().map(|f| f.reverted.clone()).unwrap_or_default() {
-                        reverted if !reverted.is_empty() => status::set_condition(&mut new.conditions, types::ROLLED_BACK, true, reasons::ROLLED_BACK, &format!("reverted {} ({:?} failure mode)", reverted.join(", "), env.spec.failure_mode).to_lowercase(), generation, now),
+                    match failure
+                        .as_ref()
+                        .map(|f| f.reverted.clone())
+                        .unwrap_or_default()
+                    {
+                        reverted if !reverted.is_empty() => status::set_condition(
+                            &mut new.conditions,
+                            types::ROLLED_BACK,
+                            true,
+                            reasons::ROLLED_BACK,
+                            &format!(
+                                "reverted {} ({:?} failure mode)",
+                                reverted.join(", "),
+                                env.spec.failure_mode
+                            )
+                            .to_lowercase(),
+                            generation,
+                            now,
+                        ),
                         _ => status::remove_condition(&mut new.conditions, types::ROLLED_BACK),
                     }
                     if failure.is_some() {
@@ -464,10 +756,26 @@ async fn steps(
         Ok(state) => {
             new.last_change = state.last_change.as_ref().map(|c| c.name.clone());
             new.last_change_id = state.last_change.as_ref().map(|c| c.id.clone());
-            new.pending = Some(PendingChanges { count: state.pending.len() as i64, first: state.pending.iter().take(5).cloned().collect() });
-            new.locked_by = state.locked_by.as_ref().map(|h| format!("{} on {} ({} since {})", h.holder, h.host, h.operation, h.started_at));
+            new.pending = Some(PendingChanges {
+                count: state.pending.len() as i64,
+                first: state.pending.iter().take(5).cloned().collect(),
+            });
+            new.locked_by = state.locked_by.as_ref().map(|h| {
+                format!(
+                    "{} on {} ({} since {})",
+                    h.holder, h.host, h.operation, h.started_at
+                )
+            });
             if state.pending.is_empty() && !matches!(outcome, Outcome::Terminal { .. }) {
-                status::set_condition(&mut new.conditions, types::DEPLOYED, true, reasons::UP_TO_DATE, &format!("every change of {revision} is deployed"), generation, now);
+                status::set_condition(
+                    &mut new.conditions,
+                    types::DEPLOYED,
+                    true,
+                    reasons::UP_TO_DATE,
+                    &format!("every change of {revision} is deployed"),
+                    generation,
+                    now,
+                );
             }
         }
         Err(e) => {
@@ -477,15 +785,29 @@ async fn steps(
         }
     }
     if let Ok(runs) = engine.deployments(&fetched.project, 5).await {
-        if let Some(rev) = runs.iter().find(|r| r.operation == "deploy" && r.result == "succeeded").and_then(|r| r.revision.clone()) {
+        if let Some(rev) = runs
+            .iter()
+            .find(|r| r.operation == "deploy" && r.result == "succeeded")
+            .and_then(|r| r.revision.clone())
+        {
             new.last_applied_revision = Some(rev);
         }
         new.deployments = runs
             .into_iter()
-            .map(|r| DeploymentRecord { operation: r.operation, revision: r.revision, result: r.result, started_at: r.started_at, duration_ms: r.duration_ms, changes: r.changes as i64 })
+            .map(|r| DeploymentRecord {
+                operation: r.operation,
+                revision: r.revision,
+                result: r.result,
+                started_at: r.started_at,
+                duration_ms: r.duration_ms,
+                changes: r.changes as i64,
+            })
             .collect();
     }
-    if new.last_applied_revision.is_none() && new.pending.as_ref().is_some_and(|p| p.count == 0) && new.last_change.is_some() {
+    if new.last_applied_revision.is_none()
+        && new.pending.as_ref().is_some_and(|p| p.count == 0)
+        && new.last_change.is_some()
+    {
         // Deployed by someone else (Sqitch, the CLI) but matching this revision.
         new.last_applied_revision = Some(revision.clone());
     }
@@ -493,16 +815,29 @@ async fn steps(
 }
 
 /// One event per transition: Deployed, DeployFailed, RolledBack.
-async fn events(ctx: &Context, env: &Environment, old: &EnvironmentStatus, new: &EnvironmentStatus) {
-    let ready = |s: &EnvironmentStatus| status::condition(&s.conditions, types::READY).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+async fn events(
+    ctx: &Context,
+    env: &Environment,
+    old: &EnvironmentStatus,
+    new: &EnvironmentStatus,
+) {
+    let ready = |s: &EnvironmentStatus| {
+        status::condition(&s.conditions, types::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
     let (was, now) = (ready(old), ready(new));
     if was == now {
         return;
     }
-    let Some((state, reason, message)) = now else { return };
+    let Some((state, reason, message)) = now else {
+        return;
+    };
     if state == "True" && reason == reasons::DEPLOYED {
-        ctx.event(env, false, reasons::DEPLOYED, "Deploy", message).await;
-    } else if state == "False" && (reason == reasons::DEPLOY_FAILED || reason == reasons::VERIFY_FAILED) {
+        ctx.event(env, false, reasons::DEPLOYED, "Deploy", message)
+            .await;
+    } else if state == "False"
+        && (reason == reasons::DEPLOY_FAILED || reason == reasons::VERIFY_FAILED)
+    {
         let note = match &new.last_failure {
             Some(f) => format!(
                 "{} failed at {}:{} deploying {}: {}",
@@ -515,8 +850,17 @@ async fn events(ctx: &Context, env: &Environment, old: &EnvironmentStatus, new: 
             None => message,
         };
         ctx.event(env, true, &reason, "Deploy", note).await;
-        if let Some(rb) = status::condition(&new.conditions, types::ROLLED_BACK).filter(|c| c.status == "True") {
-            ctx.event(env, true, reasons::ROLLED_BACK, "Revert", rb.message.clone()).await;
+        if let Some(rb) =
+            status::condition(&new.conditions, types::ROLLED_BACK).filter(|c| c.status == "True")
+        {
+            ctx.event(
+                env,
+                true,
+                reasons::ROLLED_BACK,
+                "Revert",
+                rb.message.clone(),
+            )
+            .await;
         }
     } else if status::is_true(&new.conditions, types::STALLED) {
         ctx.event(env, true, &reason, "Reconcile", message).await;
@@ -530,7 +874,11 @@ pub fn error_policy(env: Arc<Environment>, error: &Error, ctx: Arc<Context>) -> 
     if error.is_terminal() {
         Action::await_change()
     } else {
-        Action::requeue(ctx.backoff(&super::object_key(env.as_ref()), Duration::from_secs(1), Duration::from_secs(60)))
+        Action::requeue(ctx.backoff(
+            &super::object_key(env.as_ref()),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
     }
 }
 
@@ -545,14 +893,60 @@ mod tests {
             facts: Facts,
             want: Decision,
         }
-        let base = Facts { auto_deploy: true, pending: 3, revision: "r2".into(), failed_revision: None, retry_requested: false };
+        let base = Facts {
+            auto_deploy: true,
+            pending: 3,
+            revision: "r2".into(),
+            failed_revision: None,
+            retry_requested: false,
+        };
         let cases = [
-            Case { name: "nothing pending", facts: Facts { pending: 0, ..base.clone() }, want: Decision::UpToDate },
-            Case { name: "auto deploy deploys", facts: base.clone(), want: Decision::Deploy },
-            Case { name: "promotion-only waits", facts: Facts { auto_deploy: false, ..base.clone() }, want: Decision::AwaitPromotion },
-            Case { name: "failed revision is not retried (no hot loop)", facts: Facts { failed_revision: Some("r2".into()), ..base.clone() }, want: Decision::KeepFailed },
-            Case { name: "a new revision heals", facts: Facts { failed_revision: Some("r1".into()), ..base.clone() }, want: Decision::Deploy },
-            Case { name: "requestedAt retries a failed revision", facts: Facts { failed_revision: Some("r2".into()), retry_requested: true, ..base.clone() }, want: Decision::Deploy },
+            Case {
+                name: "nothing pending",
+                facts: Facts {
+                    pending: 0,
+                    ..base.clone()
+                },
+                want: Decision::UpToDate,
+            },
+            Case {
+                name: "auto deploy deploys",
+                facts: base.clone(),
+                want: Decision::Deploy,
+            },
+            Case {
+                name: "promotion-only waits",
+                facts: Facts {
+                    auto_deploy: false,
+                    ..base.clone()
+                },
+                want: Decision::AwaitPromotion,
+            },
+            Case {
+                name: "failed revision is not retried (no hot loop)",
+                facts: Facts {
+                    failed_revision: Some("r2".into()),
+                    ..base.clone()
+                },
+                want: Decision::KeepFailed,
+            },
+            Case {
+                name: "a new revision heals",
+                facts: Facts {
+                    failed_revision: Some("r1".into()),
+                    ..base.clone()
+                },
+                want: Decision::Deploy,
+            },
+            Case {
+                name: "requestedAt retries a failed revision",
+                facts: Facts {
+                    failed_revision: Some("r2".into()),
+                    retry_requested: true,
+                    ..base.clone()
+                },
+                want: Decision::Deploy,
+            },
         ];
         for case in cases {
             assert_eq!(decide(&case.facts), case.want, "{}", case.name);
@@ -561,22 +955,44 @@ mod tests {
 
     #[test]
     fn connection_from_keys_redacts_and_sets_timeouts() {
-        let data: BTreeMap<String, Vec<u8>> = [("host", "db"), ("port", "6543"), ("user", "app"), ("password", "hunter2"), ("dbname", "shop")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        let (config, shown) = connection(&data, Some(Duration::from_secs(5)), Some(Duration::from_millis(250))).expect("valid");
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("host", "db"),
+            ("port", "6543"),
+            ("user", "app"),
+            ("password", "hunter2"),
+            ("dbname", "shop"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect();
+        let (config, shown) = connection(
+            &data,
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_millis(250)),
+        )
+        .expect("valid");
         assert_eq!(shown, "postgres://***@db:6543/shop");
-        assert_eq!(config.get_options(), Some("-c statement_timeout=5000 -c lock_timeout=250"));
+        assert_eq!(
+            config.get_options(),
+            Some("-c statement_timeout=5000 -c lock_timeout=250")
+        );
         assert_eq!(config.get_password(), Some(&b"hunter2"[..]));
     }
 
     #[test]
     fn connection_from_url_never_shows_the_password() {
-        let data: BTreeMap<String, Vec<u8>> = [("url".to_string(), b"postgres://app:hunter2@db:5432/shop".to_vec())].into();
+        let data: BTreeMap<String, Vec<u8>> = [(
+            "url".to_string(),
+            b"postgres://app:hunter2@db:5432/shop".to_vec(),
+        )]
+        .into();
         let (_, shown) = connection(&data, None, None).expect("valid");
         assert!(!shown.contains("hunter2"));
-        let bad: BTreeMap<String, Vec<u8>> = [("url".to_string(), b"postgres://app:hunter2@db:notaport/shop".to_vec())].into();
+        let bad: BTreeMap<String, Vec<u8>> = [(
+            "url".to_string(),
+            b"postgres://app:hunter2@db:notaport/shop".to_vec(),
+        )]
+        .into();
         let error = connection(&bad, None, None).expect_err("invalid");
         assert!(!error.contains("hunter2"), "{error}");
         let none: BTreeMap<String, Vec<u8>> = BTreeMap::new();

@@ -31,8 +31,14 @@ pub enum Verdict {
 }
 
 /// Decides from the Lease's fields, at `now`.
-pub fn judge(spec: Option<&LeaseSpec>, identity: &str, now: k8s_openapi::jiff::Timestamp) -> Verdict {
-    let Some(spec) = spec else { return Verdict::Free };
+pub fn judge(
+    spec: Option<&LeaseSpec>,
+    identity: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Verdict {
+    let Some(spec) = spec else {
+        return Verdict::Free;
+    };
     let holder = spec.holder_identity.as_deref().unwrap_or_default();
     if holder.is_empty() {
         return Verdict::Free;
@@ -44,7 +50,11 @@ pub fn judge(spec: Option<&LeaseSpec>, identity: &str, now: k8s_openapi::jiff::T
     match spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) {
         Some(MicroTime(renewed)) => {
             let expires = renewed.as_second() + seconds;
-            if now.as_second() > expires { Verdict::Free } else { Verdict::Held }
+            if now.as_second() > expires {
+                Verdict::Free
+            } else {
+                Verdict::Held
+            }
         }
         None => Verdict::Free,
     }
@@ -52,33 +62,54 @@ pub fn judge(spec: Option<&LeaseSpec>, identity: &str, now: k8s_openapi::jiff::T
 
 impl LeaderElector {
     /// An elector for Lease `namespace/name`, as `identity`.
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
-        LeaderElector { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration }
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> Self {
+        LeaderElector {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+        }
     }
 
     /// Tries once to take or renew the lease. `Ok(true)` when we hold it afterwards.
     pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
         let now = k8s_openapi::jiff::Timestamp::now();
         let existing = self.api.get_opt(&self.name).await?;
-        let verdict = judge(existing.as_ref().and_then(|l| l.spec.as_ref()), &self.identity, now);
+        let verdict = judge(
+            existing.as_ref().and_then(|l| l.spec.as_ref()),
+            &self.identity,
+            now,
+        );
         if verdict == Verdict::Held {
             return Ok(false);
         }
         let mut lease = existing.clone().unwrap_or_else(|| Lease {
-            metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                ..ObjectMeta::default()
+            },
             spec: None,
         });
         let mut spec = lease.spec.take().unwrap_or_default();
         if verdict == Verdict::Free {
             spec.acquire_time = Some(MicroTime(now));
-            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + i32::from(existing.is_some()));
+            spec.lease_transitions =
+                Some(spec.lease_transitions.unwrap_or(0) + i32::from(existing.is_some()));
         }
         spec.holder_identity = Some(self.identity.clone());
         spec.lease_duration_seconds = Some(self.duration.as_secs().max(1) as i32);
         spec.renew_time = Some(MicroTime(now));
         lease.spec = Some(spec);
         let result = if existing.is_some() {
-            self.api.replace(&self.name, &PostParams::default(), &lease).await
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
         } else {
             self.api.create(&PostParams::default(), &lease).await
         };
@@ -137,7 +168,10 @@ impl LeaderElector {
         {
             spec.holder_identity = None;
             spec.renew_time = None;
-            let _ = self.api.replace(&self.name, &PostParams::default(), &lease).await;
+            let _ = self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await;
         }
     }
 }
@@ -150,7 +184,9 @@ mod tests {
     fn spec(holder: &str, renewed: i64, seconds: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap_or_default())),
+            renew_time: Some(MicroTime(
+                Timestamp::from_second(renewed).unwrap_or_default(),
+            )),
             lease_duration_seconds: Some(seconds),
             ..LeaseSpec::default()
         }
@@ -160,9 +196,25 @@ mod tests {
     fn judge_table() {
         let at = |s| Timestamp::from_second(s).unwrap_or_default();
         assert_eq!(judge(None, "a", at(100)), Verdict::Free, "no lease");
-        assert_eq!(judge(Some(&spec("a", 100, 15)), "a", at(200)), Verdict::Ours, "ours, even expired");
-        assert_eq!(judge(Some(&spec("b", 100, 15)), "a", at(110)), Verdict::Held, "held and fresh");
-        assert_eq!(judge(Some(&spec("b", 100, 15)), "a", at(116)), Verdict::Free, "expired");
-        assert_eq!(judge(Some(&spec("", 100, 15)), "a", at(101)), Verdict::Free, "released");
+        assert_eq!(
+            judge(Some(&spec("a", 100, 15)), "a", at(200)),
+            Verdict::Ours,
+            "ours, even expired"
+        );
+        assert_eq!(
+            judge(Some(&spec("b", 100, 15)), "a", at(110)),
+            Verdict::Held,
+            "held and fresh"
+        );
+        assert_eq!(
+            judge(Some(&spec("b", 100, 15)), "a", at(116)),
+            Verdict::Free,
+            "expired"
+        );
+        assert_eq!(
+            judge(Some(&spec("", 100, 15)), "a", at(101)),
+            Verdict::Free,
+            "released"
+        );
     }
 }

@@ -70,8 +70,23 @@ pub struct Context {
 
 impl Context {
     /// A context for `client`.
-    pub fn new(client: Client, stores: Stores, recorder: Recorder, metrics: Metrics, workdir: PathBuf, committer: Committer) -> Context {
-        Context { stores, client, recorder, metrics, workdir, committer, failures: Mutex::new(HashMap::new()) }
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        recorder: Recorder,
+        metrics: Metrics,
+        workdir: PathBuf,
+        committer: Committer,
+    ) -> Context {
+        Context {
+            stores,
+            client,
+            recorder,
+            metrics,
+            workdir,
+            committer,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The wait before the next retry of `key`: `base` doubled per consecutive failure,
@@ -86,13 +101,27 @@ impl Context {
 
     /// Forgets `key`'s failures after a success.
     pub fn reset_backoff(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// Publishes an Event about `obj`; failures to publish are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String) {
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_string(),
             note: Some(truncate_note(note)),
             action: action.to_string(),
@@ -106,7 +135,8 @@ impl Context {
 
 /// `base * 2^n`, capped.
 pub fn backoff_delay(base: Duration, cap: Duration, n: u32) -> Duration {
-    base.saturating_mul(1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX)).min(cap)
+    base.saturating_mul(1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX))
+        .min(cap)
 }
 
 fn truncate_note(note: String) -> String {
@@ -122,7 +152,12 @@ fn truncate_note(note: String) -> String {
 
 /// A key naming one object, for backoff bookkeeping.
 pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-    format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any())
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 /// Everything a reconcile can fail with that it does not report in status itself.
@@ -211,7 +246,11 @@ mod tests {
             ("3d", None),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_duration(text).map(|d| d.as_millis() as u64), want, "{text:?}");
+            assert_eq!(
+                parse_duration(text).map(|d| d.as_millis() as u64),
+                want,
+                "{text:?}"
+            );
         }
     }
 
@@ -219,7 +258,9 @@ mod tests {
     fn backoff_doubles_and_caps() {
         let base = Duration::from_secs(10);
         let cap = Duration::from_secs(60);
-        let got: Vec<u64> = (0..5).map(|n| backoff_delay(base, cap, n).as_secs()).collect();
+        let got: Vec<u64> = (0..5)
+            .map(|n| backoff_delay(base, cap, n).as_secs())
+            .collect();
         assert_eq!(got, [10, 20, 40, 60, 60]);
         assert_eq!(backoff_delay(base, cap, 100), cap, "no overflow");
     }

@@ -25,13 +25,21 @@ pub fn files_from_configmap(cm: &ConfigMap) -> Result<Files, String> {
         .as_ref()
         .and_then(|b| b.get(ARCHIVE_KEY))
         .map(|b| b.0.clone())
-        .or_else(|| cm.data.as_ref().and_then(|d| d.get(ARCHIVE_KEY)).map(|s| s.as_bytes().to_vec()));
+        .or_else(|| {
+            cm.data
+                .as_ref()
+                .and_then(|d| d.get(ARCHIVE_KEY))
+                .map(|s| s.as_bytes().to_vec())
+        });
     if let Some(bytes) = archive {
         return untar(&bytes);
     }
     let mut files = Files::new();
     for (key, value) in cm.data.iter().flatten() {
-        files.insert(checked_path(&key.replace(SEPARATOR, "/"))?, value.as_bytes().to_vec());
+        files.insert(
+            checked_path(&key.replace(SEPARATOR, "/"))?,
+            value.as_bytes().to_vec(),
+        );
     }
     for (key, value) in cm.binary_data.iter().flatten() {
         files.insert(checked_path(&key.replace(SEPARATOR, "/"))?, value.0.clone());
@@ -97,7 +105,10 @@ pub fn materialize(root: &Path, digest: &str, files: &Files) -> std::io::Result<
 fn checked_path(path: &str) -> Result<String, String> {
     let trimmed = path.trim_start_matches("./");
     let p = Path::new(trimmed);
-    if trimmed.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if trimmed.is_empty()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!("unsafe path in project files: {path:?}"));
     }
     Ok(trimmed.to_string())
@@ -114,7 +125,8 @@ pub fn untar(bytes: &[u8]) -> Result<Files, String> {
         if header.iter().all(|&b| b == 0) {
             break;
         }
-        let size = octal(&header[124..136]).ok_or_else(|| format!("{ARCHIVE_KEY}: bad size field at byte {offset}"))?;
+        let size = octal(&header[124..136])
+            .ok_or_else(|| format!("{ARCHIVE_KEY}: bad size field at byte {offset}"))?;
         let kind = header[156];
         let data_start = offset + 512;
         let data_end = data_start + size;
@@ -130,8 +142,16 @@ pub fn untar(bytes: &[u8]) -> Result<Files, String> {
                     Some(n) => n,
                     None => {
                         let name = cstr(&header[0..100]);
-                        let prefix = if &header[257..262] == b"ustar" { cstr(&header[345..500]) } else { String::new() };
-                        if prefix.is_empty() { name } else { format!("{prefix}/{name}") }
+                        let prefix = if &header[257..262] == b"ustar" {
+                            cstr(&header[345..500])
+                        } else {
+                            String::new()
+                        };
+                        if prefix.is_empty() {
+                            name
+                        } else {
+                            format!("{prefix}/{name}")
+                        }
                     }
                 };
                 files.insert(checked_path(&name)?, data.to_vec());
@@ -194,31 +214,60 @@ mod tests {
 
     fn cm(data: &[(&str, &str)], binary: &[(&str, Vec<u8>)]) -> ConfigMap {
         ConfigMap {
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-            binary_data: Some(binary.iter().map(|(k, v)| (k.to_string(), ByteString(v.clone()))).collect()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            binary_data: Some(
+                binary
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.clone())))
+                    .collect(),
+            ),
             ..ConfigMap::default()
         }
     }
 
     #[test]
     fn flat_keys_decode_double_underscore_as_directories() {
-        let files = files_from_configmap(&cm(&[("sqitch.plan", "%project=x\n"), ("deploy__users.sql", "select 1;")], &[]))
-            .expect("decodes");
-        assert_eq!(files.keys().collect::<Vec<_>>(), ["deploy/users.sql", "sqitch.plan"]);
+        let files = files_from_configmap(&cm(
+            &[
+                ("sqitch.plan", "%project=x\n"),
+                ("deploy__users.sql", "select 1;"),
+            ],
+            &[],
+        ))
+        .expect("decodes");
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["deploy/users.sql", "sqitch.plan"]
+        );
     }
 
     #[test]
     fn archive_key_wins_and_unpacks_nested_paths() {
-        let archive = tar(&[("./sqitch.plan", "%project=x\n"), ("./deploy/users.sql", "select 1;")]);
-        let files = files_from_configmap(&cm(&[("ignored", "x")], &[(ARCHIVE_KEY, archive)])).expect("decodes");
-        assert_eq!(files.keys().collect::<Vec<_>>(), ["deploy/users.sql", "sqitch.plan"]);
+        let archive = tar(&[
+            ("./sqitch.plan", "%project=x\n"),
+            ("./deploy/users.sql", "select 1;"),
+        ]);
+        let files = files_from_configmap(&cm(&[("ignored", "x")], &[(ARCHIVE_KEY, archive)]))
+            .expect("decodes");
+        assert_eq!(
+            files.keys().collect::<Vec<_>>(),
+            ["deploy/users.sql", "sqitch.plan"]
+        );
         assert_eq!(files["deploy/users.sql"], b"select 1;");
     }
 
     #[test]
     fn unsafe_paths_are_refused() {
         let archive = tar(&[("../etc/passwd", "x")]);
-        assert!(untar(&archive).expect_err("refused").contains("unsafe path"));
+        assert!(
+            untar(&archive)
+                .expect_err("refused")
+                .contains("unsafe path")
+        );
         assert!(files_from_configmap(&cm(&[("..__x", "y")], &[])).is_err());
     }
 
@@ -245,13 +294,27 @@ mod tests {
         for round in 0..10 {
             let digest = format!("race{round}");
             let dirs: Vec<Option<PathBuf>> = std::thread::scope(|s| {
-                let handles: Vec<_> = (0..8).map(|_| s.spawn(|| materialize(root.path(), &digest, &files).ok())).collect();
-                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| materialize(root.path(), &digest, &files).ok()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().ok().flatten())
+                    .collect()
             });
             for dir in dirs {
                 let dir = dir.expect("every racer gets the directory");
-                assert!(dir.join("sqitch.conf").is_file(), "round {round}: sqitch.conf missing");
-                assert_eq!(std::fs::read_dir(dir.join("deploy")).map(|d| d.count()).unwrap_or(0), 20, "round {round}");
+                assert!(
+                    dir.join("sqitch.conf").is_file(),
+                    "round {round}: sqitch.conf missing"
+                );
+                assert_eq!(
+                    std::fs::read_dir(dir.join("deploy"))
+                        .map(|d| d.count())
+                        .unwrap_or(0),
+                    20,
+                    "round {round}"
+                );
             }
         }
     }
@@ -262,7 +325,10 @@ mod tests {
         let mut files = Files::new();
         files.insert("deploy/a.sql".into(), b"select 1;".to_vec());
         let dir = materialize(root.path(), "abc", &files).expect("writes");
-        assert_eq!(std::fs::read(dir.join("deploy/a.sql")).expect("reads"), b"select 1;");
+        assert_eq!(
+            std::fs::read(dir.join("deploy/a.sql")).expect("reads"),
+            b"select 1;"
+        );
         assert_eq!(materialize(root.path(), "abc", &files).expect("again"), dir);
     }
 }

@@ -109,27 +109,88 @@ pub enum Outcome {
 }
 
 /// Maps an outcome to Ready, Reconciling and Stalled. The only writer of those three.
-pub fn summarize(conditions: &mut Vec<Condition>, outcome: &Outcome, generation: Option<i64>, now: &Time) {
+pub fn summarize(
+    conditions: &mut Vec<Condition>,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+) {
     match outcome {
         Outcome::Ready { reason, message } => {
-            set_condition(conditions, types::READY, true, reason, message, generation, now);
+            set_condition(
+                conditions,
+                types::READY,
+                true,
+                reason,
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, types::RECONCILING);
             remove_condition(conditions, types::STALLED);
         }
         Outcome::Progressing { reason, message } => {
-            set_condition(conditions, types::READY, false, reason, message, generation, now);
-            set_condition(conditions, types::RECONCILING, true, reason, message, generation, now);
+            set_condition(
+                conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                types::RECONCILING,
+                true,
+                reason,
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, types::STALLED);
         }
         Outcome::Transient { reason, message } => {
-            set_condition(conditions, types::READY, false, reason, message, generation, now);
+            set_condition(
+                conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
             // kstatus: a transient failure is still "in progress" (it retries by itself).
-            set_condition(conditions, types::RECONCILING, true, reasons::PROGRESSING, &format!("retrying: {message}"), generation, now);
+            set_condition(
+                conditions,
+                types::RECONCILING,
+                true,
+                reasons::PROGRESSING,
+                &format!("retrying: {message}"),
+                generation,
+                now,
+            );
             remove_condition(conditions, types::STALLED);
         }
         Outcome::Terminal { reason, message } => {
-            set_condition(conditions, types::READY, false, reason, message, generation, now);
-            set_condition(conditions, types::STALLED, true, reason, message, generation, now);
+            set_condition(
+                conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                types::STALLED,
+                true,
+                reason,
+                message,
+                generation,
+                now,
+            );
             remove_condition(conditions, types::RECONCILING);
         }
     }
@@ -137,7 +198,12 @@ pub fn summarize(conditions: &mut Vec<Condition>, outcome: &Outcome, generation:
 
 /// Marks a new generation as being worked on: `Reconciling=True, reason=Progressing`.
 /// Returns true when it changed anything (the caller then patches at once).
-pub fn mark_progressing(conditions: &mut Vec<Condition>, old_generation: Option<i64>, generation: Option<i64>, now: &Time) -> bool {
+pub fn mark_progressing(
+    conditions: &mut Vec<Condition>,
+    old_generation: Option<i64>,
+    generation: Option<i64>,
+    now: &Time,
+) -> bool {
     if old_generation == generation && condition(conditions, types::READY).is_some() {
         return false;
     }
@@ -146,9 +212,25 @@ pub fn mark_progressing(conditions: &mut Vec<Condition>, old_generation: Option<
         (_, Some(new)) => format!("processing generation {new}"),
         _ => "processing".to_string(),
     };
-    set_condition(conditions, types::RECONCILING, true, reasons::PROGRESSING, &message, generation, now);
+    set_condition(
+        conditions,
+        types::RECONCILING,
+        true,
+        reasons::PROGRESSING,
+        &message,
+        generation,
+        now,
+    );
     if condition(conditions, types::READY).is_none() {
-        set_condition(conditions, types::READY, false, reasons::PROGRESSING, &message, generation, now);
+        set_condition(
+            conditions,
+            types::READY,
+            false,
+            reasons::PROGRESSING,
+            &message,
+            generation,
+            now,
+        );
     }
     true
 }
@@ -175,7 +257,9 @@ pub fn same_ignoring_time<S: Serialize>(a: &S, b: &S) -> bool {
 /// The top-level status fields (and condition types) that differ, ignoring timestamps; for
 /// debug logs that say why a status write happens.
 pub fn changed_fields<S: Serialize>(old: &S, new: &S) -> Vec<String> {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
         return vec!["*".into()];
     };
     let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -185,10 +269,18 @@ pub fn changed_fields<S: Serialize>(old: &S, new: &S) -> Vec<String> {
     for key in keys {
         if key == "conditions" {
             let conds = |m: &serde_json::Map<String, serde_json::Value>| -> Vec<serde_json::Value> {
-                m.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default().into_iter().map(|mut c| {
-                    if let Some(o) = c.as_object_mut() { o.remove("lastTransitionTime"); }
-                    c
-                }).collect()
+                m.get(key)
+                    .and_then(|v| v.as_array())
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut c| {
+                        if let Some(o) = c.as_object_mut() {
+                            o.remove("lastTransitionTime");
+                        }
+                        c
+                    })
+                    .collect()
             };
             let (ca, cb) = (conds(&a), conds(&b));
             for c in cb.iter().chain(ca.iter()) {
@@ -251,11 +343,19 @@ mod tests {
         set_condition(&mut conds, types::READY, false, "A", "a", Some(1), &t(10));
         set_condition(&mut conds, types::READY, false, "B", "b", Some(2), &t(20));
         assert_eq!(conds.len(), 1);
-        assert_eq!(conds[0].last_transition_time, t(10), "same status keeps the time");
+        assert_eq!(
+            conds[0].last_transition_time,
+            t(10),
+            "same status keeps the time"
+        );
         assert_eq!(conds[0].reason, "B");
         assert_eq!(conds[0].observed_generation, Some(2));
         set_condition(&mut conds, types::READY, true, "C", "c", Some(2), &t(30));
-        assert_eq!(conds[0].last_transition_time, t(30), "a flip moves the time");
+        assert_eq!(
+            conds[0].last_transition_time,
+            t(30),
+            "a flip moves the time"
+        );
         assert_eq!(conds[0].status, "True");
     }
 
@@ -272,25 +372,37 @@ mod tests {
         let cases = [
             Case {
                 name: "ready clears reconciling and stalled",
-                outcome: Outcome::Ready { reason: reasons::UP_TO_DATE, message: "ok".into() },
+                outcome: Outcome::Ready {
+                    reason: reasons::UP_TO_DATE,
+                    message: "ok".into(),
+                },
                 want: &[(types::READY, "True")],
                 absent: &[types::RECONCILING, types::STALLED],
             },
             Case {
                 name: "progressing",
-                outcome: Outcome::Progressing { reason: reasons::DEPLOYING, message: "x".into() },
+                outcome: Outcome::Progressing {
+                    reason: reasons::DEPLOYING,
+                    message: "x".into(),
+                },
                 want: &[(types::READY, "False"), (types::RECONCILING, "True")],
                 absent: &[types::STALLED],
             },
             Case {
                 name: "transient failure retries: reconciling, not stalled",
-                outcome: Outcome::Transient { reason: reasons::CONNECT_FAILED, message: "x".into() },
+                outcome: Outcome::Transient {
+                    reason: reasons::CONNECT_FAILED,
+                    message: "x".into(),
+                },
                 want: &[(types::READY, "False"), (types::RECONCILING, "True")],
                 absent: &[types::STALLED],
             },
             Case {
                 name: "terminal failure stalls and never leaves reconciling behind",
-                outcome: Outcome::Terminal { reason: reasons::DEPLOY_FAILED, message: "x".into() },
+                outcome: Outcome::Terminal {
+                    reason: reasons::DEPLOY_FAILED,
+                    message: "x".into(),
+                },
                 want: &[(types::READY, "False"), (types::STALLED, "True")],
                 absent: &[types::RECONCILING],
             },
@@ -298,16 +410,29 @@ mod tests {
         for case in cases {
             let mut conds = Vec::new();
             // Start from a reconciling, stalled object so every removal is exercised.
-            set_condition(&mut conds, types::RECONCILING, true, "P", "p", Some(1), &t(1));
+            set_condition(
+                &mut conds,
+                types::RECONCILING,
+                true,
+                "P",
+                "p",
+                Some(1),
+                &t(1),
+            );
             set_condition(&mut conds, types::STALLED, true, "S", "s", Some(1), &t(1));
             summarize(&mut conds, &case.outcome, Some(2), &t(5));
             for (ty, st) in case.want {
-                let c = condition(&conds, ty).unwrap_or_else(|| panic!("{}: {ty} missing", case.name));
+                let c =
+                    condition(&conds, ty).unwrap_or_else(|| panic!("{}: {ty} missing", case.name));
                 assert_eq!(c.status, *st, "{}: {ty}", case.name);
                 assert_eq!(c.observed_generation, Some(2), "{}", case.name);
             }
             for ty in case.absent {
-                assert!(condition(&conds, ty).is_none(), "{}: {ty} should be gone", case.name);
+                assert!(
+                    condition(&conds, ty).is_none(),
+                    "{}: {ty} should be gone",
+                    case.name
+                );
             }
         }
     }
@@ -317,11 +442,28 @@ mod tests {
         let mut conds = Vec::new();
         assert!(mark_progressing(&mut conds, None, Some(1), &t(1)));
         assert!(is_true(&conds, types::RECONCILING));
-        assert_eq!(condition(&conds, types::RECONCILING).map(|c| c.message.as_str()), Some("processing generation 1"));
-        summarize(&mut conds, &Outcome::Ready { reason: "R", message: "m".into() }, Some(1), &t(2));
-        assert!(!mark_progressing(&mut conds, Some(1), Some(1), &t(3)), "same generation: nothing to mark");
+        assert_eq!(
+            condition(&conds, types::RECONCILING).map(|c| c.message.as_str()),
+            Some("processing generation 1")
+        );
+        summarize(
+            &mut conds,
+            &Outcome::Ready {
+                reason: "R",
+                message: "m".into(),
+            },
+            Some(1),
+            &t(2),
+        );
+        assert!(
+            !mark_progressing(&mut conds, Some(1), Some(1), &t(3)),
+            "same generation: nothing to mark"
+        );
         assert!(mark_progressing(&mut conds, Some(1), Some(2), &t(3)));
-        assert_eq!(condition(&conds, types::RECONCILING).map(|c| c.message.as_str()), Some("processing generation 1 -> 2"));
+        assert_eq!(
+            condition(&conds, types::RECONCILING).map(|c| c.message.as_str()),
+            Some("processing generation 1 -> 2")
+        );
     }
 
     #[test]
@@ -330,8 +472,14 @@ mod tests {
         set_condition(&mut a, types::READY, true, "R", "m", Some(1), &t(1));
         let mut b = a.clone();
         b[0].last_transition_time = t(99);
-        assert!(same_ignoring_time(&serde_json::json!({"conditions": a}), &serde_json::json!({"conditions": b})));
+        assert!(same_ignoring_time(
+            &serde_json::json!({"conditions": a}),
+            &serde_json::json!({"conditions": b})
+        ));
         b[0].message = "other".into();
-        assert!(!same_ignoring_time(&serde_json::json!({"conditions": a}), &serde_json::json!({"conditions": b})));
+        assert!(!same_ignoring_time(
+            &serde_json::json!({"conditions": a}),
+            &serde_json::json!({"conditions": b})
+        ));
     }
 }

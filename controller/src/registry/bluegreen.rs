@@ -33,7 +33,9 @@ INSERT INTO switchyard.releases (version) VALUES ({VERSION}) ON CONFLICT DO NOTH
 /// Brings `switchyard.schema_pointers` to [`VERSION`]. Run after
 /// [`Registry::ensure`](super::Registry::ensure), in the same transaction.
 pub async fn migrate(db: &impl GenericClient) -> Result<()> {
-    db.batch_execute(&migration_2()).await.map_err(query_error("migrating the switchyard schema to version 2"))
+    db.batch_execute(&migration_2())
+        .await
+        .map_err(query_error("migrating the switchyard schema to version 2"))
 }
 
 /// What a physical schema is to its logical schema.
@@ -174,7 +176,13 @@ pub async fn repoint(
 }
 
 /// Marks a pointer's state (e.g. `verified`, `failed`) with a message.
-pub async fn set_state(db: &impl GenericClient, project: &str, physical: &str, state: &str, message: &str) -> Result<()> {
+pub async fn set_state(
+    db: &impl GenericClient,
+    project: &str,
+    physical: &str,
+    state: &str,
+    message: &str,
+) -> Result<()> {
     db.execute(
         "UPDATE switchyard.schema_pointers SET state = $3, message = $4, updated_at = clock_timestamp() WHERE project = $1 AND physical_schema = $2",
         &[&project, &physical, &state, &message],

@@ -32,7 +32,9 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
     /// The registry is newer than this build understands.
-    #[error("registry {schema} is at version {found}, newer than {supported} which this switchyard supports")]
+    #[error(
+        "registry {schema} is at version {found}, newer than {supported} which this switchyard supports"
+    )]
     TooNew {
         /// The registry schema.
         schema: String,
@@ -225,7 +227,10 @@ fn ts(column: &str) -> String {
 impl Registry {
     /// A registry in `schema` (Sqitch's default is `sqitch`).
     pub fn new(schema: &str) -> Registry {
-        Registry { schema: schema.to_string(), quoted: crate::engine::script::quote_ident(schema) }
+        Registry {
+            schema: schema.to_string(),
+            quoted: crate::engine::script::quote_ident(schema),
+        }
     }
 
     /// The registry schema name.
@@ -303,7 +308,10 @@ impl Registry {
             return Ok(None);
         }
         let row = db
-            .query_one(&format!("SELECT MAX(version)::text FROM {}.releases", self.quoted), &[])
+            .query_one(
+                &format!("SELECT MAX(version)::text FROM {}.releases", self.quoted),
+                &[],
+            )
             .await
             .map_err(query_error("reading the registry version"))?;
         Ok(row.get(0))
@@ -340,7 +348,13 @@ impl Registry {
         who: &Committer,
     ) -> Result<()> {
         let rows = db
-            .query(&format!("SELECT uri FROM {}.projects WHERE project = $1", self.quoted), &[&project])
+            .query(
+                &format!(
+                    "SELECT uri FROM {}.projects WHERE project = $1",
+                    self.quoted
+                ),
+                &[&project],
+            )
             .await
             .map_err(query_error("reading the project"))?;
         if let Some(row) = rows.first() {
@@ -368,7 +382,11 @@ impl Registry {
 
     /// The project's deployed changes in deploy order (by `committed_at`). Empty when there
     /// is no registry yet.
-    pub async fn deployed(&self, db: &impl GenericClient, project: &str) -> Result<Vec<DeployedChange>> {
+    pub async fn deployed(
+        &self,
+        db: &impl GenericClient,
+        project: &str,
+    ) -> Result<Vec<DeployedChange>> {
         if !self.initialized(db).await? {
             return Ok(Vec::new());
         }
@@ -383,7 +401,10 @@ impl Registry {
             committed = ts("c.committed_at"),
             planned = ts("c.planned_at"),
         );
-        let rows = db.query(&sql, &[&project]).await.map_err(query_error("reading deployed changes"))?;
+        let rows = db
+            .query(&sql, &[&project])
+            .await
+            .map_err(query_error("reading deployed changes"))?;
         Ok(rows
             .iter()
             .map(|r| DeployedChange {
@@ -471,14 +492,22 @@ impl Registry {
     /// start of every change, so a concurrent `sqitch` and `switchyard` never interleave
     /// registry writes. Plain reads (`status`) still go through.
     pub async fn lock_changes(&self, db: &impl GenericClient) -> Result<()> {
-        db.batch_execute(&format!("LOCK TABLE {}.changes IN EXCLUSIVE MODE", self.quoted))
-            .await
-            .map_err(query_error("locking the changes table"))
+        db.batch_execute(&format!(
+            "LOCK TABLE {}.changes IN EXCLUSIVE MODE",
+            self.quoted
+        ))
+        .await
+        .map_err(query_error("locking the changes table"))
     }
 
     /// Records a deployed change, its dependencies, its tags and a `deploy` event, as
     /// Sqitch's `log_deploy_change` does.
-    pub async fn log_deploy(&self, db: &impl GenericClient, change: &ChangeRecord<'_>, who: &Committer) -> Result<()> {
+    pub async fn log_deploy(
+        &self,
+        db: &impl GenericClient,
+        change: &ChangeRecord<'_>,
+        who: &Committer,
+    ) -> Result<()> {
         let q = &self.quoted;
         db.execute(
             &format!(
@@ -501,20 +530,28 @@ impl Registry {
         .await
         .map_err(query_error("recording a deployed change"))?;
         if !change.requires.is_empty() || !change.conflicts.is_empty() {
-            let mut sql = format!("INSERT INTO {q}.dependencies (change_id, type, dependency, dependency_id) VALUES ");
+            let mut sql = format!(
+                "INSERT INTO {q}.dependencies (change_id, type, dependency, dependency_id) VALUES "
+            );
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&change.id];
             let mut values = Vec::new();
             for (dep, id) in &change.requires {
                 params.push(dep);
                 params.push(id);
-                values.push(format!("($1, 'require', ${}, ${})", params.len() - 1, params.len()));
+                values.push(format!(
+                    "($1, 'require', ${}, ${})",
+                    params.len() - 1,
+                    params.len()
+                ));
             }
             for dep in &change.conflicts {
                 params.push(dep);
                 values.push(format!("($1, 'conflict', ${}, NULL)", params.len()));
             }
             sql.push_str(&values.join(", "));
-            db.execute(&sql, &params).await.map_err(query_error("recording dependencies"))?;
+            db.execute(&sql, &params)
+                .await
+                .map_err(query_error("recording dependencies"))?;
         }
         for tag in &change.tags {
             let name = format!("@{}", tag.name);
@@ -541,26 +578,53 @@ impl Registry {
         }
         let tags: Vec<String> = change.tags.iter().map(|t| format!("@{}", t.name)).collect();
         let requires: Vec<&str> = change.requires.iter().map(|(d, _)| d.as_str()).collect();
-        self.log_event(db, "deploy", change, &tags, &requires, &change.conflicts, who).await
+        self.log_event(
+            db,
+            "deploy",
+            change,
+            &tags,
+            &requires,
+            &change.conflicts,
+            who,
+        )
+        .await
     }
 
     /// Records a failed change (Sqitch's `log_fail_change`).
-    pub async fn log_fail(&self, db: &impl GenericClient, change: &ChangeRecord<'_>, who: &Committer) -> Result<()> {
+    pub async fn log_fail(
+        &self,
+        db: &impl GenericClient,
+        change: &ChangeRecord<'_>,
+        who: &Committer,
+    ) -> Result<()> {
         let tags: Vec<String> = change.tags.iter().map(|t| format!("@{}", t.name)).collect();
         let requires: Vec<&str> = change.requires.iter().map(|(d, _)| d.as_str()).collect();
-        self.log_event(db, "fail", change, &tags, &requires, &change.conflicts, who).await
+        self.log_event(db, "fail", change, &tags, &requires, &change.conflicts, who)
+            .await
     }
 
     /// Removes a change, its tags and dependencies, and records a `revert` event carrying
     /// what was removed (Sqitch's `log_revert_change`).
-    pub async fn log_revert(&self, db: &impl GenericClient, change: &DeployedChange, project: &str, who: &Committer) -> Result<()> {
+    pub async fn log_revert(
+        &self,
+        db: &impl GenericClient,
+        change: &DeployedChange,
+        project: &str,
+        who: &Committer,
+    ) -> Result<()> {
         let q = &self.quoted;
-        db.execute(&format!("DELETE FROM {q}.tags WHERE change_id = $1"), &[&change.id])
-            .await
-            .map_err(query_error("removing tags"))?;
-        db.execute(&format!("DELETE FROM {q}.changes WHERE change_id = $1"), &[&change.id])
-            .await
-            .map_err(query_error("removing a change"))?;
+        db.execute(
+            &format!("DELETE FROM {q}.tags WHERE change_id = $1"),
+            &[&change.id],
+        )
+        .await
+        .map_err(query_error("removing tags"))?;
+        db.execute(
+            &format!("DELETE FROM {q}.changes WHERE change_id = $1"),
+            &[&change.id],
+        )
+        .await
+        .map_err(query_error("removing a change"))?;
         let record = ChangeRecord {
             id: &change.id,
             name: &change.name,
@@ -575,7 +639,16 @@ impl Registry {
             tags: Vec::new(),
         };
         let requires: Vec<&str> = change.requires.iter().map(String::as_str).collect();
-        self.log_event(db, "revert", &record, &change.tags, &requires, &change.conflicts, who).await
+        self.log_event(
+            db,
+            "revert",
+            &record,
+            &change.tags,
+            &requires,
+            &change.conflicts,
+            who,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -627,7 +700,10 @@ impl Registry {
             ts("committed_at"),
             self.quoted
         );
-        let rows = db.query(&sql, &[&project]).await.map_err(query_error("reading events"))?;
+        let rows = db
+            .query(&sql, &[&project])
+            .await
+            .map_err(query_error("reading events"))?;
         Ok(rows
             .iter()
             .map(|r| Event {
@@ -652,7 +728,10 @@ impl Registry {
     /// that dies releases it.
     pub async fn try_lock(&self, db: &impl GenericClient, project: &str) -> Result<bool> {
         let row = db
-            .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &project])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, &project],
+            )
             .await
             .map_err(query_error("taking the project lock"))?;
         Ok(row.get(0))
@@ -661,14 +740,22 @@ impl Registry {
     /// Releases `project`'s deploy lock and forgets this session's holder record.
     pub async fn unlock(&self, db: &impl GenericClient, project: &str) -> Result<()> {
         self.clear_lock(db, project).await?;
-        db.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &project])
-            .await
-            .map_err(query_error("releasing the project lock"))?;
+        db.query_one(
+            "SELECT pg_advisory_unlock($1, hashtext($2))",
+            &[&LOCK_CLASS, &project],
+        )
+        .await
+        .map_err(query_error("releasing the project lock"))?;
         Ok(())
     }
 
     /// Records this session as the lock holder (after the advisory lock is taken).
-    pub async fn record_lock(&self, db: &impl GenericClient, project: &str, holder: &LockHolder) -> Result<()> {
+    pub async fn record_lock(
+        &self,
+        db: &impl GenericClient,
+        project: &str,
+        holder: &LockHolder,
+    ) -> Result<()> {
         db.execute(
             "INSERT INTO switchyard.locks (project, holder, host, pid, backend_pid, operation, started_at) \
              VALUES ($1, $2, $3, $4, pg_backend_pid(), $5, clock_timestamp()) \
@@ -693,7 +780,11 @@ impl Registry {
     }
 
     /// The recorded holder of `project`'s lock, if its session is still alive.
-    pub async fn lock_holder(&self, db: &impl GenericClient, project: &str) -> Result<Option<LockHolder>> {
+    pub async fn lock_holder(
+        &self,
+        db: &impl GenericClient,
+        project: &str,
+    ) -> Result<Option<LockHolder>> {
         let exists: bool = db
             .query_one(
                 "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = 'switchyard' AND tablename = 'locks')",
@@ -746,7 +837,12 @@ impl Registry {
     }
 
     /// The project's last `limit` runs, newest first. Empty before the first deploy.
-    pub async fn deployments(&self, db: &impl GenericClient, project: &str, limit: i64) -> Result<Vec<DeploymentRun>> {
+    pub async fn deployments(
+        &self,
+        db: &impl GenericClient,
+        project: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRun>> {
         let exists: bool = db
             .query_one(
                 "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = 'switchyard' AND tablename = 'deployments')",

@@ -47,7 +47,11 @@ impl Val {
             }
             Value::String(s) => Val::Str(s.clone()),
             Value::Array(a) => Val::List(a.iter().map(Val::from_json).collect()),
-            Value::Object(m) => Val::Map(m.iter().map(|(k, v)| (k.clone(), Val::from_json(v))).collect()),
+            Value::Object(m) => Val::Map(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), Val::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 
@@ -130,7 +134,8 @@ enum Tok {
 }
 
 const OPS: &[&str] = &[
-    "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "?", ":", ".", ",", "(", ")", "[", "]", "{", "}",
+    "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "?", ":", ".", ",",
+    "(", ")", "[", "]", "{", "}",
 ];
 
 fn lex(src: &str) -> Result<Vec<Tok>, String> {
@@ -154,13 +159,21 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             }
             let text: String = chars[start..i].iter().collect();
             if let Some(u) = text.strip_suffix(['u', 'U']) {
-                out.push(Tok::Uint(u.parse().map_err(|_| format!("bad uint {text}"))?));
+                out.push(Tok::Uint(
+                    u.parse().map_err(|_| format!("bad uint {text}"))?,
+                ));
             } else if let Some(h) = text.strip_prefix("0x") {
-                out.push(Tok::Int(i64::from_str_radix(h, 16).map_err(|_| format!("bad int {text}"))?));
+                out.push(Tok::Int(
+                    i64::from_str_radix(h, 16).map_err(|_| format!("bad int {text}"))?,
+                ));
             } else if text.contains('.') || text.contains('e') {
-                out.push(Tok::Double(text.parse().map_err(|_| format!("bad double {text}"))?));
+                out.push(Tok::Double(
+                    text.parse().map_err(|_| format!("bad double {text}"))?,
+                ));
             } else {
-                out.push(Tok::Int(text.parse().map_err(|_| format!("bad int {text}"))?));
+                out.push(Tok::Int(
+                    text.parse().map_err(|_| format!("bad int {text}"))?,
+                ));
             }
             continue;
         }
@@ -171,7 +184,10 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             }
             let word: String = chars[start..i].iter().collect();
             // Raw strings: r'...' or r"...".
-            if (word == "r" || word == "R") && i < chars.len() && (chars[i] == '\'' || chars[i] == '"') {
+            if (word == "r" || word == "R")
+                && i < chars.len()
+                && (chars[i] == '\'' || chars[i] == '"')
+            {
                 let q = chars[i];
                 i += 1;
                 let s0 = i;
@@ -195,13 +211,17 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
             i += 1;
             let mut s = String::new();
             loop {
-                let Some(&ch) = chars.get(i) else { return Err("unterminated string".into()) };
+                let Some(&ch) = chars.get(i) else {
+                    return Err("unterminated string".into());
+                };
                 i += 1;
                 if ch == c {
                     break;
                 }
                 if ch == '\\' {
-                    let Some(&e) = chars.get(i) else { return Err("bad escape".into()) };
+                    let Some(&e) = chars.get(i) else {
+                        return Err("bad escape".into());
+                    };
                     i += 1;
                     let unescaped = match e {
                         'n' => '\n',
@@ -274,7 +294,11 @@ impl Parser {
     }
 
     fn expect(&mut self, op: &str) -> Result<(), String> {
-        if self.eat(op) { Ok(()) } else { Err(format!("expected {op:?} at token {}", self.pos)) }
+        if self.eat(op) {
+            Ok(())
+        } else {
+            Err(format!("expected {op:?} at token {}", self.pos))
+        }
     }
 
     fn expr(&mut self) -> Result<Expr, String> {
@@ -369,7 +393,9 @@ impl Parser {
         let mut e = self.primary()?;
         loop {
             if self.eat(".") {
-                let Some(Tok::Ident(name)) = self.peek().cloned() else { return Err("expected field name".into()) };
+                let Some(Tok::Ident(name)) = self.peek().cloned() else {
+                    return Err("expected field name".into());
+                };
                 self.pos += 1;
                 if self.eat("(") {
                     let args = self.args(")")?;
@@ -388,7 +414,9 @@ impl Parser {
     }
 
     fn primary(&mut self) -> Result<Expr, String> {
-        let Some(t) = self.peek().cloned() else { return Err("unexpected end of expression".into()) };
+        let Some(t) = self.peek().cloned() else {
+            return Err("unexpected end of expression".into());
+        };
         self.pos += 1;
         Ok(match t {
             Tok::Int(i) => Expr::Lit(Val::Int(i)),
@@ -442,9 +470,13 @@ fn mentions(e: &Expr, name: &str) -> bool {
         Expr::Ident(n) => n == name,
         Expr::Select(a, _) | Expr::Not(a) | Expr::Neg(a) => mentions(a, name),
         Expr::Index(a, b) | Expr::Bin(_, a, b) => mentions(a, name) || mentions(b, name),
-        Expr::Call(t, _, args) => t.as_ref().is_some_and(|t| mentions(t, name)) || args.iter().any(|a| mentions(a, name)),
+        Expr::Call(t, _, args) => {
+            t.as_ref().is_some_and(|t| mentions(t, name)) || args.iter().any(|a| mentions(a, name))
+        }
         Expr::List(items) => items.iter().any(|a| mentions(a, name)),
-        Expr::Map(entries) => entries.iter().any(|(k, v)| mentions(k, name) || mentions(v, name)),
+        Expr::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| mentions(k, name) || mentions(v, name)),
         Expr::Cond(a, b, c) => mentions(a, name) || mentions(b, name) || mentions(c, name),
     }
 }
@@ -489,7 +521,10 @@ fn lookup(env: &Env, name: &str) -> R<Val> {
 fn as_bool(v: R<Val>) -> R<bool> {
     match v? {
         Val::Bool(b) => Ok(b),
-        other => rt(format!("no such overload: expected bool, got {}", other.type_name())),
+        other => rt(format!(
+            "no such overload: expected bool, got {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -498,21 +533,34 @@ fn eval(e: &Expr, env: &mut Env) -> R<Val> {
         Expr::Lit(v) => Ok(v.clone()),
         Expr::Ident(n) => lookup(env, n),
         Expr::Select(target, field) => match eval(target, env)? {
-            Val::Map(m) => m.get(field).cloned().map_or_else(|| rt(format!("no such key: {field}")), Ok),
+            Val::Map(m) => m
+                .get(field)
+                .cloned()
+                .map_or_else(|| rt(format!("no such key: {field}")), Ok),
             other => rt(format!("no such key: {field} (on {})", other.type_name())),
         },
         Expr::Index(target, idx) => {
             let t = eval(target, env)?;
             let i = eval(idx, env)?;
             match (t, i) {
-                (Val::List(l), Val::Int(i)) => {
-                    usize::try_from(i).ok().and_then(|i| l.get(i).cloned()).map_or_else(|| rt(format!("index out of bounds: {i}")), Ok)
-                }
-                (Val::Map(m), Val::Str(k)) => m.get(&k).cloned().map_or_else(|| rt(format!("no such key: {k}")), Ok),
-                (t, i) => rt(format!("no such overload: {}[{}]", t.type_name(), i.type_name())),
+                (Val::List(l), Val::Int(i)) => usize::try_from(i)
+                    .ok()
+                    .and_then(|i| l.get(i).cloned())
+                    .map_or_else(|| rt(format!("index out of bounds: {i}")), Ok),
+                (Val::Map(m), Val::Str(k)) => m
+                    .get(&k)
+                    .cloned()
+                    .map_or_else(|| rt(format!("no such key: {k}")), Ok),
+                (t, i) => rt(format!(
+                    "no such overload: {}[{}]",
+                    t.type_name(),
+                    i.type_name()
+                )),
             }
         }
-        Expr::List(items) => Ok(Val::List(items.iter().map(|i| eval(i, env)).collect::<R<_>>()?)),
+        Expr::List(items) => Ok(Val::List(
+            items.iter().map(|i| eval(i, env)).collect::<R<_>>()?,
+        )),
         Expr::Map(entries) => {
             let mut m = BTreeMap::new();
             for (k, v) in entries {
@@ -527,7 +575,10 @@ fn eval(e: &Expr, env: &mut Env) -> R<Val> {
         }
         Expr::Not(a) => Ok(Val::Bool(!as_bool(eval(a, env))?)),
         Expr::Neg(a) => match eval(a, env)? {
-            Val::Int(i) => i.checked_neg().map(Val::Int).map_or_else(|| rt("int overflow"), Ok),
+            Val::Int(i) => i
+                .checked_neg()
+                .map(Val::Int)
+                .map_or_else(|| rt("int overflow"), Ok),
             Val::Double(d) => Ok(Val::Double(-d)),
             other => rt(format!("no such overload: -{}", other.type_name())),
         },
@@ -581,7 +632,11 @@ fn compare(l: &Val, r: &Val) -> R<std::cmp::Ordering> {
         (Val::Uint(a), Val::Uint(b)) => Ok(a.cmp(b)),
         (a, b) => match (a.num(), b.num()) {
             (Some(x), Some(y)) => x.partial_cmp(&y).map_or_else(|| rt("NaN comparison"), Ok),
-            _ => rt(format!("no such overload: {} < {}", a.type_name(), b.type_name())),
+            _ => rt(format!(
+                "no such overload: {} < {}",
+                a.type_name(),
+                b.type_name()
+            )),
         },
     }
 }
@@ -604,15 +659,27 @@ fn binary(op: &str, l: Val, r: Val) -> R<Val> {
             other => return rt(format!("no such overload: in {}", other.type_name())),
         },
         "+" => match (l, r) {
-            (Val::Int(a), Val::Int(b)) => Val::Int(a.checked_add(b).ok_or_else(|| EvalError::Runtime("int overflow".into()))?),
-            (Val::Uint(a), Val::Uint(b)) => Val::Uint(a.checked_add(b).ok_or_else(|| EvalError::Runtime("uint overflow".into()))?),
+            (Val::Int(a), Val::Int(b)) => Val::Int(
+                a.checked_add(b)
+                    .ok_or_else(|| EvalError::Runtime("int overflow".into()))?,
+            ),
+            (Val::Uint(a), Val::Uint(b)) => Val::Uint(
+                a.checked_add(b)
+                    .ok_or_else(|| EvalError::Runtime("uint overflow".into()))?,
+            ),
             (Val::Double(a), Val::Double(b)) => Val::Double(a + b),
             (Val::Str(a), Val::Str(b)) => Val::Str(a + &b),
             (Val::List(mut a), Val::List(b)) => {
                 a.extend(b);
                 Val::List(a)
             }
-            (a, b) => return rt(format!("no such overload: {} + {}", a.type_name(), b.type_name())),
+            (a, b) => {
+                return rt(format!(
+                    "no such overload: {} + {}",
+                    a.type_name(),
+                    b.type_name()
+                ));
+            }
         },
         "-" | "*" | "/" | "%" => match (l, r) {
             (Val::Int(a), Val::Int(b)) => {
@@ -622,7 +689,16 @@ fn binary(op: &str, l: Val, r: Val) -> R<Val> {
                     "/" => a.checked_div(b),
                     _ => a.checked_rem(b),
                 };
-                Val::Int(v.ok_or_else(|| EvalError::Runtime(if b == 0 { "division by zero" } else { "int overflow" }.into()))?)
+                Val::Int(v.ok_or_else(|| {
+                    EvalError::Runtime(
+                        if b == 0 {
+                            "division by zero"
+                        } else {
+                            "int overflow"
+                        }
+                        .into(),
+                    )
+                })?)
             }
             (Val::Uint(a), Val::Uint(b)) => {
                 let v = match op {
@@ -639,7 +715,13 @@ fn binary(op: &str, l: Val, r: Val) -> R<Val> {
                 "/" => a / b,
                 _ => return rt("no such overload: double % double"),
             }),
-            (a, b) => return rt(format!("no such overload: {} {op} {}", a.type_name(), b.type_name())),
+            (a, b) => {
+                return rt(format!(
+                    "no such overload: {} {op} {}",
+                    a.type_name(),
+                    b.type_name()
+                ));
+            }
         },
         other => return unsupported(format!("operator {other}")),
     })
@@ -655,10 +737,15 @@ fn macro_var(args: &[Expr]) -> R<String> {
 fn call(target: Option<&Expr>, name: &str, args: &[Expr], env: &mut Env) -> R<Val> {
     // has() looks at presence without evaluating the last selection.
     if name == "has" && target.is_none() {
-        let [Expr::Select(obj, field)] = args else { return unsupported("has() takes a field selection") };
+        let [Expr::Select(obj, field)] = args else {
+            return unsupported("has() takes a field selection");
+        };
         return match eval(obj, env)? {
             Val::Map(m) => Ok(Val::Bool(m.contains_key(field))),
-            other => rt(format!("invalid type for field selection: {}", other.type_name())),
+            other => rt(format!(
+                "invalid type for field selection: {}",
+                other.type_name()
+            )),
         };
     }
     if let (Some(t), "all" | "exists" | "exists_one" | "map" | "filter") = (target, name) {
@@ -710,7 +797,9 @@ fn call(target: Option<&Expr>, name: &str, args: &[Expr], env: &mut Env) -> R<Va
                 }
                 Ok(Val::Bool(n == 1))
             }
-            "map" => Ok(Val::List(results.into_iter().map(|(_, r)| r).collect::<R<_>>()?)),
+            "map" => Ok(Val::List(
+                results.into_iter().map(|(_, r)| r).collect::<R<_>>()?,
+            )),
             _ => {
                 let mut out = vec![];
                 for (item, r) in results {
@@ -753,21 +842,34 @@ fn call(target: Option<&Expr>, name: &str, args: &[Expr], env: &mut Env) -> R<Va
         ("trim", Val::Str(s), []) => Ok(Val::Str(s.trim().to_string())),
         ("int", v, []) => match v {
             Val::Int(i) => Ok(Val::Int(*i)),
-            Val::Uint(u) => i64::try_from(*u).map(Val::Int).map_err(|_| EvalError::Runtime("int overflow".into())),
+            Val::Uint(u) => i64::try_from(*u)
+                .map(Val::Int)
+                .map_err(|_| EvalError::Runtime("int overflow".into())),
             Val::Double(d) => Ok(Val::Int(*d as i64)),
-            Val::Str(s) => s.parse().map(Val::Int).map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to int"))),
+            Val::Str(s) => s
+                .parse()
+                .map(Val::Int)
+                .map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to int"))),
             other => rt(format!("no such overload: int({})", other.type_name())),
         },
         ("uint", v, []) => match v {
-            Val::Int(i) => u64::try_from(*i).map(Val::Uint).map_err(|_| EvalError::Runtime("uint overflow".into())),
+            Val::Int(i) => u64::try_from(*i)
+                .map(Val::Uint)
+                .map_err(|_| EvalError::Runtime("uint overflow".into())),
             Val::Uint(u) => Ok(Val::Uint(*u)),
-            Val::Str(s) => s.parse().map(Val::Uint).map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to uint"))),
+            Val::Str(s) => s
+                .parse()
+                .map(Val::Uint)
+                .map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to uint"))),
             other => rt(format!("no such overload: uint({})", other.type_name())),
         },
         ("double", v, []) => match v.num() {
             Some(d) => Ok(Val::Double(d)),
             None => match v {
-                Val::Str(s) => s.parse().map(Val::Double).map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to double"))),
+                Val::Str(s) => s
+                    .parse()
+                    .map(Val::Double)
+                    .map_err(|_| EvalError::Runtime(format!("cannot convert {s:?} to double"))),
                 other => rt(format!("no such overload: double({})", other.type_name())),
             },
         },
@@ -780,7 +882,11 @@ fn call(target: Option<&Expr>, name: &str, args: &[Expr], env: &mut Env) -> R<Va
             other => return rt(format!("no such overload: string({})", other.type_name())),
         })),
         ("dyn", v, []) => Ok(v.clone()),
-        _ => unsupported(format!("function {name} on {} with {} arguments", this.type_name(), rest.len())),
+        _ => unsupported(format!(
+            "function {name} on {} with {} arguments",
+            this.type_name(),
+            rest.len()
+        )),
     }
 }
 
@@ -791,7 +897,9 @@ mod tests {
     use serde_json::json;
 
     fn run(rule: &str, this: Value, old: Option<Value>) -> R<Val> {
-        Program::compile(rule).map_err(EvalError::Unsupported)?.eval(&this, old.as_ref())
+        Program::compile(rule)
+            .map_err(EvalError::Unsupported)?
+            .eval(&this, old.as_ref())
     }
 
     fn truth(rule: &str, this: Value) -> bool {
@@ -802,23 +910,44 @@ mod tests {
     fn rules_from_the_issue() {
         let git = json!({"git": {"url": "x"}, "b": "x", "x": "abc", "items": [1, 2]});
         assert!(truth("has(self.git) != has(self.configMap)", git.clone()));
-        assert!(truth("(has(self.git) ? 1 : 0) + (has(self.configMap) ? 1 : 0) == 1", git.clone()));
+        assert!(truth(
+            "(has(self.git) ? 1 : 0) + (has(self.configMap) ? 1 : 0) == 1",
+            git.clone()
+        ));
         assert!(truth("self.x.size() > 0", git.clone()));
         assert!(truth("self.x.startsWith('ab')", git.clone()));
         assert!(truth("!has(self.a) || self.b == 'x'", git.clone()));
         assert!(truth("self.x.matches('^[a-c]+$')", git.clone()));
         assert!(truth("2 in self.items && !(3 in self.items)", git.clone()));
-        assert!(truth("self.items.all(i, i > 0) && self.items.exists(i, i == 2)", git.clone()));
+        assert!(truth(
+            "self.items.all(i, i > 0) && self.items.exists(i, i == 2)",
+            git.clone()
+        ));
         assert!(truth("self.x in ['abc', 'def'] && size(self.x) == 3", git));
-        assert!(!truth("has(self.a) != has(self.b)", json!({"a": 1, "b": 2})));
-        assert!(matches!(run("self == oldSelf", json!(1), Some(json!(1))), Ok(Val::Bool(true))));
-        assert!(matches!(run("self == oldSelf", json!("a"), Some(json!("b"))), Ok(Val::Bool(false))));
+        assert!(!truth(
+            "has(self.a) != has(self.b)",
+            json!({"a": 1, "b": 2})
+        ));
+        assert!(matches!(
+            run("self == oldSelf", json!(1), Some(json!(1))),
+            Ok(Val::Bool(true))
+        ));
+        assert!(matches!(
+            run("self == oldSelf", json!("a"), Some(json!("b"))),
+            Ok(Val::Bool(false))
+        ));
     }
 
     #[test]
     fn missing_field_is_a_runtime_error_and_unknown_function_unsupported() {
-        assert!(matches!(run("self.nope == 1", json!({}), None), Err(EvalError::Runtime(_))));
-        assert!(matches!(run("self.quantity()", json!({}), None), Err(EvalError::Unsupported(_))));
+        assert!(matches!(
+            run("self.nope == 1", json!({}), None),
+            Err(EvalError::Runtime(_))
+        ));
+        assert!(matches!(
+            run("self.quantity()", json!({}), None),
+            Err(EvalError::Unsupported(_))
+        ));
         assert!(Program::compile("self.a ==").is_err());
     }
 }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use super::resources::{ResourceType, version_priority};
 
 /// The aggregated discovery media type.
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// `/version`.
 pub fn version() -> Value {
@@ -71,7 +72,10 @@ pub fn group(types: &[ResourceType], name: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`.
 pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
-    let ts: Vec<&ResourceType> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    let ts: Vec<&ResourceType> = types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
     if ts.is_empty() {
         return None;
     }
@@ -93,8 +97,14 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
                 "kind": t.kind, "verbs": ["get", "patch", "update"]}));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// Aggregated discovery for `/api` (core) or `/apis` (everything else).

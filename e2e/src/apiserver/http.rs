@@ -34,7 +34,10 @@ impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
@@ -107,7 +110,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 2;
@@ -126,7 +132,10 @@ struct Query(Vec<(String, String)>);
 
 impl Query {
     fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
 
     fn flag(&self, k: &str) -> bool {
@@ -141,15 +150,22 @@ fn parse_body(body: &[u8]) -> ApiResult<Value> {
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
         Err(je) => {
-            let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text)
-                .map_err(|ye| ApiError::bad_request(format!("unable to decode request body: json: {je}; yaml: {ye}")))
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+            serde_saphyr::from_str::<Value>(text).map_err(|ye| {
+                ApiError::bad_request(format!(
+                    "unable to decode request body: json: {je}; yaml: {ye}"
+                ))
+            })
         }
     }
 }
 
 /// Handles one request.
-pub async fn handle(srv: Arc<Server>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    srv: Arc<Server>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     if let Some(token) = &srv.token {
         let ok = req
             .headers()
@@ -163,10 +179,19 @@ pub async fn handle(srv: Arc<Server>, req: Request<Incoming>) -> Result<Response
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_response(&ApiError::bad_request(format!("reading body: {e}")))),
+        Err(e) => {
+            return Ok(error_response(&ApiError::bad_request(format!(
+                "reading body: {e}"
+            ))));
+        }
     };
     let header = |name: hyper::header::HeaderName| -> String {
-        parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
     };
     let ctx = Ctx {
         method: parts.method.clone(),
@@ -183,7 +208,10 @@ pub async fn handle(srv: Arc<Server>, req: Request<Incoming>) -> Result<Response
         match super::proto::decode(&body).filter(|_| ct == "application/vnd.kubernetes.protobuf") {
             Some(v) => body = Bytes::from(v.to_string()),
             None => {
-                return Ok(error_response(&ApiError::unsupported_media_type(&["application/json", "application/yaml"])));
+                return Ok(error_response(&ApiError::unsupported_media_type(&[
+                    "application/json",
+                    "application/yaml",
+                ])));
             }
         }
     }
@@ -207,13 +235,21 @@ struct Ctx {
 
 impl Ctx {
     fn wants_table(&self) -> bool {
-        self.accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+        self.accept
+            .split(',')
+            .next()
+            .is_some_and(|first| first.contains("as=Table"))
     }
 
     fn manager(&self) -> String {
         match self.query.get("fieldManager") {
             Some(m) if !m.is_empty() => m.to_string(),
-            _ => self.user_agent.split('/').next().unwrap_or("unknown").to_string(),
+            _ => self
+                .user_agent
+                .split('/')
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
         }
     }
 }
@@ -221,11 +257,24 @@ impl Ctx {
 fn route(srv: &Arc<Server>, ctx: &Ctx, path: &str, body: &[u8]) -> ApiResult<Response<Body>> {
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let types = srv.store.types();
-    let get_only = |r: Response<Body>| if ctx.method == Method::GET { Ok(r) } else { Err(ApiError::method_not_allowed(ctx.method.as_str())) };
-    let aggregated = srv.aggregated_discovery && ctx.accept.split(',').next().is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2;"));
+    let get_only = |r: Response<Body>| {
+        if ctx.method == Method::GET {
+            Ok(r)
+        } else {
+            Err(ApiError::method_not_allowed(ctx.method.as_str()))
+        }
+    };
+    let aggregated = srv.aggregated_discovery
+        && ctx
+            .accept
+            .split(',')
+            .next()
+            .is_some_and(|a| a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2;"));
     match segs.as_slice() {
         ["version"] => get_only(json_response(200, &discovery::version())),
-        ["healthz" | "readyz" | "livez"] => get_only(respond(200, "text/plain", Bytes::from_static(b"ok"))),
+        ["healthz" | "readyz" | "livez"] => {
+            get_only(respond(200, "text/plain", Bytes::from_static(b"ok")))
+        }
         ["api"] if aggregated => get_only(respond(
             200,
             discovery::AGGREGATED_V2,
@@ -238,22 +287,38 @@ fn route(srv: &Arc<Server>, ctx: &Ctx, path: &str, body: &[u8]) -> ApiResult<Res
         )),
         ["api"] => get_only(json_response(200, &discovery::core_versions(&srv.addr))),
         ["apis"] => get_only(json_response(200, &discovery::group_list(&types))),
-        ["api", "v1"] => get_only(json_response(200, &discovery::resource_list(&types, "", "v1").ok_or_else(ApiError::no_route)?)),
-        ["apis", g] => get_only(json_response(200, &discovery::group(&types, g).ok_or_else(ApiError::no_route)?)),
-        ["apis", g, v] => get_only(json_response(200, &discovery::resource_list(&types, g, v).ok_or_else(ApiError::no_route)?)),
+        ["api", "v1"] => get_only(json_response(
+            200,
+            &discovery::resource_list(&types, "", "v1").ok_or_else(ApiError::no_route)?,
+        )),
+        ["apis", g] => get_only(json_response(
+            200,
+            &discovery::group(&types, g).ok_or_else(ApiError::no_route)?,
+        )),
+        ["apis", g, v] => get_only(json_response(
+            200,
+            &discovery::resource_list(&types, g, v).ok_or_else(ApiError::no_route)?,
+        )),
         ["openapi", "v2"] => {
-            let json_ok = ctx.accept.is_empty() || ctx.accept.contains("json") || ctx.accept.contains("*/*");
+            let json_ok =
+                ctx.accept.is_empty() || ctx.accept.contains("json") || ctx.accept.contains("*/*");
             if !json_ok {
                 // kubectl asks for protobuf; it falls back when told it is not acceptable.
-                return Err(ApiError::not_acceptable("only application/json is supported for /openapi/v2"));
+                return Err(ApiError::not_acceptable(
+                    "only application/json is supported for /openapi/v2",
+                ));
             }
             get_only(json_response(200, &openapi::v2(&types)))
         }
         ["openapi", "v3"] => get_only(json_response(200, &openapi::v3_root(&types))),
-        ["openapi", "v3", "api", v] => get_only(json_response(200, &openapi::v3_group_version(&types, "", v).ok_or_else(ApiError::no_route)?)),
-        ["openapi", "v3", "apis", g, v] => {
-            get_only(json_response(200, &openapi::v3_group_version(&types, g, v).ok_or_else(ApiError::no_route)?))
-        }
+        ["openapi", "v3", "api", v] => get_only(json_response(
+            200,
+            &openapi::v3_group_version(&types, "", v).ok_or_else(ApiError::no_route)?,
+        )),
+        ["openapi", "v3", "apis", g, v] => get_only(json_response(
+            200,
+            &openapi::v3_group_version(&types, g, v).ok_or_else(ApiError::no_route)?,
+        )),
         ["api", "v1", rest @ ..] => resource(srv, ctx, &types, "", "v1", rest, body),
         ["apis", g, v, rest @ ..] => resource(srv, ctx, &types, g, v, rest, body),
         _ => Err(ApiError::no_route()),
@@ -270,7 +335,9 @@ fn resource(
     body: &[u8],
 ) -> ApiResult<Response<Body>> {
     let (ns, rest) = match rest {
-        ["namespaces", ns, r @ ..] if !r.is_empty() && !(r.len() == 1 && (r[0] == "status" || r[0] == "finalize")) => {
+        ["namespaces", ns, r @ ..]
+            if !r.is_empty() && !(r.len() == 1 && (r[0] == "status" || r[0] == "finalize")) =>
+        {
             (Some(*ns), r)
         }
         r => (None, r),
@@ -298,30 +365,60 @@ fn resource(
     let dry_run = q.get("dryRun") == Some("All");
     let strict = q.get("fieldValidation") == Some("Strict");
     let store = &srv.store;
-    let opts = |managed: ManagedOp| WriteOpts { rt, namespace: ns_str, subresource: sub, dry_run, managed, strict };
+    let opts = |managed: ManagedOp| WriteOpts {
+        rt,
+        namespace: ns_str,
+        subresource: sub,
+        dry_run,
+        managed,
+        strict,
+    };
     match (&ctx.method, name) {
         (&Method::GET, None) if q.flag("watch") => {
             let params = watch::WatchParams {
                 resource_version: q.get("resourceVersion").map(String::from),
                 send_initial_events: q.flag("sendInitialEvents"),
                 bookmarks: q.flag("allowWatchBookmarks"),
-                timeout: q.get("timeoutSeconds").and_then(|s| s.parse().ok()).map(Duration::from_secs),
+                timeout: q
+                    .get("timeoutSeconds")
+                    .and_then(|s| s.parse().ok())
+                    .map(Duration::from_secs),
                 namespace: ns.map(String::from),
                 labels: Selector::labels(q.get("labelSelector").unwrap_or(""))?,
                 fields: Selector::fields(q.get("fieldSelector").unwrap_or(""))?,
             };
-            let rx = watch::start(store, rt, params, srv.bookmark_interval, srv.shutdown.clone())?;
+            let rx = watch::start(
+                store,
+                rt,
+                params,
+                srv.bookmark_interval,
+                srv.shutdown.clone(),
+            )?;
             let mut r = Response::new(Body::Stream(rx));
-            r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             Ok(r)
         }
         (&Method::GET, None) => {
             let labels = Selector::labels(q.get("labelSelector").unwrap_or(""))?;
             let fields = Selector::fields(q.get("fieldSelector").unwrap_or(""))?;
             let (items, rv) = store.list(rt, ns);
-            let items: Vec<Value> = items.into_iter().filter(|o| labels.matches(o) && fields.matches(o)).collect();
+            let items: Vec<Value> = items
+                .into_iter()
+                .filter(|o| labels.matches(o) && fields.matches(o))
+                .collect();
             if ctx.wants_table() {
-                return Ok(json_response(200, &table::table(rt, &items, Some(rv), q.get("includeObject").unwrap_or("Metadata"))));
+                return Ok(json_response(
+                    200,
+                    &table::table(
+                        rt,
+                        &items,
+                        Some(rv),
+                        q.get("includeObject").unwrap_or("Metadata"),
+                    ),
+                ));
             }
             Ok(json_response(
                 200,
@@ -331,7 +428,15 @@ fn resource(
         (&Method::GET, Some(n)) => {
             let obj = store.get(rt, ns_str, n)?;
             if ctx.wants_table() {
-                return Ok(json_response(200, &table::table(rt, &[obj], None, q.get("includeObject").unwrap_or("Metadata"))));
+                return Ok(json_response(
+                    200,
+                    &table::table(
+                        rt,
+                        &[obj],
+                        None,
+                        q.get("includeObject").unwrap_or("Metadata"),
+                    ),
+                ));
             }
             Ok(json_response(200, &obj))
         }
@@ -357,9 +462,15 @@ fn resource(
             let options = parse_body(body)?;
             let (items, _) = store.list(rt, ns);
             let mut deleted = vec![];
-            for o in items.into_iter().filter(|o| labels.matches(o) && fields.matches(o)) {
+            for o in items
+                .into_iter()
+                .filter(|o| labels.matches(o) && fields.matches(o))
+            {
                 let n = o["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let ons = o["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+                let ons = o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 match store.delete(rt, &ons, &n, &options, dry_run) {
                     Ok(d) => deleted.push(d),
                     Err(e) if e.code == 404 => {}
@@ -384,10 +495,20 @@ fn patch_request(
     name: &str,
     body: &[u8],
 ) -> ApiResult<Response<Body>> {
-    let ct = ctx.content_type.split(';').next().unwrap_or("").trim().to_string();
+    let ct = ctx
+        .content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let manager = ctx.manager();
     let accepted: &[&str] = if rt.custom {
-        &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+        &[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
     } else {
         &[
             "application/json-patch+json",

@@ -101,7 +101,8 @@ impl ApiServer {
 
     /// Starts a server. Returns once it accepts connections and the kubeconfig is written.
     pub fn start_with(config: Config) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+        let listener = std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("binding {}", config.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
@@ -128,19 +129,28 @@ impl ApiServer {
             .thread_name("kube-harness")
             .enable_all()
             .build()?;
-        let thread = std::thread::Builder::new().name("kube-harness".into()).spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => serve(l, srv).await,
-                    Err(e) => tracing::error!(%e, "Listener unusable"),
-                }
-            });
-            // Open connections and watches end with the runtime.
-            runtime.shutdown_timeout(Duration::from_millis(200));
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("kube-harness".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => serve(l, srv).await,
+                        Err(e) => tracing::error!(%e, "Listener unusable"),
+                    }
+                });
+                // Open connections and watches end with the runtime.
+                runtime.shutdown_timeout(Duration::from_millis(200));
+            })?;
         std::fs::write(&kubeconfig, kubeconfig_for(&url, config.token.as_deref()))
             .with_context(|| format!("writing {}", kubeconfig.display()))?;
-        Ok(Self { url, kubeconfig, store, stop: Some(stop_tx), thread: Some(thread), _dir: dir })
+        Ok(Self {
+            url,
+            kubeconfig,
+            store,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            _dir: dir,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -210,7 +220,9 @@ pub async fn serve(listener: tokio::net::TcpListener, srv: Arc<http::Server>) {
 
 async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -246,8 +258,14 @@ impl Cluster {
 pub fn cluster() -> anyhow::Result<Cluster> {
     if let Some(kc) = std::env::var_os("KUBECONFIG") {
         let first = std::env::split_paths(&kc).next().unwrap_or_default();
-        return Ok(Cluster { kubeconfig: first, harness: None });
+        return Ok(Cluster {
+            kubeconfig: first,
+            harness: None,
+        });
     }
     let server = ApiServer::start()?;
-    Ok(Cluster { kubeconfig: server.kubeconfig().to_path_buf(), harness: Some(server) })
+    Ok(Cluster {
+        kubeconfig: server.kubeconfig().to_path_buf(),
+        harness: Some(server),
+    })
 }

@@ -21,7 +21,11 @@ pub fn definition_name(t: &ResourceType) -> String {
             "" => "core",
             g => g.split('.').next().unwrap_or(g),
         };
-        let prefix = if t.group == "apiextensions.k8s.io" { "io.k8s.apiextensions-apiserver.pkg.apis" } else { "io.k8s.api" };
+        let prefix = if t.group == "apiextensions.k8s.io" {
+            "io.k8s.apiextensions-apiserver.pkg.apis"
+        } else {
+            "io.k8s.api"
+        };
         format!("{prefix}.{short}.{}.{}", t.version, t.kind)
     }
 }
@@ -73,7 +77,12 @@ fn query(name: &str, description: &str) -> Value {
 fn operation(t: &ResourceType, action: &str, verb: &str, sub: &str, body_types: &[&str]) -> Value {
     let ref_ = json!({"$ref": format!("#/components/schemas/{}", definition_name(t))});
     let scope = if t.namespaced { "Namespaced" } else { "" };
-    let id = format!("{action}{}{}{scope}{}{sub}", camel(&t.group), camel(&t.version), t.kind);
+    let id = format!(
+        "{action}{}{}{scope}{}{sub}",
+        camel(&t.group),
+        camel(&t.version),
+        t.kind
+    );
     let mut op = json!({
         "operationId": id,
         "description": format!("{verb} {}", t.kind),
@@ -82,7 +91,10 @@ fn operation(t: &ResourceType, action: &str, verb: &str, sub: &str, body_types: 
         "x-kubernetes-action": verb,
         "x-kubernetes-group-version-kind": gvk(t),
     });
-    let mut params = vec![query("dryRun", "When present, indicates that modifications should not be persisted.")];
+    let mut params = vec![query(
+        "dryRun",
+        "When present, indicates that modifications should not be persisted.",
+    )];
     if matches!(verb, "patch" | "put" | "post") {
         params.push(query("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."));
         params.push(query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields."));
@@ -94,7 +106,11 @@ fn operation(t: &ResourceType, action: &str, verb: &str, sub: &str, body_types: 
     if !body_types.is_empty() {
         let mut content = Map::new();
         for ct in body_types {
-            let schema = if verb == "patch" { json!({"type": "object"}) } else { ref_.clone() };
+            let schema = if verb == "patch" {
+                json!({"type": "object"})
+            } else {
+                ref_.clone()
+            };
             content.insert(ct.to_string(), json!({"schema": schema}));
         }
         op["requestBody"] = json!({"content": content, "required": true});
@@ -118,7 +134,11 @@ fn patch_types(t: &ResourceType) -> Vec<&'static str> {
     // NB: kubectl uses strategic merge only when the PATCH operation lists it; custom
     // resources never take it on a real server, and built-ins get it from kubectl's own scheme.
     let _ = t;
-    vec!["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+    vec![
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    ]
 }
 
 fn path_params(namespaced: bool, named: bool) -> Value {
@@ -129,23 +149,37 @@ fn path_params(namespaced: bool, named: bool) -> Value {
     if namespaced {
         ps.push(json!({"name": "namespace", "in": "path", "required": true, "schema": {"type": "string", "uniqueItems": true}}));
     }
-    ps.push(query("pretty", "If 'true', then the output is pretty printed."));
+    ps.push(query(
+        "pretty",
+        "If 'true', then the output is pretty printed.",
+    ));
     ps.push(query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields."));
     Value::Array(ps)
 }
 
 /// The v3 document for one group/version, or None when nothing is served there.
 pub fn v3_group_version(types: &[ResourceType], group: &str, version: &str) -> Option<Value> {
-    let ts: Vec<&ResourceType> = types.iter().filter(|t| t.group == group && t.version == version).collect();
+    let ts: Vec<&ResourceType> = types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
     if ts.is_empty() {
         return None;
     }
-    let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let base = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     let mut paths = Map::new();
     let mut schemas = Map::new();
     schemas.insert(OBJECT_META.into(), object_meta());
     for t in ts {
-        let ns = if t.namespaced { "/namespaces/{namespace}" } else { "" };
+        let ns = if t.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
         let coll = format!("{base}{ns}/{}", t.plural);
         let item = format!("{coll}/{{name}}");
         let json_body = ["application/json", "application/yaml"];
@@ -199,15 +233,25 @@ pub fn v3_group_version(types: &[ResourceType], group: &str, version: &str) -> O
 
 /// `/openapi/v3`: one entry per group/version with a content hash in its URL.
 pub fn v3_root(types: &[ResourceType]) -> Value {
-    let mut gvs: Vec<(String, String)> = types.iter().map(|t| (t.group.clone(), t.version.clone())).collect();
+    let mut gvs: Vec<(String, String)> = types
+        .iter()
+        .map(|t| (t.group.clone(), t.version.clone()))
+        .collect();
     gvs.sort();
     gvs.dedup();
     let mut paths = Map::new();
     for (g, v) in gvs {
-        let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+        let key = if g.is_empty() {
+            format!("api/{v}")
+        } else {
+            format!("apis/{g}/{v}")
+        };
         let doc = v3_group_version(types, &g, &v).unwrap_or(Value::Null);
         let h = hash(&doc.to_string());
-        paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={h}")}));
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={h}")}),
+        );
     }
     json!({"paths": paths})
 }

@@ -90,7 +90,10 @@ pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
 }
 
 fn by_name(items: &[Value]) -> bool {
-    !items.is_empty() && items.iter().all(|i| i.get("name").is_some_and(Value::is_string))
+    !items.is_empty()
+        && items
+            .iter()
+            .all(|i| i.get("name").is_some_and(Value::is_string))
 }
 
 fn unescape(tok: &str) -> String {
@@ -121,7 +124,12 @@ fn parent_mut<'a>(doc: &'a mut Value, parts: &[String]) -> ApiResult<&'a mut Val
 }
 
 fn invalid_patch(msg: String) -> ApiError {
-    ApiError { code: 422, reason: "Invalid", message: msg, details: None }
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: msg,
+        details: None,
+    }
 }
 
 fn add(doc: &mut Value, path: &str, value: Value) -> ApiResult<()> {
@@ -135,9 +143,16 @@ fn add(doc: &mut Value, path: &str, value: Value) -> ApiResult<()> {
             m.insert(last.clone(), value);
         }
         Value::Array(a) => {
-            let i = if last == "-" { a.len() } else { last.parse::<usize>().map_err(|_| invalid_patch(format!("invalid index {last}")))? };
+            let i = if last == "-" {
+                a.len()
+            } else {
+                last.parse::<usize>()
+                    .map_err(|_| invalid_patch(format!("invalid index {last}")))?
+            };
             if i > a.len() {
-                return Err(invalid_patch(format!("add operation does not apply: index {i} out of bounds")));
+                return Err(invalid_patch(format!(
+                    "add operation does not apply: index {i} out of bounds"
+                )));
             }
             a.insert(i, value);
         }
@@ -151,24 +166,36 @@ fn remove(doc: &mut Value, path: &str) -> ApiResult<Value> {
     let Some((last, parent)) = parts.split_last() else {
         return Err(invalid_patch("cannot remove the whole document".into()));
     };
-    let missing = || invalid_patch(format!("remove operation does not apply: doc is missing path: \"{path}\""));
+    let missing = || {
+        invalid_patch(format!(
+            "remove operation does not apply: doc is missing path: \"{path}\""
+        ))
+    };
     match parent_mut(doc, parent)? {
         Value::Object(m) => m.remove(last).ok_or_else(missing),
         Value::Array(a) => {
             let i = last.parse::<usize>().map_err(|_| missing())?;
-            if i < a.len() { Ok(a.remove(i)) } else { Err(missing()) }
+            if i < a.len() {
+                Ok(a.remove(i))
+            } else {
+                Err(missing())
+            }
         }
         _ => Err(missing()),
     }
 }
 
 fn get(doc: &Value, path: &str) -> ApiResult<Value> {
-    doc.pointer(path).cloned().ok_or_else(|| invalid_patch(format!("doc is missing path: \"{path}\"")))
+    doc.pointer(path)
+        .cloned()
+        .ok_or_else(|| invalid_patch(format!("doc is missing path: \"{path}\"")))
 }
 
 /// RFC 6902.
 pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
-    let ops = ops.as_array().ok_or_else(|| ApiError::bad_request("json patch must be an array of operations"))?;
+    let ops = ops
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("json patch must be an array of operations"))?;
     for op in ops {
         let path = op["path"].as_str().unwrap_or("");
         match op["op"].as_str().unwrap_or("") {
@@ -197,7 +224,9 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
                     Err(e) => return Err(e),
                 };
                 if v != op["value"] {
-                    return Err(invalid_patch(format!("testing value {path} failed: test failed")));
+                    return Err(invalid_patch(format!(
+                        "testing value {path} failed: test failed"
+                    )));
                 }
             }
             other => return Err(ApiError::bad_request(format!("Unexpected kind: {other}"))),
@@ -222,12 +251,15 @@ mod tests {
     #[test]
     fn json_patch_ops() {
         let mut d = json!({"metadata": {"finalizers": ["a", "b"]}, "n": 1});
-        json_patch(&mut d, &json!([
-            {"op": "test", "path": "/n", "value": 1},
-            {"op": "remove", "path": "/metadata/finalizers/0"},
-            {"op": "add", "path": "/metadata/finalizers/-", "value": "c"},
-            {"op": "replace", "path": "/n", "value": 2},
-        ]))
+        json_patch(
+            &mut d,
+            &json!([
+                {"op": "test", "path": "/n", "value": 1},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": "c"},
+                {"op": "replace", "path": "/n", "value": 2},
+            ]),
+        )
         .unwrap();
         assert_eq!(d, json!({"metadata": {"finalizers": ["b", "c"]}, "n": 2}));
         assert!(json_patch(&mut d, &json!([{"op": "test", "path": "/n", "value": 1}])).is_err());
@@ -237,20 +269,35 @@ mod tests {
     fn test_op_on_a_missing_member_matches_null() {
         // kube-rs `finalizer()` adds the first finalizer with test-null-then-add.
         let mut d = json!({"metadata": {"name": "x"}});
-        json_patch(&mut d, &json!([
-            {"op": "test", "path": "/metadata/finalizers", "value": null},
-            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
-        ]))
+        json_patch(
+            &mut d,
+            &json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["f"]},
+            ]),
+        )
         .unwrap();
         assert_eq!(d["metadata"]["finalizers"], json!(["f"]));
-        assert!(json_patch(&mut d, &json!([{"op": "test", "path": "/metadata/nope", "value": 1}])).is_err());
+        assert!(
+            json_patch(
+                &mut d,
+                &json!([{"op": "test", "path": "/metadata/nope", "value": 1}])
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn strategic_merges_named_lists() {
         let mut d = json!({"spec": {"containers": [{"name": "a", "image": "x", "port": 1}]}});
-        strategic_merge_patch(&mut d, &json!({"spec": {"$setElementOrder/containers": [{"name": "a"}],
-            "containers": [{"name": "a", "image": "y"}]}}));
-        assert_eq!(d, json!({"spec": {"containers": [{"name": "a", "image": "y", "port": 1}]}}));
+        strategic_merge_patch(
+            &mut d,
+            &json!({"spec": {"$setElementOrder/containers": [{"name": "a"}],
+            "containers": [{"name": "a", "image": "y"}]}}),
+        );
+        assert_eq!(
+            d,
+            json!({"spec": {"containers": [{"name": "a", "image": "y", "port": 1}]}})
+        );
     }
 }

@@ -89,7 +89,12 @@ fn entry(f: &Field<'_>, binary: bool) -> Option<(String, Value)> {
     Some((k, v))
 }
 
-fn insert_entry(obj: &mut Map<String, Value>, key: &str, f: &Field<'_>, binary: bool) -> Option<()> {
+fn insert_entry(
+    obj: &mut Map<String, Value>,
+    key: &str,
+    f: &Field<'_>,
+    binary: bool,
+) -> Option<()> {
     let (k, v) = entry(f, binary)?;
     obj.entry(key.to_string()).or_insert_with(|| json!({}))[k] = v;
     Some(())
@@ -172,20 +177,37 @@ pub fn decode(body: &[u8]) -> Option<Value> {
             }
             ("Namespace", 3) => {}
             ("ConfigMap", 2) => insert_entry(&mut obj, "data", &f, false)?,
-            ("ConfigMap", 3) | ("Secret", 2) => insert_entry(&mut obj, if kind == "Secret" { "data" } else { "binaryData" }, &f, true)?,
+            ("ConfigMap", 3) | ("Secret", 2) => insert_entry(
+                &mut obj,
+                if kind == "Secret" {
+                    "data"
+                } else {
+                    "binaryData"
+                },
+                &f,
+                true,
+            )?,
             ("Secret", 3) => {
                 obj.insert("type".into(), json!(string(&f)?));
             }
             ("Secret", 4) => insert_entry(&mut obj, "stringData", &f, false)?,
             ("ConfigMap", 4) | ("Secret", 5) | ("ServiceAccount", 4) => {
                 let Field::Varint(v) = f else { return None };
-                let key = if kind == "ServiceAccount" { "automountServiceAccountToken" } else { "immutable" };
+                let key = if kind == "ServiceAccount" {
+                    "automountServiceAccountToken"
+                } else {
+                    "immutable"
+                };
                 obj.insert(key.into(), json!(v != 0));
             }
             _ => return None,
         }
     }
-    if !matches!(kind.as_str(), "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount") || api_version != "v1" {
+    if !matches!(
+        kind.as_str(),
+        "Namespace" | "ConfigMap" | "Secret" | "ServiceAccount"
+    ) || api_version != "v1"
+    {
         return None;
     }
     Some(Value::Object(obj))
@@ -204,8 +226,17 @@ mod tests {
 
     #[test]
     fn decodes_a_configmap_envelope() {
-        let meta = [field(1, b"settings"), field(11, &[field(1, b"app"), field(2, b"web")].concat())].concat();
-        let raw = [field(1, &meta), field(2, &[field(1, b"k"), field(2, b"v")].concat()), field(3, &[field(1, b"b"), field(2, b"hi!")].concat())].concat();
+        let meta = [
+            field(1, b"settings"),
+            field(11, &[field(1, b"app"), field(2, b"web")].concat()),
+        ]
+        .concat();
+        let raw = [
+            field(1, &meta),
+            field(2, &[field(1, b"k"), field(2, b"v")].concat()),
+            field(3, &[field(1, b"b"), field(2, b"hi!")].concat()),
+        ]
+        .concat();
         let type_meta = [field(1, b"v1"), field(2, b"ConfigMap")].concat();
         let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat();
         let v = decode(&body).unwrap();
@@ -219,7 +250,12 @@ mod tests {
     #[test]
     fn refuses_other_kinds() {
         let type_meta = [field(1, b"apps/v1"), field(2, b"Deployment")].concat();
-        let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &field(1, &field(1, b"d")))].concat();
+        let body = [
+            b"k8s\0".to_vec(),
+            field(1, &type_meta),
+            field(2, &field(1, &field(1, b"d"))),
+        ]
+        .concat();
         assert!(decode(&body).is_none());
     }
 }

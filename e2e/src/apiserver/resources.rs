@@ -59,7 +59,11 @@ pub struct ResourceType {
 impl ResourceType {
     /// `group/version` or `v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Storage key shared by all versions of one resource.
@@ -69,7 +73,16 @@ impl ResourceType {
 
     /// Verbs for discovery.
     pub fn verbs() -> Vec<&'static str> {
-        vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
     }
 }
 
@@ -107,19 +120,100 @@ fn builtin(
 pub fn builtins() -> Vec<ResourceType> {
     let rbac = "rbac.authorization.k8s.io";
     vec![
-        builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true, false),
+        builtin(
+            "",
+            "v1",
+            "namespaces",
+            "Namespace",
+            false,
+            &["ns"],
+            true,
+            false,
+        ),
         builtin("", "v1", "secrets", "Secret", true, &[], false, false),
-        builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false, false),
+        builtin(
+            "",
+            "v1",
+            "configmaps",
+            "ConfigMap",
+            true,
+            &["cm"],
+            false,
+            false,
+        ),
         builtin("", "v1", "events", "Event", true, &["ev"], false, false),
         builtin("", "v1", "services", "Service", true, &["svc"], true, false),
-        builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false, false),
-        builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], false, false),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false, false),
-        builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true, true),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+            false,
+        ),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+            false,
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+            true,
+        ),
         builtin(rbac, "v1", "roles", "Role", true, &[], false, false),
-        builtin(rbac, "v1", "clusterroles", "ClusterRole", false, &[], false, false),
-        builtin(rbac, "v1", "rolebindings", "RoleBinding", true, &[], false, false),
-        builtin(rbac, "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false, false),
+        builtin(
+            rbac,
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            rbac,
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
+            rbac,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+            false,
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -135,7 +229,11 @@ pub fn builtins() -> Vec<ResourceType> {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -171,7 +269,11 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
     };
     let namespaced = str_of(spec, &["scope"]) != "Cluster";
     let mut out = vec![];
-    for v in spec["versions"].as_array().map(Vec::as_slice).unwrap_or_default() {
+    for v in spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
         if v["served"] == Value::Bool(false) {
             continue;
         }
@@ -233,7 +335,9 @@ pub fn version_priority(v: &str) -> (u8, i64, u8, i64, String) {
     };
     match parse(v) {
         // Lower tuples sort first: negate so that higher versions come first.
-        Some((major, level, minor)) => (0, -(level as i64), 0, -major * 1000 - minor, String::new()),
+        Some((major, level, minor)) => {
+            (0, -(level as i64), 0, -major * 1000 - minor, String::new())
+        }
         None => (1, 0, 0, 0, v.to_string()),
     }
 }
@@ -270,10 +374,22 @@ pub fn validate_crd(crd: &Value) -> Vec<super::status::FieldError> {
             &["\"Cluster\"".into(), "\"Namespaced\"".into()],
         )),
     }
-    let versions = spec["versions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let versions = spec["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if versions.is_empty() {
-        errs.push(FieldError::invalid("spec.versions", "null", "must have exactly one version marked as storage version"));
-    } else if versions.iter().filter(|v| v["storage"] == Value::Bool(true)).count() != 1 {
+        errs.push(FieldError::invalid(
+            "spec.versions",
+            "null",
+            "must have exactly one version marked as storage version",
+        ));
+    } else if versions
+        .iter()
+        .filter(|v| v["storage"] == Value::Bool(true))
+        .count()
+        != 1
+    {
         errs.push(FieldError::invalid(
             "spec.versions",
             "[]apiextensions.CustomResourceDefinitionVersion{...}",
@@ -282,7 +398,9 @@ pub fn validate_crd(crd: &Value) -> Vec<super::status::FieldError> {
     }
     for (i, v) in versions.iter().enumerate() {
         if v["schema"].get("openAPIV3Schema").is_none() {
-            errs.push(FieldError::required(&format!("spec.versions[{i}].schema.openAPIV3Schema")));
+            errs.push(FieldError::required(&format!(
+                "spec.versions[{i}].schema.openAPIV3Schema"
+            )));
         }
     }
     errs

@@ -40,12 +40,21 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 impl Selector {
@@ -53,7 +62,11 @@ impl Selector {
     pub fn labels(s: &str) -> Result<Self, ApiError> {
         let mut reqs = vec![];
         for part in split_top(s) {
-            let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {part:?}"));
+            let bad = || {
+                ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label selector: {part:?}"
+                ))
+            };
             if let Some(k) = part.strip_prefix('!') {
                 reqs.push(Req::NotExists(k.trim().to_string()));
             } else if let Some((k, v)) = part.split_once("!=") {
@@ -66,7 +79,10 @@ impl Selector {
                 reqs.push(Req::NotIn(k.trim().into(), set(v).ok_or_else(bad)?));
             } else if let Some((k, v)) = part.split_once(" in ") {
                 reqs.push(Req::In(k.trim().into(), set(v).ok_or_else(bad)?));
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 reqs.push(Req::Exists(part.clone()));
             } else {
                 return Err(bad());
@@ -86,7 +102,9 @@ impl Selector {
             } else if let Some((k, v)) = part.split_once('=') {
                 reqs.push(Req::Eq(k.trim().into(), v.trim().into()));
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             }
         }
         Ok(Self { reqs, field: true })
@@ -109,7 +127,10 @@ impl Selector {
                 other => other.to_string(),
             })
         } else {
-            obj["metadata"]["labels"].get(key).and_then(Value::as_str).map(String::from)
+            obj["metadata"]["labels"]
+                .get(key)
+                .and_then(Value::as_str)
+                .map(String::from)
         }
     }
 
@@ -117,11 +138,15 @@ impl Selector {
     pub fn matches(&self, obj: &Value) -> bool {
         self.reqs.iter().all(|r| match r {
             Req::Eq(k, v) => {
-                let got = self.lookup(obj, k).or_else(|| (self.field && k == "metadata.namespace").then(String::new));
+                let got = self
+                    .lookup(obj, k)
+                    .or_else(|| (self.field && k == "metadata.namespace").then(String::new));
                 got.as_deref() == Some(v.as_str())
             }
             Req::NotEq(k, v) => {
-                let got = self.lookup(obj, k).or_else(|| (self.field && k == "metadata.namespace").then(String::new));
+                let got = self
+                    .lookup(obj, k)
+                    .or_else(|| (self.field && k == "metadata.namespace").then(String::new));
                 got.as_deref() != Some(v.as_str())
             }
             Req::In(k, vs) => self.lookup(obj, k).is_some_and(|g| vs.contains(&g)),
@@ -157,6 +182,10 @@ mod tests {
         let o = json!({"metadata": {"name": "a", "namespace": "ns"}});
         assert!(Selector::fields("metadata.name=a").unwrap().matches(&o));
         assert!(!Selector::fields("metadata.name=b").unwrap().matches(&o));
-        assert!(Selector::fields("metadata.namespace!=other").unwrap().matches(&o));
+        assert!(
+            Selector::fields("metadata.namespace!=other")
+                .unwrap()
+                .matches(&o)
+        );
     }
 }

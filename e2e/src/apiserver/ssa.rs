@@ -65,7 +65,9 @@ fn key_token(item: &Value, keys: &[String]) -> Option<String> {
 
 fn walk(v: &Value, schema: &Value, path: &mut Vec<String>, out: &mut FieldSet) {
     match v {
-        Value::Object(m) if !m.is_empty() && schema["x-kubernetes-map-type"].as_str() != Some("atomic") => {
+        Value::Object(m)
+            if !m.is_empty() && schema["x-kubernetes-map-type"].as_str() != Some("atomic") =>
+        {
             for (k, child) in m {
                 path.push(format!("f:{k}"));
                 walk(child, &child_schema(schema, k), path, out);
@@ -75,7 +77,9 @@ fn walk(v: &Value, schema: &Value, path: &mut Vec<String>, out: &mut FieldSet) {
         Value::Array(items) if list_keys(schema).is_some() => {
             let keys = list_keys(schema).unwrap_or_default();
             for item in items {
-                let Some(tok) = key_token(item, &keys) else { continue };
+                let Some(tok) = key_token(item, &keys) else {
+                    continue;
+                };
                 path.push(tok);
                 path.push(".".into());
                 out.insert(path.clone());
@@ -103,7 +107,11 @@ pub fn leaves(obj: &Value, schema: Option<&Value>) -> FieldSet {
                 for mk in ["labels", "annotations", "finalizers"] {
                     if let Some(mv) = v.get(mk) {
                         let mut path = vec!["f:metadata".to_string(), format!("f:{mk}")];
-                        let s = if mk == "finalizers" { Value::Null } else { json!({"additionalProperties": {}}) };
+                        let s = if mk == "finalizers" {
+                            Value::Null
+                        } else {
+                            json!({"additionalProperties": {}})
+                        };
                         walk(mv, &s, &mut path, &mut out);
                     }
                 }
@@ -127,7 +135,10 @@ pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
             cur = cur.get(f)?;
         } else if let Some(k) = tok.strip_prefix("k:") {
             let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-            cur = cur.as_array()?.iter().find(|item| want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))?;
+            cur = cur
+                .as_array()?
+                .iter()
+                .find(|item| want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))?;
         } else {
             return None;
         }
@@ -136,12 +147,20 @@ pub fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_at(obj: &mut Value, path: &[String]) {
-    let Some((last, parent)) = path.split_last() else { return };
+    let Some((last, parent)) = path.split_last() else {
+        return;
+    };
     if last == "." {
         // Remove the list element itself.
-        let Some((elem, list_path)) = parent.split_last() else { return };
-        let Some(k) = elem.strip_prefix("k:") else { return };
-        let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else { return };
+        let Some((elem, list_path)) = parent.split_last() else {
+            return;
+        };
+        let Some(k) = elem.strip_prefix("k:") else {
+            return;
+        };
+        let Ok(want) = serde_json::from_str::<Map<String, Value>>(k) else {
+            return;
+        };
         if let Some(Value::Array(items)) = value_mut(obj, list_path) {
             items.retain(|item| !want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)));
         }
@@ -159,7 +178,10 @@ fn value_mut<'a>(obj: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
             cur = cur.get_mut(f)?;
         } else if let Some(k) = tok.strip_prefix("k:") {
             let want: Map<String, Value> = serde_json::from_str(k).ok()?;
-            cur = cur.as_array_mut()?.iter_mut().find(|item| want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))?;
+            cur = cur
+                .as_array_mut()?
+                .iter_mut()
+                .find(|item| want.iter().all(|(wk, wv)| item.get(wk) == Some(wv)))?;
         } else {
             return None;
         }
@@ -249,7 +271,14 @@ fn render(entries: &[Entry]) -> Value {
 }
 
 /// Updates `new`'s managedFields for a write of `op` (`old` is the object before it).
-pub fn record(new: &mut Value, old: Option<&Value>, op: &ManagedOp, sub: Option<&str>, api_version: &str, schema: Option<&Value>) {
+pub fn record(
+    new: &mut Value,
+    old: Option<&Value>,
+    op: &ManagedOp,
+    sub: Option<&str>,
+    api_version: &str,
+    schema: Option<&Value>,
+) {
     let mf = match op {
         ManagedOp::Keep => return,
         ManagedOp::Applied(v) => v.clone(),
@@ -278,8 +307,15 @@ pub fn record(new: &mut Value, old: Option<&Value>, op: &ManagedOp, sub: Option<
             for e in es.iter_mut() {
                 e.set.retain(|p| !changed.contains(p));
             }
-            let mine: FieldSet = changed.iter().filter(|p| after.contains(*p)).cloned().collect();
-            match es.iter_mut().find(|e| e.manager == *manager && e.operation == "Update" && e.subresource == sub) {
+            let mine: FieldSet = changed
+                .iter()
+                .filter(|p| after.contains(*p))
+                .cloned()
+                .collect();
+            match es
+                .iter_mut()
+                .find(|e| e.manager == *manager && e.operation == "Update" && e.subresource == sub)
+            {
                 Some(e) => {
                     e.set.extend(mine);
                     e.time = now_rfc3339();
@@ -303,11 +339,18 @@ pub fn record(new: &mut Value, old: Option<&Value>, op: &ManagedOp, sub: Option<
 
 fn merge(live: &mut Value, applied: &Value, schema: &Value) {
     match (live, applied) {
-        (Value::Object(l), Value::Object(a)) if schema["x-kubernetes-map-type"].as_str() != Some("atomic") => {
+        (Value::Object(l), Value::Object(a))
+            if schema["x-kubernetes-map-type"].as_str() != Some("atomic") =>
+        {
             for (k, av) in a {
                 let cs = child_schema(schema, k);
                 match l.get_mut(k) {
-                    Some(lv) if (lv.is_object() && av.is_object()) || (lv.is_array() && av.is_array()) => merge(lv, av, &cs),
+                    Some(lv)
+                        if (lv.is_object() && av.is_object())
+                            || (lv.is_array() && av.is_array()) =>
+                    {
+                        merge(lv, av, &cs)
+                    }
                     _ => {
                         l.insert(k.clone(), av.clone());
                     }
@@ -317,7 +360,9 @@ fn merge(live: &mut Value, applied: &Value, schema: &Value) {
         (Value::Array(l), Value::Array(a)) if list_keys(schema).is_some() => {
             let keys = list_keys(schema).unwrap_or_default();
             for item in a {
-                let pos = l.iter().position(|li| keys.iter().all(|k| li.get(k) == item.get(k)));
+                let pos = l
+                    .iter()
+                    .position(|li| keys.iter().all(|k| li.get(k) == item.get(k)));
                 match pos {
                     Some(i) => merge(&mut l[i], item, &schema["items"]),
                     None => l.push(item.clone()),
@@ -343,10 +388,16 @@ pub fn apply(
 ) -> ApiResult<(Value, ManagedOp)> {
     let (group, kind, name) = ids;
     if manager.is_empty() {
-        return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must have fieldManager"));
+        return Err(ApiError::bad_request(
+            "PATCH, application/apply-patch+yaml requests must have fieldManager",
+        ));
     }
-    if applied["apiVersion"].as_str().is_none_or(str::is_empty) || applied["kind"].as_str().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request("apiVersion and kind must be set in an apply configuration"));
+    if applied["apiVersion"].as_str().is_none_or(str::is_empty)
+        || applied["kind"].as_str().is_none_or(str::is_empty)
+    {
+        return Err(ApiError::bad_request(
+            "apiVersion and kind must be set in an apply configuration",
+        ));
     }
     let api_version = applied["apiVersion"].as_str().unwrap_or("").to_string();
     // What this apply may own: only status through /status, never status through the main resource.
@@ -365,7 +416,9 @@ pub fn apply(
     let mine = leaves(&applied, schema);
     let sub_s = sub.unwrap_or("");
     let mut es = live.map(entries).unwrap_or_default();
-    let me = es.iter().position(|e| e.manager == manager && e.operation == "Apply" && e.subresource == sub_s);
+    let me = es
+        .iter()
+        .position(|e| e.manager == manager && e.operation == "Apply" && e.subresource == sub_s);
     let previous = me.map(|i| es[i].set.clone()).unwrap_or_default();
     let mut result = match live {
         None => applied.clone(),
@@ -393,10 +446,16 @@ pub fn apply(
             if !conflicts.is_empty() {
                 return Err(ApiError::apply_conflict(group, kind, name, conflicts));
             }
-            let others: FieldSet =
-                es.iter().enumerate().filter(|(i, _)| Some(*i) != me).flat_map(|(_, e)| e.set.iter().cloned()).collect();
-            let mut gone: Vec<&Vec<String>> =
-                previous.iter().filter(|p| !mine.contains(*p) && !others.contains(*p)).collect();
+            let others: FieldSet = es
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != me)
+                .flat_map(|(_, e)| e.set.iter().cloned())
+                .collect();
+            let mut gone: Vec<&Vec<String>> = previous
+                .iter()
+                .filter(|p| !mine.contains(*p) && !others.contains(*p))
+                .collect();
             gone.sort_by_key(|p| std::cmp::Reverse(p.len()));
             let mut obj = live.clone();
             for p in &gone {
@@ -409,8 +468,12 @@ pub fn apply(
                     if prefix.last().is_some_and(|t| t.starts_with("k:")) {
                         continue;
                     }
-                    let owned = mine.iter().chain(others.iter()).any(|q| q.starts_with(prefix));
-                    let empty = value_at(&obj, prefix).is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
+                    let owned = mine
+                        .iter()
+                        .chain(others.iter())
+                        .any(|q| q.starts_with(prefix));
+                    let empty = value_at(&obj, prefix)
+                        .is_some_and(|v| v.as_object().is_some_and(Map::is_empty));
                     if !owned && empty {
                         remove_at(&mut obj, prefix);
                     }
@@ -470,14 +533,44 @@ mod tests {
         let s = schema();
         let a = json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
-        let (obj, _) = apply(None, a, "one", false, None, false, Some(&s), ("g", "W", "w")).unwrap();
+        let (obj, _) = apply(
+            None,
+            a,
+            "one",
+            false,
+            None,
+            false,
+            Some(&s),
+            ("g", "W", "w"),
+        )
+        .unwrap();
         let b = json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"},
             "status": {"conditions": [{"type": "Synced", "status": "False"}]}});
-        let (obj, _) = apply(Some(&obj), b, "two", false, None, false, Some(&s), ("g", "W", "w")).unwrap();
+        let (obj, _) = apply(
+            Some(&obj),
+            b,
+            "two",
+            false,
+            None,
+            false,
+            Some(&s),
+            ("g", "W", "w"),
+        )
+        .unwrap();
         assert_eq!(obj["status"]["conditions"].as_array().unwrap().len(), 2);
         // "one" drops its condition; "two"'s stays.
         let c = json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"}, "status": {"conditions": []}});
-        let (obj, _) = apply(Some(&obj), c, "one", false, None, false, Some(&s), ("g", "W", "w")).unwrap();
+        let (obj, _) = apply(
+            Some(&obj),
+            c,
+            "one",
+            false,
+            None,
+            false,
+            Some(&s),
+            ("g", "W", "w"),
+        )
+        .unwrap();
         let conds = obj["status"]["conditions"].as_array().unwrap();
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0]["type"], "Synced");
@@ -485,13 +578,35 @@ mod tests {
 
     #[test]
     fn conflicting_value_from_other_manager_needs_force() {
-        let a = json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"}, "spec": {"x": 1}});
+        let a =
+            json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"}, "spec": {"x": 1}});
         let (obj, _) = apply(None, a, "one", false, None, false, None, ("g", "W", "w")).unwrap();
-        let b = json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"}, "spec": {"x": 2}});
-        let err = apply(Some(&obj), b.clone(), "two", false, None, false, None, ("g", "W", "w")).unwrap_err();
+        let b =
+            json!({"apiVersion": "v1", "kind": "W", "metadata": {"name": "w"}, "spec": {"x": 2}});
+        let err = apply(
+            Some(&obj),
+            b.clone(),
+            "two",
+            false,
+            None,
+            false,
+            None,
+            ("g", "W", "w"),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
         assert!(err.message.contains(".spec.x"), "{}", err.message);
-        let (obj, _) = apply(Some(&obj), b, "two", true, None, false, None, ("g", "W", "w")).unwrap();
+        let (obj, _) = apply(
+            Some(&obj),
+            b,
+            "two",
+            true,
+            None,
+            false,
+            None,
+            ("g", "W", "w"),
+        )
+        .unwrap();
         assert_eq!(obj["spec"]["x"], 2);
     }
 }

@@ -17,12 +17,20 @@ pub struct FieldError {
 impl FieldError {
     /// `spec.x: Required value`.
     pub fn required(field: &str) -> Self {
-        Self { field: field.to_string(), reason: "FieldValueRequired", message: "Required value".into() }
+        Self {
+            field: field.to_string(),
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+        }
     }
 
     /// `spec.x: Required value: <detail>`.
     pub fn required_because(field: &str, detail: &str) -> Self {
-        Self { field: field.to_string(), reason: "FieldValueRequired", message: format!("Required value: {detail}") }
+        Self {
+            field: field.to_string(),
+            reason: "FieldValueRequired",
+            message: format!("Required value: {detail}"),
+        }
     }
 
     /// `spec.x: Invalid value: <value>: <detail>`.
@@ -39,18 +47,29 @@ impl FieldError {
         Self {
             field: field.to_string(),
             reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {value}: supported values: {}", supported.join(", ")),
+            message: format!(
+                "Unsupported value: {value}: supported values: {}",
+                supported.join(", ")
+            ),
         }
     }
 
     /// `spec.x: Forbidden: <detail>`.
     pub fn forbidden(field: &str, detail: &str) -> Self {
-        Self { field: field.to_string(), reason: "FieldValueForbidden", message: format!("Forbidden: {detail}") }
+        Self {
+            field: field.to_string(),
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+        }
     }
 
     /// The line as the real server prints it.
     pub fn line(&self) -> String {
-        if self.field.is_empty() { self.message.clone() } else { format!("{}: {}", self.field, self.message) }
+        if self.field.is_empty() {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -73,12 +92,21 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// `widgets.test.switchyard.dev`, or `configmaps` for the core group: how the real server
 /// names a resource in messages.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
@@ -92,14 +120,22 @@ impl ApiError {
 
     /// 404 for an object.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .with_details(name, group, plural)
     }
 
     /// 404 for a path nothing serves.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details_value(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details_value(json!({}))
     }
 
     fn with_details_value(mut self, v: Value) -> Self {
@@ -109,8 +145,12 @@ impl ApiError {
 
     /// 409 AlreadyExists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural)))
-            .with_details(name, group, plural)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, plural)),
+        )
+        .with_details(name, group, plural)
     }
 
     /// 409 Conflict on a stale resourceVersion or a failed precondition.
@@ -118,18 +158,34 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(group, plural)
+            ),
         )
         .with_details(name, group, plural)
     }
 
     /// 409 Conflict of server-side apply, with one cause per contested field.
-    pub fn apply_conflict(group: &str, kind: &str, name: &str, causes: Vec<(String, String)>) -> Self {
+    pub fn apply_conflict(
+        group: &str,
+        kind: &str,
+        name: &str,
+        causes: Vec<(String, String)>,
+    ) -> Self {
         let lines: Vec<String> = causes.iter().map(|(m, f)| format!("- {m}: {f}")).collect();
         let msg = if causes.len() == 1 {
-            format!("Apply failed with 1 conflict: conflict with \"{}\": {}", causes[0].0, causes[0].1)
+            format!(
+                "Apply failed with 1 conflict: conflict with \"{}\": {}",
+                causes[0].0, causes[0].1
+            )
         } else {
-            format!("Apply failed with {} conflicts: conflicts with \"{}\":\n{}", causes.len(), causes[0].0, lines.join("\n"))
+            format!(
+                "Apply failed with {} conflicts: conflicts with \"{}\":\n{}",
+                causes.len(),
+                causes[0].0,
+                lines.join("\n")
+            )
         };
         let causes: Vec<Value> = causes
             .iter()
@@ -145,10 +201,22 @@ impl ApiError {
     /// 422 Invalid with field causes; `kind` is the Kind (`Widget`), as the real server words it.
     pub fn invalid(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
         let lines: Vec<String> = errors.iter().map(FieldError::line).collect();
-        let what = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let joined = if lines.len() == 1 { lines[0].clone() } else { format!("[{}]", lines.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{what} \"{name}\" is invalid: {joined}"))
-            .with_details(name, group, kind);
+        let what = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let joined = if lines.len() == 1 {
+            lines[0].clone()
+        } else {
+            format!("[{}]", lines.join(", "))
+        };
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{what} \"{name}\" is invalid: {joined}"),
+        )
+        .with_details(name, group, kind);
         let causes: Vec<Value> = errors
             .iter()
             .map(|f| json!({"reason": f.reason, "message": f.message, "field": f.field}))
@@ -171,7 +239,11 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(verb: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({verb})"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({verb})"),
+        )
     }
 
     /// 406 NotAcceptable.

@@ -95,7 +95,8 @@ pub struct Store {
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    now.format(&fmt).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    now.format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -123,7 +124,9 @@ fn str_field<'a>(v: &'a Value, k: &str) -> &'a str {
 }
 
 fn has_finalizers(obj: &Value) -> bool {
-    meta(obj)["finalizers"].as_array().is_some_and(|a| !a.is_empty())
+    meta(obj)["finalizers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
 }
 
 /// The object without metadata and status: what `generation` tracks.
@@ -163,7 +166,9 @@ fn dns_subdomain_errors(name: &str) -> Option<String> {
         && name.len() <= 253
         && name.split('.').all(|part| {
             !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !part.starts_with('-')
                 && !part.ends_with('-')
         });
@@ -195,10 +200,17 @@ impl Store {
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             });
-            state.bucket(&ns_type).insert((String::new(), ns.to_string()), obj);
+            state
+                .bucket(&ns_type)
+                .insert((String::new(), ns.to_string()), obj);
         }
         state.floor = state.rv;
-        Self { state: Mutex::new(state), tx, history_limit: history_limit.max(1), expired: Default::default() }
+        Self {
+            state: Mutex::new(state),
+            tx,
+            history_limit: history_limit.max(1),
+            expired: Default::default(),
+        }
     }
 
     /// Locks the state; a poisoned lock is taken over (a panicking request leaves no half-write).
@@ -213,7 +225,8 @@ impl Store {
 
     /// Counts a watch answered with 410 Expired.
     pub fn note_expired(&self) {
-        self.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.expired
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many watches were answered with 410 Expired so far.
@@ -249,7 +262,13 @@ impl Store {
     /// Objects in a namespace (or all, when `ns` is None), and the list resourceVersion.
     pub fn list(&self, rt: &ResourceType, ns: Option<&str>) -> (Vec<Value>, u64) {
         let st = self.lock();
-        (st.list(rt, ns).into_iter().map(|o| present(rt, o)).collect(), st.rv)
+        (
+            st.list(rt, ns)
+                .into_iter()
+                .map(|o| present(rt, o))
+                .collect(),
+            st.rv,
+        )
     }
 
     // === writes ===
@@ -258,7 +277,9 @@ impl Store {
     pub fn create(&self, o: &WriteOpts<'_>, mut obj: Value) -> ApiResult<Value> {
         let rt = o.rt;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         check_type_meta(rt, &obj)?;
         let mut st = self.lock();
@@ -284,7 +305,10 @@ impl Store {
                     &rt.group,
                     &rt.kind,
                     "",
-                    &[FieldError::required_because("metadata.name", "name or generateName is required")],
+                    &[FieldError::required_because(
+                        "metadata.name",
+                        "name or generateName is required",
+                    )],
                 ));
             }
             loop {
@@ -307,7 +331,11 @@ impl Store {
                 &rt.group,
                 &rt.kind,
                 &name,
-                &[FieldError::invalid("metadata.name", &format!("\"{name}\""), &why)],
+                &[FieldError::invalid(
+                    "metadata.name",
+                    &format!("\"{name}\""),
+                    &why,
+                )],
             ));
         }
         if st.get(rt, o.namespace, &name).is_ok() {
@@ -316,7 +344,12 @@ impl Store {
         let uid = st.next_uid();
         {
             let m = meta_mut(&mut obj);
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "managedFields",
+            ] {
                 m.remove(k);
             }
             m.insert("uid".into(), json!(uid));
@@ -342,17 +375,32 @@ impl Store {
             }
         }
         self.admit(&st, rt, &mut obj, None, o.strict)?;
-        ssa::record(&mut obj, None, &o.managed, o.subresource, &rt.api_version(), rt.schema.as_ref());
+        ssa::record(
+            &mut obj,
+            None,
+            &o.managed,
+            o.subresource,
+            &rt.api_version(),
+            rt.schema.as_ref(),
+        );
         if o.dry_run {
             return Ok(present(rt, obj));
         }
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
-        st.bucket(rt).insert((o.namespace.to_string(), name), obj.clone());
+        st.bucket(rt)
+            .insert((o.namespace.to_string(), name), obj.clone());
         self.emit(
             &mut st,
-            Event { rv, key: rt.key(), namespace: o.namespace.to_string(), type_: EventType::Added, object: obj.clone(), old: None },
+            Event {
+                rv,
+                key: rt.key(),
+                namespace: o.namespace.to_string(),
+                type_: EventType::Added,
+                object: obj.clone(),
+                old: None,
+            },
         );
         if rt.group == "apiextensions.k8s.io" {
             st.refresh_types();
@@ -408,7 +456,9 @@ impl Store {
     ) -> ApiResult<(Value, bool)> {
         let rt = o.rt;
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the body of the request must be a JSON object",
+            ));
         }
         check_type_meta(rt, &obj)?;
         let body_name = str_field(meta(&obj), "name");
@@ -430,7 +480,11 @@ impl Store {
                     &rt.group,
                     &rt.kind,
                     name,
-                    &[FieldError::invalid("metadata.resourceVersion", "0x0", "must be specified for an update")],
+                    &[FieldError::invalid(
+                        "metadata.resourceVersion",
+                        "0x0",
+                        "must be specified for an update",
+                    )],
                 ));
             }
             "" => {}
@@ -449,7 +503,14 @@ impl Store {
             let om = meta(&old).clone();
             let m = meta_mut(&mut obj);
             m.insert("name".into(), json!(name));
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "managedFields",
+            ] {
                 match om.get(k) {
                     Some(v) => m.insert(k.into(), v.clone()),
                     None => m.remove(k),
@@ -491,23 +552,41 @@ impl Store {
         // Finalizers may only be removed once deletion started.
         let deleting = !meta(&old)["deletionTimestamp"].is_null();
         if deleting && o.subresource.is_none() {
-            let old_f: Vec<Value> = meta(&old)["finalizers"].as_array().cloned().unwrap_or_default();
-            let new_f: Vec<Value> = meta(&obj)["finalizers"].as_array().cloned().unwrap_or_default();
+            let old_f: Vec<Value> = meta(&old)["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let new_f: Vec<Value> = meta(&obj)["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if new_f.iter().any(|f| !old_f.contains(f)) {
                 return Err(ApiError::invalid(
                     &rt.group,
                     &rt.kind,
                     name,
-                    &[FieldError::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                    &[FieldError::forbidden(
+                        "metadata.finalizers",
+                        "no new finalizers can be added if the object is being deleted",
+                    )],
                 ));
             }
         }
         self.admit(st, rt, &mut obj, Some(&old), o.strict)?;
-        if rt.has_generation && spec_part(&obj, rt.status_subresource) != spec_part(&old, rt.status_subresource) {
+        if rt.has_generation
+            && spec_part(&obj, rt.status_subresource) != spec_part(&old, rt.status_subresource)
+        {
             let g = meta(&old)["generation"].as_i64().unwrap_or(1) + 1;
             meta_mut(&mut obj).insert("generation".into(), json!(g));
         }
-        ssa::record(&mut obj, Some(&old), &o.managed, o.subresource, &rt.api_version(), rt.schema.as_ref());
+        ssa::record(
+            &mut obj,
+            Some(&old),
+            &o.managed,
+            o.subresource,
+            &rt.api_version(),
+            rt.schema.as_ref(),
+        );
         let remove = deleting && !has_finalizers(&obj);
         if comparable(&obj) == comparable(&old) && !remove {
             // A no-op write keeps the resourceVersion, like the real server.
@@ -524,13 +603,27 @@ impl Store {
             st.bucket(rt).remove(&key);
             self.emit(
                 st,
-                Event { rv, key: rt.key(), namespace: key.0, type_: EventType::Deleted, object: obj.clone(), old: Some(old) },
+                Event {
+                    rv,
+                    key: rt.key(),
+                    namespace: key.0,
+                    type_: EventType::Deleted,
+                    object: obj.clone(),
+                    old: Some(old),
+                },
             );
         } else {
             st.bucket(rt).insert(key.clone(), obj.clone());
             self.emit(
                 st,
-                Event { rv, key: rt.key(), namespace: key.0, type_: EventType::Modified, object: obj.clone(), old: Some(old) },
+                Event {
+                    rv,
+                    key: rt.key(),
+                    namespace: key.0,
+                    type_: EventType::Modified,
+                    object: obj.clone(),
+                    old: Some(old),
+                },
             );
         }
         if rt.group == "apiextensions.k8s.io" {
@@ -540,7 +633,14 @@ impl Store {
     }
 
     /// DELETE: removes the object, or marks it deleting while finalizers remain.
-    pub fn delete(&self, rt: &ResourceType, ns: &str, name: &str, options: &Value, dry_run: bool) -> ApiResult<Value> {
+    pub fn delete(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        options: &Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         let mut st = self.lock();
         let old = st.get(rt, ns, name)?.clone();
         let pre = &options["preconditions"];
@@ -551,7 +651,10 @@ impl Store {
                 &rt.group,
                 &rt.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", str_field(meta(&old), "uid")),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    str_field(meta(&old), "uid")
+                ),
             ));
         }
         if let Some(rv) = pre["resourceVersion"].as_str()
@@ -587,10 +690,18 @@ impl Store {
                     m.insert("generation".into(), json!(g));
                 }
             }
-            st.bucket(rt).insert((ns.to_string(), name.to_string()), obj.clone());
+            st.bucket(rt)
+                .insert((ns.to_string(), name.to_string()), obj.clone());
             self.emit(
                 &mut st,
-                Event { rv, key: rt.key(), namespace: ns.to_string(), type_: EventType::Modified, object: obj.clone(), old: Some(old) },
+                Event {
+                    rv,
+                    key: rt.key(),
+                    namespace: ns.to_string(),
+                    type_: EventType::Modified,
+                    object: obj.clone(),
+                    old: Some(old),
+                },
             );
             return Ok(present(rt, obj));
         }
@@ -598,15 +709,26 @@ impl Store {
         if rt.group.is_empty() && rt.plural == "namespaces" {
             let keys: Vec<(String, String)> = st.objects.keys().cloned().collect();
             for k in keys {
-                let victims: Vec<ObjKey> = st.objects[&k].keys().filter(|(n, _)| n == name).cloned().collect();
+                let victims: Vec<ObjKey> = st.objects[&k]
+                    .keys()
+                    .filter(|(n, _)| n == name)
+                    .cloned()
+                    .collect();
                 for v in victims {
                     self.remove_locked(&mut st, &k, &v);
                 }
             }
         }
         if rt.group == "apiextensions.k8s.io" {
-            let key = (str_field(&old["spec"], "group").to_string(), str_field(&old["spec"]["names"], "plural").to_string());
-            let victims: Vec<ObjKey> = st.objects.get(&key).map(|b| b.keys().cloned().collect()).unwrap_or_default();
+            let key = (
+                str_field(&old["spec"], "group").to_string(),
+                str_field(&old["spec"]["names"], "plural").to_string(),
+            );
+            let victims: Vec<ObjKey> = st
+                .objects
+                .get(&key)
+                .map(|b| b.keys().cloned().collect())
+                .unwrap_or_default();
             for v in victims {
                 self.remove_locked(&mut st, &key, &v);
             }
@@ -618,20 +740,39 @@ impl Store {
         Ok(present(rt, obj.unwrap_or(old)))
     }
 
-    fn remove_locked(&self, st: &mut State, key: &(String, String), obj_key: &ObjKey) -> Option<Value> {
+    fn remove_locked(
+        &self,
+        st: &mut State,
+        key: &(String, String),
+        obj_key: &ObjKey,
+    ) -> Option<Value> {
         let mut obj = st.objects.get_mut(key)?.remove(obj_key)?;
         st.rv += 1;
         let rv = st.rv;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(rv.to_string()));
         self.emit(
             st,
-            Event { rv, key: key.clone(), namespace: obj_key.0.clone(), type_: EventType::Deleted, object: obj.clone(), old: None },
+            Event {
+                rv,
+                key: key.clone(),
+                namespace: obj_key.0.clone(),
+                type_: EventType::Deleted,
+                object: obj.clone(),
+                old: None,
+            },
         );
         Some(obj)
     }
 
     /// Custom resources: prune, default and validate against the CRD schema and its CEL rules.
-    fn admit(&self, st: &State, rt: &ResourceType, obj: &mut Value, old: Option<&Value>, strict: bool) -> ApiResult<()> {
+    fn admit(
+        &self,
+        st: &State,
+        rt: &ResourceType,
+        obj: &mut Value,
+        old: Option<&Value>,
+        strict: bool,
+    ) -> ApiResult<()> {
         let name = str_field(meta(obj), "name").to_string();
         if rt.group == "apiextensions.k8s.io" && rt.plural == "customresourcedefinitions" {
             let errs = resources::validate_crd(obj);
@@ -649,7 +790,12 @@ impl Store {
             }
             let stored: Vec<Value> = obj["spec"]["versions"]
                 .as_array()
-                .map(|vs| vs.iter().filter(|v| v["storage"] == json!(true)).map(|v| v["name"].clone()).collect())
+                .map(|vs| {
+                    vs.iter()
+                        .filter(|v| v["storage"] == json!(true))
+                        .map(|v| v["name"].clone())
+                        .collect()
+                })
                 .unwrap_or_default();
             let ts = old
                 .and_then(|o| o["status"]["conditions"].as_array())
@@ -675,18 +821,28 @@ impl Store {
             .iter()
             .find(|t| t.group == rt.group && t.plural == rt.plural && t.version == rt.version)
             .unwrap_or(rt);
-        let Some(schema) = &ty.schema else { return Ok(()) };
+        let Some(schema) = &ty.schema else {
+            return Ok(());
+        };
         let unknown = validation::prune_and_default(schema, obj);
         let mut errs = vec![];
         if strict && !unknown.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "{}: {}",
                 "strict decoding error",
-                unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", ")
+                unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         validation::validate(schema, obj, old, "", &mut errs);
-        if errs.is_empty() { Ok(()) } else { Err(ApiError::invalid(&rt.group, &rt.kind, &name, &errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(&rt.group, &rt.kind, &name, &errs))
+        }
     }
 }
 
@@ -743,13 +899,20 @@ impl State {
     }
 
     fn get_ns(&self, name: &str) -> Option<&Value> {
-        self.objects.get(&(String::new(), "namespaces".to_string()))?.get(&(String::new(), name.to_string()))
+        self.objects
+            .get(&(String::new(), "namespaces".to_string()))?
+            .get(&(String::new(), name.to_string()))
     }
 
     fn list(&self, rt: &ResourceType, ns: Option<&str>) -> Vec<Value> {
         self.objects
             .get(&rt.key())
-            .map(|b| b.iter().filter(|((n, _), _)| ns.is_none_or(|ns| ns == n)).map(|(_, v)| v.clone()).collect())
+            .map(|b| {
+                b.iter()
+                    .filter(|((n, _), _)| ns.is_none_or(|ns| ns == n))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

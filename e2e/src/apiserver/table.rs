@@ -16,7 +16,10 @@ enum Step {
 
 fn parse(path: &str) -> Option<Vec<Step>> {
     let p = path.trim();
-    let p = p.strip_prefix('{').and_then(|s| s.strip_suffix('}')).unwrap_or(p);
+    let p = p
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .unwrap_or(p);
     let p = p.strip_prefix('$').unwrap_or(p);
     let chars: Vec<char> = p.chars().collect();
     let mut steps = vec![];
@@ -35,7 +38,8 @@ fn parse(path: &str) -> Option<Vec<Step>> {
                 }
             }
             '[' => {
-                let close = (i..chars.len()).find(|&j| chars[j] == ']' && !in_quotes(&chars[i..j]))?;
+                let close =
+                    (i..chars.len()).find(|&j| chars[j] == ']' && !in_quotes(&chars[i..j]))?;
                 let inner: String = chars[i + 1..close].iter().collect();
                 let inner = inner.trim();
                 if inner == "*" {
@@ -49,15 +53,23 @@ fn parse(path: &str) -> Option<Vec<Step>> {
                     };
                     let lhs = lhs.trim().strip_prefix("@.")?;
                     let rhs = rhs.trim();
-                    let val = if let Some(s) = rhs.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                        json!(s)
-                    } else if let Some(s) = rhs.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
-                        json!(s)
-                    } else {
-                        serde_json::from_str(rhs).ok()?
-                    };
-                    steps.push(Step::Filter(lhs.split('.').map(String::from).collect(), neg, val));
-                } else if let Some(s) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+                    let val =
+                        if let Some(s) = rhs.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                            json!(s)
+                        } else if let Some(s) =
+                            rhs.strip_prefix('\'').and_then(|s| s.strip_suffix('\''))
+                        {
+                            json!(s)
+                        } else {
+                            serde_json::from_str(rhs).ok()?
+                        };
+                    steps.push(Step::Filter(
+                        lhs.split('.').map(String::from).collect(),
+                        neg,
+                        val,
+                    ));
+                } else if let Some(s) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\''))
+                {
                     steps.push(Step::Field(s.to_string()));
                 } else {
                     steps.push(Step::Index(inner.parse().ok()?));
@@ -83,7 +95,9 @@ fn in_quotes(chars: &[char]) -> bool {
 
 /// All values the path selects.
 pub fn select(obj: &Value, path: &str) -> Vec<Value> {
-    let Some(steps) = parse(path) else { return vec![] };
+    let Some(steps) = parse(path) else {
+        return vec![];
+    };
     let mut cur = vec![obj.clone()];
     for step in steps {
         let mut next = vec![];
@@ -124,7 +138,8 @@ pub fn select(obj: &Value, path: &str) -> Vec<Value> {
 
 /// `5s`, `3m`, `2h`, `4d` like kubectl's Age column.
 pub fn human_age(ts: &str) -> String {
-    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339) else {
+    let Ok(t) = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+    else {
         return "<invalid>".into();
     };
     let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds().max(0);
@@ -164,7 +179,9 @@ fn columns(rt: &ResourceType) -> Vec<PrinterColumn> {
 
 fn cell(col: &PrinterColumn, obj: &Value) -> Value {
     let vals = select(obj, &col.json_path);
-    let Some(first) = vals.first() else { return Value::Null };
+    let Some(first) = vals.first() else {
+        return Value::Null;
+    };
     if col.type_ == "date" {
         return match first.as_str() {
             Some(s) => json!(human_age(s)),
@@ -172,13 +189,21 @@ fn cell(col: &PrinterColumn, obj: &Value) -> Value {
         };
     }
     if vals.len() > 1 {
-        let parts: Vec<String> = vals.iter().map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).collect();
+        let parts: Vec<String> = vals
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect();
         return json!(parts.join(", "));
     }
     match (col.type_.as_str(), first) {
-        ("string", Value::String(_)) | ("integer", Value::Number(_)) | ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => {
-            first.clone()
-        }
+        ("string", Value::String(_))
+        | ("integer", Value::Number(_))
+        | ("number", Value::Number(_))
+        | ("boolean", Value::Bool(_)) => first.clone(),
         ("string", v) if v.is_object() || v.is_array() => json!(v.to_string()),
         ("string", v) => json!(v.to_string()),
         (_, v) => v.clone(),
@@ -223,7 +248,10 @@ mod tests {
     fn jsonpath_filters_conditions() {
         let o = json!({"status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]},
             "spec": {"l": [1, 2]}});
-        assert_eq!(select(&o, ".status.conditions[?(@.type==\"Ready\")].status"), vec![json!("True")]);
+        assert_eq!(
+            select(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
+            vec![json!("True")]
+        );
         assert_eq!(select(&o, ".spec.l[1]"), vec![json!(2)]);
         assert_eq!(select(&o, ".spec.l[*]").len(), 2);
         assert!(select(&o, ".spec.missing").is_empty());

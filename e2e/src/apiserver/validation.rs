@@ -12,7 +12,11 @@ fn preserves(schema: &Value) -> bool {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Prunes fields the schema does not declare and applies defaults. Returns the pruned paths.
@@ -48,7 +52,9 @@ fn prune(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
         Value::Object(m) => {
             let embedded = schema["x-kubernetes-embedded-resource"] == Value::Bool(true);
             let props = schema["properties"].as_object();
-            let additional = schema["additionalProperties"].as_object().map(|_| &schema["additionalProperties"]);
+            let additional = schema["additionalProperties"]
+                .as_object()
+                .map(|_| &schema["additionalProperties"]);
             let keys: Vec<String> = m.keys().cloned().collect();
             for k in keys {
                 if embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -61,7 +67,8 @@ fn prune(schema: &Value, v: &mut Value, path: &str, unknown: &mut Vec<String>) {
                             prune(cs, child, &join(path, &k), unknown);
                         }
                     }
-                    None if preserves(schema) || schema["additionalProperties"] == Value::Bool(true) => {}
+                    None if preserves(schema)
+                        || schema["additionalProperties"] == Value::Bool(true) => {}
                     None => {
                         m.remove(&k);
                         unknown.push(join(path, &k));
@@ -156,7 +163,13 @@ fn date_time_ok(s: &str) -> bool {
 }
 
 /// Validates `v` (and its old value, for CEL transition rules) against `schema`.
-pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
+pub fn validate(
+    schema: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let f = field_name(path);
     if v.is_null() {
         if schema["nullable"] != Value::Bool(true) && !path.is_empty() {
@@ -164,7 +177,9 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             errs.push(FieldError {
                 field: f.into(),
                 reason: "FieldValueTypeInvalid",
-                message: format!("Invalid value: \"null\": {f} in body must be of type {t}: \"null\""),
+                message: format!(
+                    "Invalid value: \"null\": {f} in body must be of type {t}: \"null\""
+                ),
             });
         }
         return;
@@ -175,7 +190,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             errs.push(FieldError {
                 field: f.into(),
                 reason: "FieldValueTypeInvalid",
-                message: format!("Invalid value: \"{}\": {f} in body must be of type integer,string: \"{}\"", json_type(v), json_type(v)),
+                message: format!(
+                    "Invalid value: \"{}\": {f} in body must be of type integer,string: \"{}\"",
+                    json_type(v),
+                    json_type(v)
+                ),
             });
             return;
         }
@@ -185,7 +204,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
         errs.push(FieldError {
             field: f.into(),
             reason: "FieldValueTypeInvalid",
-            message: format!("Invalid value: \"{}\": {f} in body must be of type {t}: \"{}\"", json_type(v), json_type(v)),
+            message: format!(
+                "Invalid value: \"{}\": {f} in body must be of type {t}: \"{}\"",
+                json_type(v),
+                json_type(v)
+            ),
         });
         return;
     }
@@ -201,7 +224,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             if let Some(min) = schema["minLength"].as_u64()
                 && n < min
             {
-                errs.push(FieldError::invalid(f, &v.to_string(), &format!("{f} in body should be at least {min} chars long")));
+                errs.push(FieldError::invalid(
+                    f,
+                    &v.to_string(),
+                    &format!("{f} in body should be at least {min} chars long"),
+                ));
             }
             if let Some(max) = schema["maxLength"].as_u64()
                 && n > max
@@ -214,15 +241,21 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             }
             if let Some(p) = schema["pattern"].as_str() {
                 match regex::Regex::new(p) {
-                    Ok(re) if !re.is_match(s) => {
-                        errs.push(FieldError::invalid(f, &v.to_string(), &format!("{f} in body should match '{p}'")))
-                    }
+                    Ok(re) if !re.is_match(s) => errs.push(FieldError::invalid(
+                        f,
+                        &v.to_string(),
+                        &format!("{f} in body should match '{p}'"),
+                    )),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(pattern = p, %e, "Unsupported schema pattern skipped"),
                 }
             }
             if schema["format"].as_str() == Some("date-time") && !date_time_ok(s) {
-                errs.push(FieldError::invalid(f, &v.to_string(), &format!("{f} in body must be of type date-time: {v}")));
+                errs.push(FieldError::invalid(
+                    f,
+                    &v.to_string(),
+                    &format!("{f} in body must be of type date-time: {v}"),
+                ));
             }
         }
         Value::Number(n) => {
@@ -230,15 +263,31 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             if let Some(min) = schema["minimum"].as_f64() {
                 let excl = schema["exclusiveMinimum"] == Value::Bool(true);
                 if x < min || (excl && x == min) {
-                    let word = if excl { "greater than" } else { "greater than or equal to" };
-                    errs.push(FieldError::invalid(f, &n.to_string(), &format!("{f} in body should be {word} {}", schema["minimum"])));
+                    let word = if excl {
+                        "greater than"
+                    } else {
+                        "greater than or equal to"
+                    };
+                    errs.push(FieldError::invalid(
+                        f,
+                        &n.to_string(),
+                        &format!("{f} in body should be {word} {}", schema["minimum"]),
+                    ));
                 }
             }
             if let Some(max) = schema["maximum"].as_f64() {
                 let excl = schema["exclusiveMaximum"] == Value::Bool(true);
                 if x > max || (excl && x == max) {
-                    let word = if excl { "less than" } else { "less than or equal to" };
-                    errs.push(FieldError::invalid(f, &n.to_string(), &format!("{f} in body should be {word} {}", schema["maximum"])));
+                    let word = if excl {
+                        "less than"
+                    } else {
+                        "less than or equal to"
+                    };
+                    errs.push(FieldError::invalid(
+                        f,
+                        &n.to_string(),
+                        &format!("{f} in body should be {word} {}", schema["maximum"]),
+                    ));
                 }
             }
         }
@@ -247,7 +296,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             if let Some(min) = schema["minItems"].as_u64()
                 && n < min
             {
-                errs.push(FieldError::invalid(f, &n.to_string(), &format!("{f} in body should have at least {min} items")));
+                errs.push(FieldError::invalid(
+                    f,
+                    &n.to_string(),
+                    &format!("{f} in body should have at least {min} items"),
+                ));
             }
             if let Some(max) = schema["maxItems"].as_u64()
                 && n > max
@@ -265,7 +318,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             }
         }
         Value::Object(m) => {
-            for r in schema["required"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            for r in schema["required"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 if let Some(r) = r.as_str()
                     && !m.contains_key(r)
                 {
@@ -275,7 +332,11 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
             if let Some(min) = schema["minProperties"].as_u64()
                 && (m.len() as u64) < min
             {
-                errs.push(FieldError::invalid(f, &m.len().to_string(), &format!("{f} in body should have at least {min} properties")));
+                errs.push(FieldError::invalid(
+                    f,
+                    &m.len().to_string(),
+                    &format!("{f} in body should have at least {min} properties"),
+                ));
             }
             if let Some(max) = schema["maxProperties"].as_u64()
                 && (m.len() as u64) > max
@@ -287,12 +348,16 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
                 });
             }
             let props = schema["properties"].as_object();
-            let additional = schema["additionalProperties"].as_object().map(|_| &schema["additionalProperties"]);
+            let additional = schema["additionalProperties"]
+                .as_object()
+                .map(|_| &schema["additionalProperties"]);
             for (k, child) in m {
                 if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                let Some(cs) = props.and_then(|p| p.get(k)).or(additional) else { continue };
+                let Some(cs) = props.and_then(|p| p.get(k)).or(additional) else {
+                    continue;
+                };
                 let old_child = old.and_then(|o| o.get(k));
                 validate(cs, child, old_child, &join(path, k), errs);
             }
@@ -302,11 +367,25 @@ pub fn validate(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs
     run_rules(schema, v, old, path, errs);
 }
 
-fn run_rules(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &mut Vec<FieldError>) {
-    let Some(rules) = schema["x-kubernetes-validations"].as_array() else { return };
-    let type_name = if int_or_string(schema) { "string" } else { schema["type"].as_str().unwrap_or("object") };
+fn run_rules(
+    schema: &Value,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let Some(rules) = schema["x-kubernetes-validations"].as_array() else {
+        return;
+    };
+    let type_name = if int_or_string(schema) {
+        "string"
+    } else {
+        schema["type"].as_str().unwrap_or("object")
+    };
     for rule in rules {
-        let Some(src) = rule["rule"].as_str() else { continue };
+        let Some(src) = rule["rule"].as_str() else {
+            continue;
+        };
         let program = match cel::Program::compile(src) {
             Ok(p) => p,
             Err(e) => {
@@ -343,16 +422,18 @@ fn run_rules(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &
             Ok(cel::Val::Bool(true)) => {}
             Ok(cel::Val::Bool(false)) => {
                 let msg = message(rule);
-                errs.push(match rule["reason"].as_str().unwrap_or("FieldValueInvalid") {
-                    "FieldValueRequired" => FieldError::required_because(&field, &msg),
-                    "FieldValueForbidden" => FieldError::forbidden(&field, &msg),
-                    "FieldValueDuplicate" => FieldError {
-                        field: field.clone(),
-                        reason: "FieldValueDuplicate",
-                        message: format!("Duplicate value: {msg}"),
+                errs.push(
+                    match rule["reason"].as_str().unwrap_or("FieldValueInvalid") {
+                        "FieldValueRequired" => FieldError::required_because(&field, &msg),
+                        "FieldValueForbidden" => FieldError::forbidden(&field, &msg),
+                        "FieldValueDuplicate" => FieldError {
+                            field: field.clone(),
+                            reason: "FieldValueDuplicate",
+                            message: format!("Duplicate value: {msg}"),
+                        },
+                        _ => FieldError::invalid(&field, &format!("\"{type_name}\""), &msg),
                     },
-                    _ => FieldError::invalid(&field, &format!("\"{type_name}\""), &msg),
-                });
+                );
             }
             Ok(other) => {
                 tracing::warn!(rule = src, result = ?other, "CEL rule did not return a bool; skipped");
@@ -361,7 +442,11 @@ fn run_rules(schema: &Value, v: &Value, old: Option<&Value>, path: &str, errs: &
                 tracing::warn!(rule = src, error = %e, "Unsupported CEL rule skipped");
             }
             Err(cel::EvalError::Runtime(e)) => {
-                errs.push(FieldError::invalid(&field, &format!("\"{type_name}\""), &format!("{e} evaluating rule: {src}")));
+                errs.push(FieldError::invalid(
+                    &field,
+                    &format!("\"{type_name}\""),
+                    &format!("{e} evaluating rule: {src}"),
+                ));
             }
         }
     }
@@ -375,7 +460,10 @@ fn int_or_string(schema: &Value) -> bool {
 pub fn permissive() -> Value {
     let mut m = Map::new();
     m.insert("type".into(), Value::String("object".into()));
-    m.insert("x-kubernetes-preserve-unknown-fields".into(), Value::Bool(true));
+    m.insert(
+        "x-kubernetes-preserve-unknown-fields".into(),
+        Value::Bool(true),
+    );
     Value::Object(m)
 }
 
@@ -413,7 +501,10 @@ mod tests {
 
     #[test]
     fn prunes_defaults_and_validates() {
-        let (obj, errs) = check(json!({"spec": {"size": 3, "git": "x", "junk": 1, "extra": {"a": 1}}}), None);
+        let (obj, errs) = check(
+            json!({"spec": {"size": 3, "git": "x", "junk": 1, "extra": {"a": 1}}}),
+            None,
+        );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(obj["spec"]["mode"], "all");
         assert!(obj["spec"].get("junk").is_none());
@@ -422,19 +513,48 @@ mod tests {
 
     #[test]
     fn reports_field_paths_like_the_real_server() {
-        let (_, errs) = check(json!({"spec": {"mode": "x", "name": "ABC", "port": true}}), None);
-        assert!(errs.contains(&"spec.size: Required value".to_string()), "{errs:?}");
-        assert!(errs.contains(&"spec.mode: Unsupported value: \"x\": supported values: \"all\", \"tag\"".to_string()));
-        assert!(errs.contains(&"spec.name: Invalid value: \"ABC\": spec.name in body should match '^[a-z]+$'".to_string()));
-        assert!(errs.iter().any(|e| e.starts_with("spec: Invalid value: \"object\": exactly one of git or configMap")));
-        assert!(errs.iter().any(|e| e.starts_with("spec.port: Invalid value: \"boolean\"")));
+        let (_, errs) = check(
+            json!({"spec": {"mode": "x", "name": "ABC", "port": true}}),
+            None,
+        );
+        assert!(
+            errs.contains(&"spec.size: Required value".to_string()),
+            "{errs:?}"
+        );
+        assert!(errs.contains(
+            &"spec.mode: Unsupported value: \"x\": supported values: \"all\", \"tag\"".to_string()
+        ));
+        assert!(
+            errs.contains(
+                &"spec.name: Invalid value: \"ABC\": spec.name in body should match '^[a-z]+$'"
+                    .to_string()
+            )
+        );
+        assert!(errs.iter().any(|e| {
+            e.starts_with("spec: Invalid value: \"object\": exactly one of git or configMap")
+        }));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.port: Invalid value: \"boolean\""))
+        );
         let (_, errs) = check(json!({"spec": {"size": 11, "git": "x"}}), None);
-        assert_eq!(errs, vec!["spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"]);
+        assert_eq!(
+            errs,
+            vec![
+                "spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10"
+            ]
+        );
     }
 
     #[test]
     fn transition_rules_run_only_on_update() {
-        let (_, errs) = check(json!({"spec": {"size": 2, "git": "x"}}), Some(json!({"spec": {"size": 1, "git": "x"}})));
-        assert_eq!(errs, vec!["spec: Invalid value: \"object\": size is immutable"]);
+        let (_, errs) = check(
+            json!({"spec": {"size": 2, "git": "x"}}),
+            Some(json!({"spec": {"size": 1, "git": "x"}})),
+        );
+        assert_eq!(
+            errs,
+            vec!["spec: Invalid value: \"object\": size is immutable"]
+        );
     }
 }

@@ -48,7 +48,12 @@ impl Filter {
 
     /// The line a watcher gets for an event, if any.
     fn render(&self, ev: &Event) -> Option<Bytes> {
-        if ev.key != self.rt.key() || self.namespace.as_ref().is_some_and(|ns| *ns != ev.namespace) {
+        if ev.key != self.rt.key()
+            || self
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| *ns != ev.namespace)
+        {
             return None;
         }
         let now = self.matches(&ev.object);
@@ -73,7 +78,10 @@ impl Filter {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line("BOOKMARK", &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}))
+        line(
+            "BOOKMARK",
+            &json!({"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}),
+        )
     }
 }
 
@@ -92,11 +100,19 @@ pub fn start(
     bookmark_interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> ApiResult<mpsc::Receiver<Bytes>> {
-    let filter = Filter { rt: rt.clone(), namespace: p.namespace.clone(), labels: p.labels, fields: p.fields };
+    let filter = Filter {
+        rt: rt.clone(),
+        namespace: p.namespace.clone(),
+        labels: p.labels,
+        fields: p.fields,
+    };
     let rv_param = p.resource_version.as_deref().filter(|s| !s.is_empty());
     let from: Option<u64> = match rv_param {
         None | Some("0") => None,
-        Some(s) => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let mut initial = vec![];
     let (mut rx, start_rv) = {
@@ -119,7 +135,10 @@ pub fn start(
                     Some(events) => initial.extend(events.iter().filter_map(|e| filter.render(e))),
                     None => {
                         store.note_expired();
-                        let err = ApiError::expired(format!("too old resource version: {rv} ({})", st.floor() + 1));
+                        let err = ApiError::expired(format!(
+                            "too old resource version: {rv} ({})",
+                            st.floor() + 1
+                        ));
                         initial.push(line("ERROR", &err.to_status()));
                         let (tx, out) = mpsc::channel(initial.len());
                         for l in initial {
@@ -141,7 +160,10 @@ pub fn start(
         }
         let mut last = start_rv;
         let deadline = p.timeout.map(|d| tokio::time::Instant::now() + d);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_interval, bookmark_interval);
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + bookmark_interval,
+            bookmark_interval,
+        );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let timeout = async {

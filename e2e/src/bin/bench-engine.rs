@@ -19,7 +19,9 @@ const PLAN_CHANGES: usize = 10_000;
 const ROUNDS: usize = 3;
 
 fn main() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run())
 }
 
@@ -50,22 +52,44 @@ async fn run() -> Result<()> {
         let target = sqitch_target(&db.url);
         let deploy = timed(|| check(sqitch(fx.path()).args(["deploy", "--verify", &target])))?;
         let revert = timed(|| check(sqitch(fx.path()).args(["revert", "-y", &target])))?;
-        println!("| {round} | sqitch | {:.2} | {:.2} |", deploy.as_secs_f64(), revert.as_secs_f64());
+        println!(
+            "| {round} | sqitch | {:.2} | {:.2} |",
+            deploy.as_secs_f64(),
+            revert.as_secs_f64()
+        );
         sqitch_deploy.push(deploy);
         sqitch_revert.push(revert);
 
         let db = postgres::server().fresh_db().await?;
         let deploy = timed(|| check(&mut ours(fx.path(), &db.url, &["deploy", "--verify"])))?;
         let revert = timed(|| check(&mut ours(fx.path(), &db.url, &["revert", "--all"])))?;
-        println!("| {round} | switchyard | {:.2} | {:.2} |", deploy.as_secs_f64(), revert.as_secs_f64());
+        println!(
+            "| {round} | switchyard | {:.2} | {:.2} |",
+            deploy.as_secs_f64(),
+            revert.as_secs_f64()
+        );
         ours_deploy.push(deploy);
         ours_revert.push(revert);
     }
-    let (sd, sr, od, or) =
-        (median(&sqitch_deploy), median(&sqitch_revert), median(&ours_deploy), median(&ours_revert));
+    let (sd, sr, od, or) = (
+        median(&sqitch_deploy),
+        median(&sqitch_revert),
+        median(&ours_deploy),
+        median(&ours_revert),
+    );
     println!();
-    println!("median deploy: sqitch {:.2} s, switchyard {:.3} s, ratio {:.1}x", sd.as_secs_f64(), od.as_secs_f64(), sd.as_secs_f64() / od.as_secs_f64());
-    println!("median revert: sqitch {:.2} s, switchyard {:.3} s, ratio {:.1}x", sr.as_secs_f64(), or.as_secs_f64(), sr.as_secs_f64() / or.as_secs_f64());
+    println!(
+        "median deploy: sqitch {:.2} s, switchyard {:.3} s, ratio {:.1}x",
+        sd.as_secs_f64(),
+        od.as_secs_f64(),
+        sd.as_secs_f64() / od.as_secs_f64()
+    );
+    println!(
+        "median revert: sqitch {:.2} s, switchyard {:.3} s, ratio {:.1}x",
+        sr.as_secs_f64(),
+        or.as_secs_f64(),
+        sr.as_secs_f64() / or.as_secs_f64()
+    );
 
     plan_parse()?;
     Ok(())
@@ -82,7 +106,11 @@ fn plan_parse() -> Result<()> {
     let mut plan = String::from("%syntax-version=1.0.0\n%project=big\n\n");
     for i in 0..PLAN_CHANGES {
         let name = format!("c{i:05}");
-        let deps = if i == 0 { String::new() } else { format!("[c{:05}] ", i - 1) };
+        let deps = if i == 0 {
+            String::new()
+        } else {
+            format!("[c{:05}] ", i - 1)
+        };
         let s = i as u32;
         plan.push_str(&format!(
             "{name} {deps}2026-01-01T{:02}:{:02}:{:02}Z Bench <bench@example.com> # change {i}\n",
@@ -91,7 +119,9 @@ fn plan_parse() -> Result<()> {
             s % 60
         ));
         if i % 100 == 99 {
-            plan.push_str(&format!("@t{i} 2026-01-02T00:00:00Z Bench <bench@example.com> # tag\n"));
+            plan.push_str(&format!(
+                "@t{i} 2026-01-02T00:00:00Z Bench <bench@example.com> # tag\n"
+            ));
         }
         for sub in ["deploy", "revert", "verify"] {
             std::fs::write(root.join(sub).join(format!("{name}.sql")), "SELECT 1;\n")?;
@@ -104,7 +134,11 @@ fn plan_parse() -> Result<()> {
         let start = Instant::now();
         let parsed = switchyard::project::parse(&plan_path, &plan)?;
         parse_times.push(start.elapsed());
-        ensure!(parsed.changes.len() == PLAN_CHANGES, "parsed {} changes", parsed.changes.len());
+        ensure!(
+            parsed.changes.len() == PLAN_CHANGES,
+            "parsed {} changes",
+            parsed.changes.len()
+        );
     }
     println!(
         "parse + validate the {PLAN_CHANGES}-change plan text (ids, tags, dependencies): median {:.1} ms over {} runs",
@@ -116,12 +150,22 @@ fn plan_parse() -> Result<()> {
         let start = Instant::now();
         let project = switchyard::project::Project::load(root)?;
         times.push(start.elapsed());
-        ensure!(project.plan.changes.len() == PLAN_CHANGES, "parsed {} changes", project.plan.changes.len());
+        ensure!(
+            project.plan.changes.len() == PLAN_CHANGES,
+            "parsed {} changes",
+            project.plan.changes.len()
+        );
     }
     println!(
         "load the whole {PLAN_CHANGES}-change project (plan + 30,000 script files checked): median {:.1} ms, min {:.1} ms over {} runs",
         median(&times).as_secs_f64() * 1e3,
-        times.iter().min().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        times
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
         times.len()
     );
     Ok(())
@@ -129,7 +173,12 @@ fn plan_parse() -> Result<()> {
 
 fn ours(project: &Path, url: &str, args: &[&str]) -> std::process::Command {
     let mut command = switchyard();
-    command.args(args).arg("--project").arg(project).arg("--db").arg(url);
+    command
+        .args(args)
+        .arg("--project")
+        .arg(project)
+        .arg("--db")
+        .arg(url);
     command
 }
 

@@ -43,7 +43,10 @@ impl Env {
     /// A kubectl command against the cluster.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.kubectl);
-        c.arg("--kubeconfig").arg(self.cluster.kubeconfig()).arg("--cache-dir").arg(self.cache.path());
+        c.arg("--kubeconfig")
+            .arg(self.cluster.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.cache.path());
         c.args(args);
         c.env_remove("KUBECONFIG");
         c
@@ -52,10 +55,26 @@ impl Env {
     /// Runs kubectl with `stdin`.
     pub fn run_with(&self, args: &[&str], stdin: &str) -> Output {
         use std::io::Write;
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        eprintln!("$ kubectl {}\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "$ kubectl {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
@@ -67,14 +86,22 @@ impl Env {
     /// Runs kubectl and expects success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `kubectl apply -n <ns> -f -` with `yaml`.
     pub fn apply(&self, yaml: &str) {
         let out = self.run_with(&["apply", "-n", &self.ns, "-f", "-"], yaml);
-        assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `kubectl get <what> -o json` in the namespace.
@@ -86,25 +113,58 @@ impl Env {
     pub fn wait(&self, what: &str, cond: &str, timeout: Duration) -> bool {
         let t = format!("--timeout={}s", timeout.as_secs());
         let f = format!("--for={cond}");
-        self.run(&["wait", "-n", &self.ns, what, &f, &t]).status.success()
+        self.run(&["wait", "-n", &self.ns, what, &f, &t])
+            .status
+            .success()
     }
 
     /// Writes the project as a ConfigMap holding `project.tar` (the documented layout),
     /// created by `kubectl create configmap --from-file` and applied (create or update).
     pub fn project_configmap(&self, name: &str, fixture: &Fixture) {
         let tar = self.logs.path().join(format!("{name}.tar"));
-        let status = Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(fixture.path()).arg(".").status().unwrap();
+        let status = Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(fixture.path())
+            .arg(".")
+            .status()
+            .unwrap();
         assert!(status.success());
         let from = format!("--from-file=project.tar={}", tar.display());
-        let yaml = self.ok(&["create", "configmap", name, "-n", &self.ns, &from, "--dry-run=client", "-o", "yaml"]);
+        let yaml = self.ok(&[
+            "create",
+            "configmap",
+            name,
+            "-n",
+            &self.ns,
+            &from,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ]);
         self.apply(&yaml);
     }
 
     /// A Secret `name` with a `url` key for `url`, with [`PASSWORD`] as the password.
     pub fn db_secret(&self, name: &str, db: &e2e::postgres::TestDb) {
-        let url = format!("postgres://app:{PASSWORD}@127.0.0.1:{}/{}", db.port, db.name);
+        let url = format!(
+            "postgres://app:{PASSWORD}@127.0.0.1:{}/{}",
+            db.port, db.name
+        );
         let from = format!("--from-literal=url={url}");
-        let yaml = self.ok(&["create", "secret", "generic", name, "-n", &self.ns, &from, "--dry-run=client", "-o", "yaml"]);
+        let yaml = self.ok(&[
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            &self.ns,
+            &from,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ]);
         self.apply(&yaml);
     }
 
@@ -119,7 +179,13 @@ impl Env {
         let file = std::fs::File::create(&log).unwrap();
         let admin_port = free_port();
         let child = Command::new(switchyard_bin())
-            .args(["controller", "--namespace", &self.ns, "--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "controller",
+                "--namespace",
+                &self.ns,
+                "--admin-addr",
+                &format!("127.0.0.1:{admin_port}"),
+            ])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("SWITCHYARD_LOG", "info,kube=warn,switchyard=debug")
@@ -128,14 +194,28 @@ impl Env {
             .stderr(file)
             .spawn()
             .unwrap();
-        Controller { child, log, admin_port }
+        Controller {
+            child,
+            log,
+            admin_port,
+        }
     }
 
     /// Everything a user could see: every CR and event in the namespace, as YAML.
     pub fn visible_state(&self) -> String {
         let mut all = String::new();
-        for kind in ["databaseprojects", "environments", "promotions", "events", "events.events.k8s.io"] {
-            all.push_str(&String::from_utf8_lossy(&self.run(&["get", "-n", &self.ns, kind, "-o", "yaml"]).stdout));
+        for kind in [
+            "databaseprojects",
+            "environments",
+            "promotions",
+            "events",
+            "events.events.k8s.io",
+        ] {
+            all.push_str(&String::from_utf8_lossy(
+                &self
+                    .run(&["get", "-n", &self.ns, kind, "-o", "yaml"])
+                    .stdout,
+            ));
         }
         all
     }
@@ -144,10 +224,19 @@ impl Env {
     pub fn events(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for kind in ["events.events.k8s.io", "events"] {
-            let v: Value = serde_json::from_slice(&self.run(&["get", "-n", &self.ns, kind, "-o", "json"]).stdout).unwrap_or_default();
+            let v: Value = serde_json::from_slice(
+                &self
+                    .run(&["get", "-n", &self.ns, kind, "-o", "json"])
+                    .stdout,
+            )
+            .unwrap_or_default();
             for item in v["items"].as_array().into_iter().flatten() {
                 let reason = item["reason"].as_str().unwrap_or_default().to_string();
-                let note = item["note"].as_str().or(item["message"].as_str()).unwrap_or_default().to_string();
+                let note = item["note"]
+                    .as_str()
+                    .or(item["message"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
                 out.push((reason, note));
             }
         }
@@ -170,12 +259,24 @@ impl Controller {
     /// GETs `path` from the admin port; (status code, body).
     pub fn admin(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else { return (0, String::new()) };
-        let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
+            return (0, String::new());
+        };
+        let _ = write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);
-        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 
@@ -202,11 +303,18 @@ pub fn crds_dir() -> PathBuf {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{:x}", nanos ^ (std::process::id() << 8))
 }
 
@@ -217,21 +325,31 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 /// The condition `type_` of an object's status.
 pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
 }
 
 /// A fresh database with a login role that has [`PASSWORD`].
 pub async fn database() -> e2e::postgres::TestDb {
     let db = e2e::postgres::server().fresh_db().await.unwrap();
     let admin = e2e::postgres::connect(&db.url).await.unwrap();
-    let _ = admin.batch_execute(&format!("CREATE ROLE app LOGIN SUPERUSER PASSWORD '{PASSWORD}'")).await;
+    let _ = admin
+        .batch_execute(&format!(
+            "CREATE ROLE app LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
+        ))
+        .await;
     db
 }
 
