@@ -94,7 +94,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         .to_string();
     let s1 = format!("api__sy_{d1}");
     assert_eq!(staged["schemas"]["api"], s1.as_str());
-    assert_eq!(schemas(&db.url).await, [s1.clone()]);
+    assert_eq!(schemas(&db.url).await, [s1.as_str()]);
     // During staging the functions resolve to the staging copy.
     assert_eq!(
         one(&db.url, &format!("SELECT {s1}.describe()")).await,

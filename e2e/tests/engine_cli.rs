@@ -561,7 +561,7 @@ async fn a_script_that_sets_a_role_still_records_as_the_deployer() {
         )
         .await
         .expect("q"),
-        [role.clone()]
+        [role.as_str()]
     );
     assert_eq!(
         rows(&db.url, "SELECT change FROM sqitch.changes")
