@@ -266,7 +266,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .graceful_shutdown_on(shutdown_signal())
         .run(
             database_project::reconcile,
-            database_project::error_policy,
+            crate::reconcile::error_policy,
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
@@ -299,7 +299,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .graceful_shutdown_on(shutdown_signal())
         .run(
             environment::reconcile,
-            environment::error_policy,
+            crate::reconcile::error_policy,
             ctx.clone(),
         )
         .for_each(|_| futures::future::ready(()));
@@ -315,7 +315,11 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             move |env| promotion::promotions_for_environment(&promo_store.state(), &env),
         )
         .graceful_shutdown_on(shutdown_signal())
-        .run(promotion::reconcile, promotion::error_policy, ctx.clone())
+        .run(
+            promotion::reconcile,
+            crate::reconcile::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| futures::future::ready(()));
 
     tracing::info!(namespace = ns.unwrap_or("*"), %identity, "Controller started");

@@ -285,10 +285,7 @@ impl PgEngine {
         let start = check_prefix(project, &deployed)?;
         let end = match &options.to {
             Some(to) => {
-                let index = plan.resolve(to).map_err(|e| Error::Target {
-                    plan: plan.path.clone(),
-                    message: format!("--to {to}: {e}"),
-                })?;
+                let index = resolve_to(project, to)?;
                 if index + 1 < start {
                     return Err(Error::Target {
                         plan: plan.path.clone(),
@@ -664,11 +661,12 @@ impl PgEngine {
                 .map_or(0, |i| i + 1),
         };
         let mut reverted = Vec::new();
+        // One read: reverting a change removes only its own row.
+        let deployed = match self.registry.deployed(&self.client, project.name()).await {
+            Ok(d) => d,
+            Err(error) => return error.into(),
+        };
         for change in prepared[keep..failed_at].iter().rev() {
-            let deployed = match self.registry.deployed(&self.client, project.name()).await {
-                Ok(d) => d,
-                Err(error) => return error.into(),
-            };
             let Some(row) = deployed.iter().find(|d| d.id == change.change.id) else {
                 continue;
             };
@@ -725,10 +723,7 @@ impl PgEngine {
         let keep = match &options.to {
             None => 0,
             Some(to) => {
-                let index = plan.resolve(to).map_err(|e| Error::Target {
-                    plan: plan.path.clone(),
-                    message: format!("--to {to}: {e}"),
-                })?;
+                let index = resolve_to(project, to)?;
                 let id = &plan.changes[index].id;
                 let position =
                     deployed
@@ -1151,6 +1146,14 @@ fn check_prefix(project: &Project, deployed: &[DeployedChange]) -> Result<usize>
         });
     }
     Ok(prefix)
+}
+
+/// The plan index a `--to` target names, or why it names nothing.
+fn resolve_to(project: &Project, to: &str) -> Result<usize> {
+    project.plan.resolve(to).map_err(|e| Error::Target {
+        plan: project.plan.path.clone(),
+        message: format!("--to {to}: {e}"),
+    })
 }
 
 /// Index of the plan change a local dependency points at, looking only before `before`.

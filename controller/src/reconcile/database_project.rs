@@ -314,18 +314,3 @@ pub fn projects_reading_configmap(
         .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
         .collect()
 }
-
-/// Error policy: log once, count, retry with the error's own pace.
-pub fn error_policy(dp: Arc<DatabaseProject>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, name = %dp.name_any(), "Reconcile failed");
-    ctx.metrics.failure(KIND, error.reason());
-    if error.is_terminal() {
-        Action::await_change()
-    } else {
-        Action::requeue(ctx.backoff(
-            &super::object_key(dp.as_ref()),
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        ))
-    }
-}

@@ -867,21 +867,6 @@ async fn events(
     }
 }
 
-/// Error policy: log once, count, retry with backoff.
-pub fn error_policy(env: Arc<Environment>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, name = %env.name_any(), "Reconcile failed");
-    ctx.metrics.failure(KIND, error.reason());
-    if error.is_terminal() {
-        Action::await_change()
-    } else {
-        Action::requeue(ctx.backoff(
-            &super::object_key(env.as_ref()),
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
@@ -148,6 +148,27 @@ fn truncate_note(note: String) -> String {
         end -= 1;
     }
     format!("{}…", &note[..end])
+}
+
+/// Error policy shared by every kind: log once, count by kind and reason, then wait for a
+/// spec change (terminal) or retry with capped backoff (transient).
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    tracing::warn!(%error, name = %obj.name_any(), "Reconcile failed");
+    ctx.metrics.failure(&K::kind(&()), error.reason());
+    if error.is_terminal() {
+        Action::await_change()
+    } else {
+        Action::requeue(ctx.backoff(
+            &object_key(obj.as_ref()),
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
+    }
 }
 
 /// A key naming one object, for backoff bookkeeping.

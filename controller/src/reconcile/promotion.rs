@@ -536,21 +536,6 @@ pub fn promotions_for_environment(
         .collect()
 }
 
-/// Error policy: log once, count, retry with backoff.
-pub fn error_policy(promo: Arc<Promotion>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(%error, name = %promo.name_any(), "Reconcile failed");
-    ctx.metrics.failure(KIND, error.reason());
-    if error.is_terminal() {
-        Action::await_change()
-    } else {
-        Action::requeue(ctx.backoff(
-            &super::object_key(promo.as_ref()),
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
