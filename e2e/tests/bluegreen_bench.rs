@@ -3,9 +3,15 @@
 //! it 20 times. Reports swap duration p50/p99, failed reader transactions and the longest
 //! reader stall, for a small and a large underlying table.
 //!
+//! Two mechanisms in the same run, so their figures compare: `rename` (an Environment of
+//! its own database: stage, then promote by renaming) and `layers` (Environments sharing
+//! one database: dev stages and promotes its own layers, and readers hit prod's layers
+//! while prod is promoted from dev by repointing, nothing rebuilt).
+//!
 //! Ignored by default (it takes minutes). Run:
 //! `cargo build --release -p switchyard --bins && cargo test --release -p e2e --test bluegreen_bench -- --ignored --nocapture`
-//! Rows per size with `SWITCHYARD_BENCH_ROWS="10000 10000000"` (about 1 MB and 1 GB).
+//! Rows per size with `SWITCHYARD_BENCH_ROWS="10000 10000000"` (about 1 MB and 1 GB);
+//! mechanisms with `SWITCHYARD_BENCH_MODES="rename layers"` (the default).
 
 use std::process::{Command, Stdio};
 
@@ -69,12 +75,15 @@ async fn swap_under_load() {
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
         .collect();
+    let modes = std::env::var("SWITCHYARD_BENCH_MODES").unwrap_or_else(|_| "rename layers".into());
     for rows in sizes {
-        run_size(rows).await;
+        for mode in modes.split_whitespace() {
+            run_size(rows, mode == "layers").await;
+        }
     }
 }
 
-async fn run_size(rows: i64) {
+async fn run_size(rows: i64, layers: bool) {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project();
     let cli = |args: &[&str]| {
@@ -106,20 +115,56 @@ async fn run_size(rows: i64) {
         .await
         .expect("size")
         .get(0);
-    run_ok(&mut cli(&["stage"]));
-    run_ok(&mut cli(&["promote"]));
+    // Readers query `served`: the schema itself, or prod's layer over dev's sets.
+    let (served, dev, prod): (&str, &[&str], &[&str]) = if layers {
+        (
+            "bench_api_prod",
+            &["--schema-suffix", "_dev"],
+            &["--schema-suffix", "_prod", "--from-suffix", "_dev"],
+        )
+    } else {
+        ("bench_api", &[], &[])
+    };
+    let with = |base: &[&str], extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&mut cli(&args))
+    };
+    run(with(&["stage"], dev));
+    run(with(&["promote"], dev));
+    if layers {
+        run(with(&["promote"], prod));
+    }
 
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("read.sql");
     std::fs::write(
         &script,
         format!(
-            "\\set id random(1, {rows})\n\\set v random(0, {})\n\\set f random(0, {})\nSELECT length(payload) FROM bench_api.v:v WHERE id = :id;\nSELECT bench_api.f:f(:id);\n",
+            "\\set id random(1, {rows})\n\\set v random(0, {})\n\\set f random(0, {})\nSELECT length(payload) FROM {served}.v:v WHERE id = :id;\nSELECT {served}.f:f(:id);\n",
             VIEWS - 1,
             FUNCTIONS - 1
         ),
     )
     .expect("script");
+    // Readers alone first: what serving through the schema or the layer costs per query.
+    let quiet = std::env::var("SWITCHYARD_BENCH_QUIET_SECONDS").unwrap_or_else(|_| "10".into());
+    let alone = Command::new(pgbench())
+        .current_dir(dir.path())
+        .args(["-n", "-c", "4", "-j", "2", "-T", &quiet, "-f"])
+        .arg(&script)
+        .arg(&db.url)
+        .output()
+        .expect("pgbench");
+    let quiet_tps = String::from_utf8_lossy(&alone.stdout)
+        .lines()
+        .find(|l| l.starts_with("tps"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
     let duration = std::env::var("SWITCHYARD_BENCH_SECONDS").unwrap_or_else(|_| "60".into());
     let bench = Command::new(pgbench())
         .current_dir(dir.path())
@@ -155,10 +200,14 @@ async fn run_size(rows: i64) {
             .unwrap_or(0.0)
     };
     for _ in 0..PROMOTIONS {
-        run_ok(&mut cli(&["stage", "--redeploy-schema", "bench_api"]));
+        run(with(&["stage", "--redeploy-schema", "bench_api"], dev));
+        if layers {
+            run(with(&["promote"], dev));
+        }
         let started = now();
+        let measured = if layers { prod } else { dev };
         let report: Value =
-            serde_json::from_str(&run_ok(&mut cli(&["promote", "--json"]))).expect("json");
+            serde_json::from_str(&run(with(&["promote", "--json"], measured))).expect("json");
         windows.push((started, now()));
         swaps.push(report["swap_ms"].as_f64().unwrap_or(0.0));
         attempts += report["attempts"].as_u64().unwrap_or(0);
@@ -205,7 +254,8 @@ async fn run_size(rows: i64) {
     }
     swaps.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1} longest_reader_during_promote_ms={:.1}",
+        "mode={} rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1} longest_reader_during_promote_ms={:.1} quiet_tps={quiet_tps}",
+        if layers { "layers" } else { "rename" },
         percentile(&swaps, 50.0),
         percentile(&swaps, 99.0),
         swaps.last().copied().unwrap_or(0.0),

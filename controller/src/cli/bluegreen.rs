@@ -18,11 +18,23 @@ use crate::project::Project;
 use crate::project::objects::Objects;
 use crate::registry::Registry;
 
+/// `--schema-suffix`: which Environment's layers, in a database several Environments share.
+#[derive(Debug, Args, Default, Clone)]
+pub struct LayerArgs {
+    /// Serve the blue-green schemas as layers <schema><SUFFIX> over physical sets that
+    /// never move, as an Environment with this schemaSuffix does when several share one
+    /// database (the empty string serves the plain names as layers).
+    #[arg(long, value_name = "SUFFIX")]
+    pub schema_suffix: Option<String>,
+}
+
 /// `switchyard stage`.
 #[derive(Debug, Args)]
 pub struct StageArgs {
     #[command(flatten)]
     target: DbArgs,
+    #[command(flatten)]
+    layer: LayerArgs,
     /// Stage this schema even when its objects did not change (repeatable).
     #[arg(long = "redeploy-schema", value_name = "SCHEMA")]
     redeploy_schema: Vec<String>,
@@ -39,6 +51,12 @@ pub struct StageArgs {
 pub struct PromoteArgs {
     #[command(flatten)]
     target: DbArgs,
+    #[command(flatten)]
+    layer: LayerArgs,
+    /// Promote what the layers with this schema suffix serve, in the same database:
+    /// repoint, rebuild nothing (needs --schema-suffix for the target).
+    #[arg(long, value_name = "SUFFIX", conflicts_with = "deployment")]
+    from_suffix: Option<String>,
     /// The staged deployment to promote (default: the newest verified one).
     #[arg(long)]
     deployment: Option<String>,
@@ -67,6 +85,8 @@ pub struct PromoteArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     target: DbArgs,
+    #[command(flatten)]
+    layer: LayerArgs,
     /// Print the SQL it would run, and run nothing.
     #[arg(long)]
     dry_run: bool,
@@ -77,6 +97,8 @@ pub struct RollbackArgs {
 pub struct DiffArgs {
     #[command(flatten)]
     target: DbArgs,
+    #[command(flatten)]
+    layer: LayerArgs,
     /// Compare with this database instead of the project: what promoting --db into it
     /// would change.
     #[arg(long, value_name = "URL")]
@@ -128,12 +150,13 @@ fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
     Ok((project, objects))
 }
 
-fn bg<'c>(engine: &'c PgEngine, args: &DbArgs) -> BlueGreen<'c> {
+fn bg<'c>(engine: &'c PgEngine, args: &DbArgs, layer: &LayerArgs) -> BlueGreen<'c> {
     BlueGreen::new(
         engine.client(),
         Registry::new(&args.registry),
         target::committer(),
     )
+    .layered(layer.schema_suffix.clone())
 }
 
 fn print_json(value: &serde_json::Value) {
@@ -150,7 +173,11 @@ fn failed(error: &bluegreen::Error, json: bool) -> u8 {
         E::Blocked { .. } => exit::BLOCKED,
         E::RolledBack { .. } => exit::ROLLED_BACK,
         E::StageFailed { .. } => exit::CHANGE_FAILED,
-        E::Project(_) | E::NameTooLong(_) | E::NoRetained(_) => exit::INVALID,
+        E::Project(_)
+        | E::NameTooLong(_)
+        | E::NoRetained(_)
+        | E::NotALayer(_)
+        | E::Unservable { .. } => exit::INVALID,
         E::SwapTimeout { .. } => exit::LOCKED,
         E::Db { .. } | E::Registry(_) => exit::FAILURE,
     };
@@ -162,10 +189,12 @@ fn failed(error: &bluegreen::Error, json: bool) -> u8 {
                 deployment,
                 failure,
                 kept,
+                verifying,
             } => {
                 doc["deployment"] = json!(deployment);
                 doc["failure"] = json!(failure);
                 doc["kept"] = json!(kept);
+                doc["verifying"] = json!(verifying);
             }
             E::RolledBack { restored, failure } => {
                 doc["restored"] = json!(restored);
@@ -191,9 +220,10 @@ pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
         redeploy: args.redeploy_schema.clone(),
         keep_failed: args.keep_failed,
         dry_run: args.dry_run,
+        progress: None,
     };
     let json = args.json();
-    match bg(&engine, &args.target)
+    match bg(&engine, &args.target, &args.layer)
         .stage(&project, &objects, &options)
         .await
     {
@@ -236,10 +266,12 @@ pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
         ..PromoteOptions::default()
     };
     let json = args.json();
-    match bg(&engine, &args.target)
-        .promote(&project, &objects, &options)
-        .await
-    {
+    let bg = bg(&engine, &args.target, &args.layer);
+    let result = match &args.from_suffix {
+        Some(source) => bg.promote_from(&project, &objects, source, &options).await,
+        None => bg.promote(&project, &objects, &options).await,
+    };
+    match result {
         Ok(report) => {
             swapped("promoted", &report, args.dry_run, json);
             Ok(exit::OK)
@@ -253,7 +285,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<u8, CliError> {
     let (project, objects) = load(&args.target)?;
     let engine = connect(&args.target, None).await?;
     let json = args.json();
-    match bg(&engine, &args.target)
+    match bg(&engine, &args.target, &args.layer)
         .rollback(&project, &objects, args.dry_run)
         .await
     {
@@ -298,7 +330,7 @@ pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
         match &args.against {
             None => {
                 let status = source.status(&project).await?;
-                let schemas = bg(&source, &args.target)
+                let schemas = bg(&source, &args.target, &args.layer)
                     .diff_project(&project, &objects)
                     .await
                     .map_err(Box::new)?;
@@ -316,11 +348,11 @@ pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
                     .filter(|c| !to.deployed.contains(c))
                     .cloned()
                     .collect();
-                let src = bg(&source, &args.target)
+                let src = bg(&source, &args.target, &args.layer)
                     .live_objects(&project)
                     .await
                     .map_err(Box::new)?;
-                let dst = bg(&target, &args.target)
+                let dst = bg(&target, &args.target, &args.layer)
                     .live_objects(&project)
                     .await
                     .map_err(Box::new)?;
@@ -402,9 +434,10 @@ pub async fn status(
     project: &Project,
     engine: &PgEngine,
     args: &DbArgs,
+    layer: &LayerArgs,
     status: &Status,
 ) -> Result<(), CliError> {
-    let sets = match bg(engine, args).sets(project).await {
+    let sets = match bg(engine, args, layer).sets(project).await {
         Ok(sets) => sets,
         Err(error) => {
             tracing::debug!(%error, "No blue/green state");
@@ -416,6 +449,7 @@ pub async fn status(
         doc["live"] = json!(sets.live);
         doc["retained"] = json!(sets.retained);
         doc["staged"] = json!(sets.staged);
+        doc["served"] = json!(sets.served);
         print_json(&doc);
         return Ok(());
     }
@@ -426,7 +460,12 @@ pub async fn status(
             .get(logical)
             .map(String::as_str)
             .unwrap_or("?");
-        println!("live: {logical} = {physical} (deployment {id})");
+        match sets.served.get(logical).filter(|s| *s != logical) {
+            Some(layer) => {
+                println!("live: {logical} = {physical} served as {layer} (deployment {id})")
+            }
+            None => println!("live: {logical} = {physical} (deployment {id})"),
+        }
     }
     for set in &sets.retained {
         println!(

@@ -71,7 +71,7 @@ enum Command {
     /// Show the project's plan: changes, ids, tags and dependencies.
     Plan(PlanArgs),
     /// Compare the plan with what a database has deployed.
-    Status(DbArgs),
+    Status(StatusArgs),
     /// Deploy pending changes.
     Deploy(DeployArgs),
     /// Revert deployed changes.
@@ -120,6 +120,14 @@ struct DbArgs {
     /// Registry schema (Sqitch's --registry).
     #[arg(long, default_value = "sqitch")]
     registry: String,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    target: DbArgs,
+    #[command(flatten)]
+    layer: bluegreen::LayerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -213,7 +221,8 @@ impl Command {
     fn json(&self) -> bool {
         match self {
             Command::Plan(a) => a.common.json,
-            Command::Status(a) | Command::Log(a) => a.common.json,
+            Command::Status(a) => a.target.common.json,
+            Command::Log(a) => a.common.json,
             Command::Deploy(a) => a.target.common.json,
             Command::Revert(a) => a.target.common.json,
             Command::Verify(a) => a.target.common.json,
@@ -277,9 +286,9 @@ async fn run(command: Command) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         Command::Status(args) => {
-            let (project, engine) = open(&args).await?;
+            let (project, engine) = open(&args.target).await?;
             let status = engine.status(&project).await?;
-            bluegreen::status(&project, &engine, &args, &status).await?;
+            bluegreen::status(&project, &engine, &args.target, &args.layer, &status).await?;
             Ok(exit::OK)
         }
         Command::Log(args) => {

@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::bluegreen_guards::{self as guards, Blocked, Chain, GuardInput};
+use super::bluegreen_layer as layer;
 use super::bluegreen_sql as sql;
 use super::error::{Failure, db_error_message};
 use crate::project::objects::Objects;
 use crate::project::{Project, SchemaMode};
-use crate::registry::bluegreen::{self as pointers, Pointer, Role};
+use crate::registry::bluegreen::{self as pointers, LayerPointer, Pointer, Role};
 use crate::registry::{Committer, Registry};
 
 // Staging and swapping take the project's deploy lock (`Registry::try_lock`), so they
 // never interleave with a deploy of the same project.
 
 /// SQLSTATE `lock_not_available`, raised when `lock_timeout` expires.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// Blue/green failures. Each maps to a condition reason with [`Error::reason`].
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +55,14 @@ pub enum Error {
     },
     /// Building or verifying the staging schemas failed; what this stage created was
     /// dropped unless `keep_failed`.
-    #[error("stage {deployment} failed: {failure}{}", if *kept { " (staging kept)" } else { "" })]
+    #[error("stage {deployment} failed{}: {failure}{}", if *verifying { " verifying" } else { "" }, if *kept { " (staging kept)" } else { "" })]
     StageFailed {
         /// The deployment id.
         deployment: String,
         /// Where and why.
         failure: Failure,
+        /// True when the objects built and the verify SQL failed.
+        verifying: bool,
         /// True when the staging schemas were kept (`--keep-failed`).
         kept: bool,
     },
@@ -85,13 +88,29 @@ pub enum Error {
     /// A schema name would exceed PostgreSQL's identifier limit.
     #[error("staging schema name {0} is longer than 63 bytes; use a shorter schema name")]
     NameTooLong(String),
+    /// A layer's name is taken by a schema switchyard does not serve as a layer.
+    #[error("schema {0} exists and is not a layer switchyard serves; rename or drop it first")]
+    NotALayer(String),
+    /// A physical set holds an object a layer cannot serve.
+    #[error("{schema}.{object} cannot be served through a layer: {why}")]
+    Unservable {
+        /// The logical schema.
+        schema: String,
+        /// The object.
+        object: String,
+        /// Why.
+        why: String,
+    },
 }
 
 impl Error {
     /// The condition / event reason for this outcome (UpperCamelCase).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Project(_) | Error::NameTooLong(_) => "InvalidObjects",
+            Error::Project(_) | Error::NameTooLong(_) | Error::Unservable { .. } => {
+                "InvalidObjects"
+            }
+            Error::NotALayer(_) => "SchemaConflict",
             Error::Registry(_) | Error::Db { .. } => "DatabaseError",
             Error::Blocked { blocked } => blocked.reason,
             Error::StageFailed { .. } => "StageFailed",
@@ -116,7 +135,7 @@ impl Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+pub(super) fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |source| Error::Db { context, source }
 }
 
@@ -129,6 +148,18 @@ pub struct StageOptions {
     pub keep_failed: bool,
     /// Print the SQL instead of running it.
     pub dry_run: bool,
+    /// Told when the stage moves from building to verifying, for callers that report
+    /// progress (the Promotion reconciler's phase).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<StageStep>>,
+}
+
+/// Where a running stage is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageStep {
+    /// Building objects into the staging schemas.
+    Building,
+    /// Running the verify SQL against them.
+    Verifying,
 }
 
 /// Options for [`BlueGreen::promote`].
@@ -189,6 +220,10 @@ pub struct StageReport {
     pub objects: usize,
     /// True when nothing changed and nothing was staged.
     pub up_to_date: bool,
+    /// Milliseconds spent building the staging schemas.
+    pub build_ms: u64,
+    /// Milliseconds spent running the verify SQL against them.
+    pub verify_ms: u64,
     /// The SQL, in a dry run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sql: Vec<String>,
@@ -229,6 +264,8 @@ pub struct Sets {
     pub retained: Vec<RetainedSet>,
     /// Staged candidates, newest first.
     pub staged: Vec<RetainedSet>,
+    /// Logical schema → the schema applications query: itself, or its layer.
+    pub served: BTreeMap<String, String>,
 }
 
 /// One deployment's schemas.
@@ -265,6 +302,8 @@ pub fn sets(all: &[Pointer]) -> Sets {
                 out.live_deployments
                     .insert(p.logical.clone(), p.deployment.clone());
             }
+            // Layers say where a shared set is live ([`layer_sets`]).
+            Role::Shared => {}
             Role::Retained | Role::Staged => {
                 let target = if p.role == Role::Retained {
                     &mut retained
@@ -326,28 +365,96 @@ pub fn diff_objects(source: &serde_json::Value, target: &serde_json::Value) -> S
     }
 }
 
-/// Which blue-green schemas a stage builds: changed against live, or named.
-pub fn schemas_to_stage(objects: &Objects, all: &[Pointer], redeploy: &[String]) -> Vec<String> {
-    objects
+/// Which blue-green schemas a stage builds: changed against what is live (logical schema →
+/// its live set's pointer), or named, and every schema that depends on one of those.
+///
+/// NB: a view binds to its upstream by OID, so a downstream schema left alone would go on
+/// reading the upstream's previous set after the swap (and pin it against retirement),
+/// while its late-bound functions read the new one.
+pub fn schemas_to_stage(
+    objects: &Objects,
+    live: &BTreeMap<String, Pointer>,
+    redeploy: &[String],
+) -> Vec<String> {
+    let mut staged: BTreeSet<String> = objects
         .schemas
         .iter()
         .filter(|schema| {
             redeploy.iter().any(|r| r == *schema)
-                || !all.iter().any(|p| {
-                    p.role == Role::Live
-                        && &p.logical == *schema
-                        && p.definition_hash == objects.schema_hash(schema)
-                })
+                || live
+                    .get(*schema)
+                    .is_none_or(|p| p.definition_hash != objects.schema_hash(schema))
         })
         .cloned()
-        .collect()
+        .collect();
+    loop {
+        let downstream: BTreeSet<String> = objects
+            .ordered
+            .iter()
+            .filter(|o| !staged.contains(&o.name.schema))
+            .filter(|o| o.depends_on.iter().any(|d| staged.contains(&d.schema)))
+            .map(|o| o.name.schema.clone())
+            .collect();
+        if downstream.is_empty() {
+            return staged.into_iter().collect();
+        }
+        staged.extend(downstream);
+    }
+}
+
+/// A layered Environment's sets: live from its layers, retained from its layer history
+/// (newest first), staged candidates as everywhere.
+fn layer_sets(state: &State, suffix: &str, live: &BTreeMap<String, Pointer>) -> Sets {
+    let mut out = Sets {
+        staged: sets(&state.all).staged,
+        ..Sets::default()
+    };
+    for (logical, p) in live {
+        out.live.insert(logical.clone(), p.physical.clone());
+        out.live_deployments
+            .insert(logical.clone(), p.deployment.clone());
+    }
+    // Rows come newest first; a set is the rows of one deployment.
+    for row in state
+        .layers
+        .iter()
+        .filter(|l| l.suffix == suffix && l.role == Role::Retained)
+    {
+        match out
+            .retained
+            .iter_mut()
+            .find(|s| s.deployment == row.deployment)
+        {
+            Some(set) => {
+                set.schemas
+                    .insert(row.logical.clone(), row.physical.clone());
+            }
+            None => out.retained.push(RetainedSet {
+                deployment: row.deployment.clone(),
+                schemas: [(row.logical.clone(), row.physical.clone())].into(),
+                state: "ready".into(),
+            }),
+        }
+    }
+    out
 }
 
 /// Blue/green operations on one connection, for one project and committer.
 pub struct BlueGreen<'c> {
-    client: &'c Client,
-    registry: Registry,
-    committer: Committer,
+    pub(super) client: &'c Client,
+    pub(super) registry: Registry,
+    pub(super) committer: Committer,
+    /// `Some(suffix)`: serve layers `<schema><suffix>` over physical sets that never move
+    /// ([`bluegreen_layer`](super::bluegreen_layer)); `None`: rename schemas into place.
+    pub(super) suffix: Option<String>,
+}
+
+/// The pointers of a project, read once per operation.
+pub(super) struct State {
+    /// `switchyard.schema_pointers`: every physical set.
+    pub(super) all: Vec<Pointer>,
+    /// `switchyard.layers`: every Environment's layers (empty without layers).
+    pub(super) layers: Vec<LayerPointer>,
 }
 
 /// One statement to run, with where it came from for failures.
@@ -364,14 +471,83 @@ impl<'c> BlueGreen<'c> {
             client,
             registry,
             committer,
+            suffix: None,
         }
+    }
+
+    /// Serves the blue-green schemas as layers `<schema><suffix>` (an Environment's
+    /// `schemaSuffix`, for environments that share a database); `None` keeps renaming.
+    pub fn layered(mut self, suffix: Option<String>) -> BlueGreen<'c> {
+        self.suffix = suffix;
+        self
+    }
+
+    /// The name applications query for a logical schema: the layer, or the schema itself.
+    pub fn served(&self, logical: &str) -> String {
+        match &self.suffix {
+            Some(suffix) => layer::layer_name(logical, suffix),
+            None => logical.to_string(),
+        }
+    }
+
+    pub(super) async fn state(&self, project: &Project) -> Result<State> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let layers = match self.suffix {
+            Some(_) => pointers::layers(self.client, project.name()).await?,
+            None => Vec::new(),
+        };
+        Ok(State { all, layers })
+    }
+
+    /// Logical schema → the pointer of the physical set live for it here.
+    pub(super) fn live(&self, state: &State) -> BTreeMap<String, Pointer> {
+        let Some(suffix) = &self.suffix else {
+            return state
+                .all
+                .iter()
+                .filter(|p| p.role == Role::Live)
+                .map(|p| (p.logical.clone(), p.clone()))
+                .collect();
+        };
+        state
+            .layers
+            .iter()
+            .filter(|l| &l.suffix == suffix && l.role == Role::Live)
+            .map(|l| {
+                let pointer = state
+                    .all
+                    .iter()
+                    .find(|p| p.physical == l.physical)
+                    .cloned()
+                    .unwrap_or_else(|| Pointer {
+                        logical: l.logical.clone(),
+                        physical: l.physical.clone(),
+                        deployment: l.deployment.clone(),
+                        role: Role::Shared,
+                        state: "ready".into(),
+                        definition_hash: String::new(),
+                        objects: serde_json::json!({}),
+                        message: String::new(),
+                        updated_at: l.updated_at.clone(),
+                    });
+                (l.logical.clone(), pointer)
+            })
+            .collect()
     }
 
     /// The project's live, retained and staged sets. Empty before the first stage.
     pub async fn sets(&self, project: &Project) -> Result<Sets> {
-        Ok(sets(
-            &pointers::pointers(self.client, project.name()).await?,
-        ))
+        let state = self.state(project).await?;
+        let mut out = match &self.suffix {
+            None => sets(&state.all),
+            Some(suffix) => layer_sets(&state, suffix, &self.live(&state)),
+        };
+        out.served = out
+            .live
+            .keys()
+            .map(|l| (l.clone(), self.served(l)))
+            .collect();
+        Ok(out)
     }
 
     /// Objects added, changed and removed per blue-green schema between the project and
@@ -381,15 +557,12 @@ impl<'c> BlueGreen<'c> {
         project: &Project,
         objects: &Objects,
     ) -> Result<BTreeMap<String, SchemaDiff>> {
-        let all = pointers::pointers(self.client, project.name()).await?;
+        let live = self.live(&self.state(project).await?);
         Ok(objects
             .schemas
             .iter()
             .map(|schema| {
-                let live = all
-                    .iter()
-                    .find(|p| p.role == Role::Live && &p.logical == schema)
-                    .map(|p| p.objects.clone());
+                let live = live.get(schema).map(|p| p.objects.clone());
                 (
                     schema.clone(),
                     diff_objects(&object_hashes(objects, schema), &live.unwrap_or_default()),
@@ -403,17 +576,13 @@ impl<'c> BlueGreen<'c> {
         &self,
         project: &Project,
     ) -> Result<BTreeMap<String, serde_json::Value>> {
-        let all = pointers::pointers(self.client, project.name()).await?;
-        Ok(all
-            .into_iter()
-            .filter(|p| p.role == Role::Live)
-            .map(|p| (p.logical, p.objects))
-            .collect())
+        let live = self.live(&self.state(project).await?);
+        Ok(live.into_iter().map(|(l, p)| (l, p.objects)).collect())
     }
 
     // === locking ===
 
-    async fn try_lock(&self, project: &str) -> Result<Option<String>> {
+    pub(super) async fn try_lock(&self, project: &str) -> Result<Option<String>> {
         if self.registry.try_lock(self.client, project).await? {
             return Ok(None);
         }
@@ -427,7 +596,7 @@ impl<'c> BlueGreen<'c> {
         }))
     }
 
-    async fn unlock(&self, project: &str) {
+    pub(super) async fn unlock(&self, project: &str) {
         let _ = self.registry.unlock(self.client, project).await;
     }
 
@@ -485,10 +654,10 @@ impl<'c> BlueGreen<'c> {
         options: &StageOptions,
     ) -> Result<StageReport> {
         if options.dry_run {
-            let all = pointers::pointers(self.client, project.name()).await?;
+            let state = self.state(project).await?;
             return self
-                .stage_plan(project, objects, &all, options, "<id>")
-                .map(|(mut report, steps)| {
+                .stage_plan(project, objects, &state, options, "<id>")
+                .map(|(mut report, _, steps)| {
                     report.sql = steps.into_iter().map(|s| s.sql).collect();
                     report
                 });
@@ -513,8 +682,8 @@ impl<'c> BlueGreen<'c> {
         options: &StageOptions,
     ) -> Result<StageReport> {
         self.ensure_registry(project, "stage").await?;
-        let all = pointers::pointers(self.client, project.name()).await?;
-        if schemas_to_stage(objects, &all, &options.redeploy).is_empty() {
+        let state = self.state(project).await?;
+        if schemas_to_stage(objects, &self.live(&state), &options.redeploy).is_empty() {
             return Ok(StageReport {
                 project: project.name().into(),
                 up_to_date: true,
@@ -526,7 +695,7 @@ impl<'c> BlueGreen<'c> {
             .start_deployment(self.client, project.name(), "stage", None, &self.committer)
             .await?;
         let id = run.to_string();
-        let (report, steps) = self.stage_plan(project, objects, &all, options, &id)?;
+        let (report, refs, steps) = self.stage_plan(project, objects, &state, options, &id)?;
         for (logical, physical) in &report.schemas {
             pointers::upsert(
                 self.client,
@@ -545,9 +714,30 @@ impl<'c> BlueGreen<'c> {
             )
             .await?;
         }
-        let outcome = self.run_steps(&steps).await;
-        let outcome = match outcome {
-            Ok(()) => self.verify(project, objects, &report.schemas, true).await,
+        let tell = |step| {
+            if let Some(progress) = &options.progress {
+                let _ = progress.send(step);
+            }
+        };
+        tell(StageStep::Building);
+        let started = Instant::now();
+        let mut built = self.run_steps(&steps).await;
+        if built.is_ok() && self.suffix.is_some() {
+            // A layer must be able to serve what was built, or promoting it would fail.
+            built = self.check_servable(objects, &report.schemas).await;
+        }
+        let mut report = report;
+        report.build_ms = started.elapsed().as_millis() as u64;
+        let verifying = built.is_ok();
+        let outcome = match built {
+            Ok(()) => {
+                tell(StageStep::Verifying);
+                let started = Instant::now();
+                let staged: BTreeSet<String> = report.schemas.keys().cloned().collect();
+                let verified = self.verify(objects, &staged, &refs).await;
+                report.verify_ms = started.elapsed().as_millis() as u64;
+                verified
+            }
             Err(f) => Err(f),
         };
         let _ = self.client.batch_execute("RESET ALL").await;
@@ -589,6 +779,7 @@ impl<'c> BlueGreen<'c> {
                 Err(Error::StageFailed {
                     deployment: id,
                     failure,
+                    verifying,
                     kept: options.keep_failed,
                 })
             }
@@ -596,15 +787,19 @@ impl<'c> BlueGreen<'c> {
     }
 
     /// Decides what a stage builds and writes its SQL, without touching the database.
+    /// Also returns where every blue-green reference points while staging: staged
+    /// schemas at their staging copies, the others at their live sets.
+    #[allow(clippy::type_complexity)]
     fn stage_plan(
         &self,
         project: &Project,
         objects: &Objects,
-        all: &[Pointer],
+        state: &State,
         options: &StageOptions,
         id: &str,
-    ) -> Result<(StageReport, Vec<Step>)> {
-        let staged = schemas_to_stage(objects, all, &options.redeploy);
+    ) -> Result<(StageReport, BTreeMap<String, String>, Vec<Step>)> {
+        let live = self.live(state);
+        let staged = schemas_to_stage(objects, &live, &options.redeploy);
         let mut map = BTreeMap::new();
         for schema in &staged {
             let physical = sql::physical_name(schema, id);
@@ -620,7 +815,21 @@ impl<'c> BlueGreen<'c> {
             .filter(|(_, m)| **m == SchemaMode::Stable)
             .map(|(s, _)| s.clone())
             .collect();
-        let physical_of = |s: &String| map.get(s).cloned().unwrap_or_else(|| s.clone());
+        // NB: renamed live sets carry their logical name; layered ones never do, so a
+        // physical set only ever refers to other physical sets and any layer can serve it.
+        let refs: BTreeMap<String, String> = objects
+            .schemas
+            .iter()
+            .map(|s| {
+                let physical = map
+                    .get(s)
+                    .or_else(|| live.get(s).map(|p| &p.physical))
+                    .cloned()
+                    .unwrap_or_else(|| s.clone());
+                (s.clone(), physical)
+            })
+            .collect();
+        let physical_of = |s: &String| refs.get(s).cloned().unwrap_or_else(|| s.clone());
         let path_for = |own: &String| {
             let mut path = vec![physical_of(own)];
             path.extend(
@@ -645,7 +854,7 @@ impl<'c> BlueGreen<'c> {
                 origin: origin(logical),
             });
             steps.push(Step {
-                sql: sql::copy_schema_privileges(logical, physical),
+                sql: sql::copy_schema_privileges(&self.served(logical), physical),
                 origin: origin(logical),
             });
         }
@@ -664,7 +873,7 @@ impl<'c> BlueGreen<'c> {
             for statement in &object.statements {
                 let late = sql::late_bound(object.kind, &statement.sql).then_some(&objects.schemas);
                 steps.push(Step {
-                    sql: sql::rewrite(&statement.sql, &map, late),
+                    sql: sql::rewrite(&statement.sql, &refs, late),
                     origin: (object.name.to_string(), object.path.clone(), statement.line),
                 });
             }
@@ -681,11 +890,11 @@ impl<'c> BlueGreen<'c> {
         }
         for (logical, physical) in &map {
             steps.push(Step {
-                sql: sql::copy_object_privileges(logical, physical),
+                sql: sql::copy_object_privileges(&self.served(logical), physical),
                 origin: origin(logical),
             });
             steps.push(Step {
-                sql: sql::check_privileges(logical, physical),
+                sql: sql::check_privileges(&self.served(logical), physical),
                 origin: origin(logical),
             });
         }
@@ -695,9 +904,9 @@ impl<'c> BlueGreen<'c> {
             schemas: map,
             objects: count,
             up_to_date: staged.is_empty(),
-            sql: Vec::new(),
+            ..StageReport::default()
         };
-        Ok((report, steps))
+        Ok((report, refs, steps))
     }
 
     async fn run_steps(&self, steps: &[Step]) -> std::result::Result<(), Failure> {
@@ -715,17 +924,16 @@ impl<'c> BlueGreen<'c> {
         Ok(())
     }
 
-    /// Runs each schema's `verify.sql` in a transaction that is rolled back; against the
-    /// staging copies (`staging`: references rewritten) or the live schemas.
-    async fn verify(
+    /// Runs the `verify.sql` of each schema in `which`, in a transaction that is rolled
+    /// back, with every blue-green reference pointed through `refs` (logical → the schema
+    /// to read: a staging copy, a live set, a layer; unmapped: the logical name itself).
+    pub(super) async fn verify(
         &self,
-        project: &Project,
         objects: &Objects,
-        schemas: &BTreeMap<String, String>,
-        staging: bool,
+        which: &BTreeSet<String>,
+        refs: &BTreeMap<String, String>,
     ) -> std::result::Result<(), Failure> {
-        let _ = project;
-        for (logical, physical) in schemas {
+        for logical in which {
             let Some(path) = objects.verify.get(logical) else {
                 continue;
             };
@@ -736,18 +944,9 @@ impl<'c> BlueGreen<'c> {
                 message,
             };
             let text = std::fs::read_to_string(path).map_err(|e| fail(1, e.to_string()))?;
-            let map: BTreeMap<String, String> = if staging {
-                schemas.clone()
-            } else {
-                BTreeMap::new()
-            };
             let statements =
                 pg_query::split_with_parser(&text).map_err(|e| fail(1, e.to_string()))?;
-            let search = if staging {
-                physical.clone()
-            } else {
-                logical.clone()
-            };
+            let search = refs.get(logical).unwrap_or(logical).clone();
             self.client
                 .batch_execute("BEGIN")
                 .await
@@ -768,7 +967,7 @@ impl<'c> BlueGreen<'c> {
                     + 1;
                 result = self
                     .client
-                    .batch_execute(&sql::rewrite(statement, &map, None))
+                    .batch_execute(&sql::rewrite(statement, refs, None))
                     .await
                     .map_err(|e| fail(line, db_error_message(&e)));
             }
@@ -780,8 +979,66 @@ impl<'c> BlueGreen<'c> {
 
     // === promote ===
 
+    /// The guards a stage-then-promote of the project's objects would meet, checked
+    /// before anything changes: the selection against the schemas that would be staged
+    /// (what changed against live, plus `redeploy`), or with `from` against what differs
+    /// from the layers with that suffix ([`BlueGreen::promote_from`]); the caller's facts;
+    /// the target's lock holder. Reads only.
+    pub async fn preflight(
+        &self,
+        project: &Project,
+        objects: &Objects,
+        options: &PromoteOptions,
+        redeploy: &[String],
+        from: Option<&str>,
+    ) -> Result<Option<Blocked>> {
+        let state = self.state(project).await?;
+        let caller = &options.caller;
+        let locked_by = match caller.target_locked_by.clone() {
+            Some(holder) => Some(holder),
+            None => self
+                .registry
+                .lock_holder(self.client, project.name())
+                .await?
+                .map(|h| {
+                    format!(
+                        "{} on {} (pid {}, {} since {})",
+                        h.holder, h.host, h.pid, h.operation, h.started_at
+                    )
+                }),
+        };
+        if let Some(source) = from {
+            let (input, _) = self.gather_from(objects, &state, source, options, locked_by);
+            return Ok(Chain::promotion().check(&input));
+        }
+        let would_stage: BTreeSet<String> = schemas_to_stage(objects, &self.live(&state), redeploy)
+            .into_iter()
+            .collect();
+        let selection = guards::select(
+            objects,
+            &would_stage,
+            &options.select,
+            options.include_stale_upstreams,
+        );
+        let mut input = GuardInput {
+            target_locked_by: locked_by,
+            target_suspended: options.suspended || caller.target_suspended,
+            partial: selection.partial,
+            allow_partial: options.allow_partial,
+            stale_upstreams: selection.stale_upstreams,
+            ..caller.clone()
+        };
+        if !selection.unknown.is_empty() {
+            input.source_not_finalized = Some(format!(
+                "select {} names nothing that changed",
+                selection.unknown.join(", ")
+            ));
+        }
+        Ok(Chain::promotion().check(&input))
+    }
+
     /// Gathers the guard input for promoting; pure checks happen in [`Chain`].
-    fn gather(
+    pub(super) fn gather(
         &self,
         objects: &Objects,
         all: &[Pointer],
@@ -861,9 +1118,16 @@ impl<'c> BlueGreen<'c> {
         } else {
             self.try_lock(project.name()).await?
         };
-        let result = self
-            .promote_locked(project, objects, options, locked_by.clone())
-            .await;
+        let result = match self.suffix {
+            Some(_) => {
+                self.promote_layered(project, objects, options, locked_by.clone(), None)
+                    .await
+            }
+            None => {
+                self.promote_locked(project, objects, options, locked_by.clone())
+                    .await
+            }
+        };
         if locked_by.is_none() && !options.dry_run {
             self.unlock(project.name()).await;
         }
@@ -922,9 +1186,7 @@ impl<'c> BlueGreen<'c> {
             attempts,
             ..SwapReport::default()
         };
-        let live_now: BTreeMap<String, String> =
-            selected.iter().map(|s| (s.clone(), s.clone())).collect();
-        if let Err(failure) = self.verify(project, objects, &live_now, false).await {
+        if let Err(failure) = self.verify(objects, &selected, &BTreeMap::new()).await {
             let restored = moves
                 .iter()
                 .find_map(|m| m.outgoing.as_ref().map(|o| o.deployment.clone()))
@@ -992,7 +1254,10 @@ impl<'c> BlueGreen<'c> {
                 },
             });
         }
-        let result = self.rollback_locked(project, objects, dry_run).await;
+        let result = match self.suffix {
+            Some(_) => self.rollback_layered(project, objects, dry_run).await,
+            None => self.rollback_locked(project, objects, dry_run).await,
+        };
         if !dry_run {
             self.unlock(project.name()).await;
         }
@@ -1076,7 +1341,10 @@ impl<'c> BlueGreen<'c> {
         })
     }
 
-    async fn existing_schemas(&self, logical: &BTreeSet<String>) -> Result<BTreeSet<String>> {
+    pub(super) async fn existing_schemas(
+        &self,
+        logical: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>> {
         let names: Vec<String> = logical.iter().cloned().collect();
         let rows = self
             .client
@@ -1090,7 +1358,7 @@ impl<'c> BlueGreen<'c> {
     }
 
     /// Runs a swap transaction with `lock_timeout`, retrying lock timeouts with backoff.
-    async fn swap(
+    pub(super) async fn swap(
         &self,
         project: &Project,
         plan: &SwapPlan,
@@ -1140,9 +1408,10 @@ impl<'c> BlueGreen<'c> {
                 ))
                 .await
                 .map_err(db("setting lock_timeout"))?;
-            for statement in &plan.sql {
+            // One round trip: a layer's repoint is a few hundred statements.
+            if !plan.sql.is_empty() {
                 self.client
-                    .batch_execute(statement)
+                    .batch_execute(&plan.sql.join(";\n"))
                     .await
                     .map_err(db("swapping schemas"))?;
             }
@@ -1159,6 +1428,22 @@ impl<'c> BlueGreen<'c> {
             }
             for p in &plan.pointer_inserts {
                 pointers::upsert(self.client, project.name(), p).await?;
+            }
+            let suffix = self.suffix.as_deref().unwrap_or_default();
+            for (logical, physical, deployment) in &plan.layer_moves {
+                pointers::set_layer_live(
+                    self.client,
+                    project.name(),
+                    suffix,
+                    logical,
+                    physical,
+                    deployment,
+                )
+                .await?;
+            }
+            for (logical, physical) in &plan.layer_forgets {
+                pointers::forget_layer(self.client, project.name(), suffix, logical, physical)
+                    .await?;
             }
             Ok::<(), Error>(())
         }
@@ -1219,23 +1504,39 @@ struct Move {
 }
 
 /// The statements and pointer moves of one swap transaction.
-struct SwapPlan {
-    sql: Vec<String>,
+#[derive(Default)]
+pub(super) struct SwapPlan {
+    pub(super) sql: Vec<String>,
     /// (physical now, physical after, role, state).
-    pointer_moves: Vec<(String, String, Role, String)>,
-    pointer_inserts: Vec<Pointer>,
-    live: BTreeMap<String, String>,
-    retained: BTreeMap<String, String>,
+    pub(super) pointer_moves: Vec<(String, String, Role, String)>,
+    pub(super) pointer_inserts: Vec<Pointer>,
+    /// Layers: (logical, physical now live, its deployment); the previous live row is
+    /// retained.
+    pub(super) layer_moves: Vec<(String, String, String)>,
+    /// Layers: (logical, physical) rows to forget, after the moves.
+    pub(super) layer_forgets: Vec<(String, String)>,
+    /// Layers renamed aside in the swap, dropped after it commits.
+    pub(super) retired_layers: Vec<String>,
+    /// Layers: statements run in their own transaction before the swap (building the new
+    /// layers under temporary names), and those names.
+    pub(super) prepare: Vec<String>,
+    pub(super) prepared: Vec<String>,
+    pub(super) live: BTreeMap<String, String>,
+    pub(super) retained: BTreeMap<String, String>,
     /// For swap-back: (logical, incoming physical before the swap, where the outgoing set went).
-    undo: Vec<(String, String, Option<String>)>,
+    pub(super) undo: Vec<(String, String, Option<String>)>,
 }
 
 impl SwapPlan {
-    fn statements(&self) -> Vec<String> {
-        let mut out = vec![
-            "BEGIN".to_string(),
-            "SET LOCAL lock_timeout = '500ms'".to_string(),
-        ];
+    pub(super) fn statements(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.prepare.is_empty() {
+            out.push("BEGIN".to_string());
+            out.extend(self.prepare.iter().cloned());
+            out.push("COMMIT".to_string());
+        }
+        out.push("BEGIN".to_string());
+        out.push("SET LOCAL lock_timeout = '500ms'".to_string());
         out.extend(self.sql.iter().cloned());
         out.push("-- and switchyard.schema_pointers moves in the same transaction".into());
         out.push("COMMIT".into());
@@ -1253,14 +1554,7 @@ fn swap_plan(
     exists: &BTreeSet<String>,
     outgoing_role: Role,
 ) -> SwapPlan {
-    let mut plan = SwapPlan {
-        sql: Vec::new(),
-        pointer_moves: Vec::new(),
-        pointer_inserts: Vec::new(),
-        live: BTreeMap::new(),
-        retained: BTreeMap::new(),
-        undo: Vec::new(),
-    };
+    let mut plan = SwapPlan::default();
     for m in moves {
         let mut outgoing_physical = None;
         if exists.contains(&m.logical) {
@@ -1319,14 +1613,7 @@ fn swap_plan(
 /// The inverse of a promotion's swap, after verify failed: the incoming set goes back to
 /// its staging name (failed) and the previous live set returns.
 fn swap_back_plan(project: &Project, objects: &Objects, forward: &SwapPlan) -> SwapPlan {
-    let mut plan = SwapPlan {
-        sql: Vec::new(),
-        pointer_moves: Vec::new(),
-        pointer_inserts: Vec::new(),
-        live: BTreeMap::new(),
-        retained: BTreeMap::new(),
-        undo: Vec::new(),
-    };
+    let mut plan = SwapPlan::default();
     for (logical, incoming_physical, outgoing_physical) in &forward.undo {
         plan.sql
             .push(sql::rename_schema(logical, incoming_physical));
@@ -1438,19 +1725,67 @@ mod tests {
             ..Objects::default()
         };
         let api_hash = objects.schema_hash("api");
-        let live = [
+        let live: BTreeMap<String, Pointer> = [
             pointer("api", "1", Role::Live, "ready", &api_hash),
             pointer("report", "1", Role::Live, "ready", "old"),
-        ];
+        ]
+        .into_iter()
+        .map(|p| (p.logical.clone(), p))
+        .collect();
         assert_eq!(schemas_to_stage(&objects, &live, &[]), ["report"]);
         assert_eq!(
             schemas_to_stage(&objects, &live, &["api".into()]),
             ["api", "report"]
         );
         assert_eq!(
-            schemas_to_stage(&objects, &[], &[]),
+            schemas_to_stage(&objects, &BTreeMap::new(), &[]),
             ["api", "report"],
             "never promoted: both"
+        );
+    }
+
+    #[test]
+    fn a_schema_over_a_changed_one_is_staged_with_it() {
+        use crate::project::objects::{Object, ObjectKind, ObjectName};
+        let name = |schema: &str, name: &str| ObjectName {
+            schema: schema.into(),
+            name: name.into(),
+        };
+        let object = |n: ObjectName, deps: &[ObjectName]| Object {
+            name: n,
+            kind: ObjectKind::View,
+            path: "x.sql".into(),
+            line: 1,
+            statements: Vec::new(),
+            depends_on: deps.iter().cloned().collect(),
+            hash: "h".into(),
+            language: None,
+        };
+        let objects = Objects {
+            ordered: vec![
+                object(name("api", "v"), &[]),
+                object(name("report", "r"), &[name("api", "v")]),
+                object(name("board", "b"), &[name("report", "r")]),
+                object(name("other", "o"), &[]),
+            ],
+            schemas: ["api", "report", "board", "other"].map(String::from).into(),
+            ..Objects::default()
+        };
+        let live: BTreeMap<String, Pointer> = ["api", "report", "board", "other"]
+            .iter()
+            .map(|s| {
+                let hash = if *s == "api" {
+                    "old".to_string()
+                } else {
+                    objects.schema_hash(s)
+                };
+                (s.to_string(), pointer(s, "1", Role::Live, "ready", &hash))
+            })
+            .collect();
+        assert_eq!(
+            schemas_to_stage(&objects, &live, &[]),
+            ["api", "board", "report"],
+            "api changed; report reads api and board reads report"
         );
     }
 }

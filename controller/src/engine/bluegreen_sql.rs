@@ -148,14 +148,15 @@ g.privilege_type, g.objtype, {GRANTEE}, {GRANT_OPTION}); END LOOP; END $sy$",
     )
 }
 
-/// Copies object grants from live objects to the staging objects of the same name and
-/// kind (relations, routines, types), including a revoked `PUBLIC EXECUTE`.
+/// Copies object grants from live objects to the staging objects of the same name
+/// (relations of any kind, so a view that became a materialized view, or a layer's view
+/// over one, keeps them; routines; types), including a revoked `PUBLIC EXECUTE`.
 pub fn copy_object_privileges(live: &str, staging: &str) -> String {
     format!(
         "DO $sy$ DECLARE live oid := to_regnamespace({live_l}); stage oid := to_regnamespace({staging_l}); g record; BEGIN \
 IF live IS NULL THEN RETURN; END IF; \
 FOR g IN SELECT s.oid::regclass::text AS target, a.privilege_type, a.grantee, a.is_grantable \
-FROM pg_catalog.pg_class l JOIN pg_catalog.pg_class s ON s.relname = l.relname AND s.relnamespace = stage AND s.relkind = l.relkind, aclexplode(l.relacl) a \
+FROM pg_catalog.pg_class l JOIN pg_catalog.pg_class s ON s.relname = l.relname AND s.relnamespace = stage AND s.relkind IN ('v', 'm', 'r'), aclexplode(l.relacl) a \
 WHERE l.relnamespace = live AND l.relkind IN ('v', 'm', 'r') AND a.grantee <> l.relowner LOOP \
 EXECUTE format('GRANT %s ON TABLE %s TO %s%s', g.privilege_type, g.target, {GRANTEE}, {GRANT_OPTION}); END LOOP; \
 FOR g IN SELECT s.oid::regprocedure::text AS target, a.privilege_type, a.grantee, a.is_grantable \

@@ -7,6 +7,8 @@
 
 pub mod bluegreen;
 pub mod bluegreen_guards;
+pub mod bluegreen_layer;
+mod bluegreen_layered;
 pub mod bluegreen_materialize;
 pub mod bluegreen_sql;
 mod error;

@@ -30,12 +30,48 @@ INSERT INTO switchyard.releases (version) VALUES ({VERSION}) ON CONFLICT DO NOTH
     )
 }
 
-/// Brings `switchyard.schema_pointers` to [`VERSION`]. Run after
-/// [`Registry::ensure`](super::Registry::ensure), in the same transaction.
+/// Migration step 3: layers, for Environments that share one database (each serves its
+/// logical schemas as thin layers over physical sets that never move), and the `shared`
+/// role of a physical set that layers point at. Idempotent.
+pub fn migration_3() -> String {
+    format!(
+        r#"
+SET LOCAL client_min_messages = warning;
+DO $sy$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM switchyard.releases WHERE version = {LAYERS_VERSION}) THEN
+  ALTER TABLE switchyard.schema_pointers DROP CONSTRAINT IF EXISTS schema_pointers_role_check;
+  ALTER TABLE switchyard.schema_pointers ADD CONSTRAINT schema_pointers_role_check
+    CHECK (role IN ('live', 'retained', 'staged', 'shared'));
+END IF;
+END $sy$;
+CREATE TABLE IF NOT EXISTS switchyard.layers (
+    project          TEXT        NOT NULL,
+    suffix           TEXT        NOT NULL,
+    logical_schema   TEXT        NOT NULL,
+    physical_schema  TEXT        NOT NULL,
+    deployment_id    TEXT        NOT NULL,
+    role             TEXT        NOT NULL CHECK (role IN ('live', 'retained')),
+    updated_at       TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (project, suffix, logical_schema, physical_schema)
+);
+COMMENT ON TABLE switchyard.layers IS 'Which physical schema each Environment (by schema suffix) serves under <logical><suffix>, and the ones it served before.';
+INSERT INTO switchyard.releases (version) VALUES ({LAYERS_VERSION}) ON CONFLICT DO NOTHING;
+"#
+    )
+}
+
+/// The `switchyard` schema version [`migration_3`] brings a database to.
+pub const LAYERS_VERSION: i32 = 3;
+
+/// Brings `switchyard.schema_pointers` and `switchyard.layers` to [`LAYERS_VERSION`]. Run
+/// after [`Registry::ensure`](super::Registry::ensure), in the same transaction.
 pub async fn migrate(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(&migration_2())
         .await
-        .map_err(query_error("migrating the switchyard schema to version 2"))
+        .map_err(query_error("migrating the switchyard schema to version 2"))?;
+    db.batch_execute(&migration_3())
+        .await
+        .map_err(query_error("migrating the switchyard schema to version 3"))
 }
 
 /// What a physical schema is to its logical schema.
@@ -48,6 +84,8 @@ pub enum Role {
     Retained,
     /// A candidate built by `stage`.
     Staged,
+    /// A physical set that layers point at (see [`LayerPointer`]); never renamed.
+    Shared,
 }
 
 impl Role {
@@ -57,6 +95,7 @@ impl Role {
             Role::Live => "live",
             Role::Retained => "retained",
             Role::Staged => "staged",
+            Role::Shared => "shared",
         }
     }
 
@@ -64,6 +103,7 @@ impl Role {
         match s {
             "live" => Role::Live,
             "retained" => Role::Retained,
+            "shared" => Role::Shared,
             _ => Role::Staged,
         }
     }
@@ -200,5 +240,104 @@ pub async fn forget(db: &impl GenericClient, project: &str, physical: &str) -> R
     )
     .await
     .map_err(query_error("removing a schema pointer"))?;
+    Ok(())
+}
+
+// === layers ===
+
+/// One row of `switchyard.layers`: the physical schema an Environment's layer
+/// `<logical><suffix>` serves (live), or served before (retained).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LayerPointer {
+    /// The Environment's schema suffix (may be empty).
+    pub suffix: String,
+    /// The schema as `switchyard.yaml` names it.
+    pub logical: String,
+    /// The physical set, `<logical>__sy_<deployment>`.
+    pub physical: String,
+    /// The deployment that built the physical set.
+    pub deployment: String,
+    /// Live or retained.
+    pub role: Role,
+    /// When it last changed role, RFC 3339: retained sets are ordered by it.
+    pub updated_at: String,
+}
+
+/// Every layer row of a project, newest change first. Empty before the first layered
+/// promotion (or before migration 3).
+pub async fn layers(db: &impl GenericClient, project: &str) -> Result<Vec<LayerPointer>> {
+    let exists: bool = db
+        .query_one("SELECT to_regclass('switchyard.layers') IS NOT NULL", &[])
+        .await
+        .map_err(query_error("checking for layers"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query(
+            r#"SELECT suffix, logical_schema, physical_schema, deployment_id, role,
+                      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                 FROM switchyard.layers WHERE project = $1
+                ORDER BY updated_at DESC, logical_schema"#,
+            &[&project],
+        )
+        .await
+        .map_err(query_error("reading layers"))?;
+    Ok(rows
+        .iter()
+        .map(|r| LayerPointer {
+            suffix: r.get(0),
+            logical: r.get(1),
+            physical: r.get(2),
+            deployment: r.get(3),
+            role: Role::parse(r.get::<_, &str>(4)),
+            updated_at: r.get(5),
+        })
+        .collect())
+}
+
+/// Points a layer at `physical`: the row that was live becomes retained, all in the
+/// caller's transaction.
+pub async fn set_layer_live(
+    db: &impl GenericClient,
+    project: &str,
+    suffix: &str,
+    logical: &str,
+    physical: &str,
+    deployment: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE switchyard.layers SET role = 'retained', updated_at = clock_timestamp() \
+          WHERE project = $1 AND suffix = $2 AND logical_schema = $3 AND role = 'live' AND physical_schema <> $4",
+        &[&project, &suffix, &logical, &physical],
+    )
+    .await
+    .map_err(query_error("retaining a layer's previous set"))?;
+    db.execute(
+        "INSERT INTO switchyard.layers (project, suffix, logical_schema, physical_schema, deployment_id, role) \
+         VALUES ($1, $2, $3, $4, $5, 'live') \
+         ON CONFLICT (project, suffix, logical_schema, physical_schema) DO UPDATE SET role = 'live', updated_at = clock_timestamp()",
+        &[&project, &suffix, &logical, &physical, &deployment],
+    )
+    .await
+    .map_err(query_error("pointing a layer"))?;
+    Ok(())
+}
+
+/// Forgets one layer row (a retained set beyond the kept count, or a failed set).
+pub async fn forget_layer(
+    db: &impl GenericClient,
+    project: &str,
+    suffix: &str,
+    logical: &str,
+    physical: &str,
+) -> Result<()> {
+    db.execute(
+        "DELETE FROM switchyard.layers WHERE project = $1 AND suffix = $2 AND logical_schema = $3 AND physical_schema = $4",
+        &[&project, &suffix, &logical, &physical],
+    )
+    .await
+    .map_err(query_error("removing a layer row"))?;
     Ok(())
 }
