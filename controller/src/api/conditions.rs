@@ -19,9 +19,11 @@ pub mod types {
     pub const DEPLOYED: &str = "Deployed";
     /// `True`: the verify scripts passed after the last deploy.
     pub const VERIFIED: &str = "Verified";
-    /// `True` (Promotion): the target received the source's revision. Staging comes with #5.
+    /// `True` (Promotion): the target received the revision; its staged blue-green
+    /// schemas are live.
     pub const PROMOTED: &str = "Promoted";
-    /// Reserved for blue/green staging (#5). `True`: the staged schemas are built.
+    /// `True` (Promotion): the revision's changes are deployed in the target and its
+    /// changed blue-green schemas are built into staging schemas.
     pub const STAGED: &str = "Staged";
     /// Abnormal-true (Promotion): a guard refused the promotion; the reason names it.
     pub const BLOCKED: &str = "Blocked";
@@ -80,23 +82,24 @@ pub mod reasons {
     pub const KUBE_ERROR: &str = "KubeError";
     /// The target received the promoted revision.
     pub const PROMOTED: &str = "Promoted";
+    /// The staged blue-green schemas were swapped in.
+    pub const SWAP_COMPLETED: &str = "SwapCompleted";
     /// Promotion guard: the source Environment does not exist.
     pub const GUARD_SOURCE_NOT_FOUND: &str = "GuardSourceNotFound";
-    /// Promotion guard: the source Environment is not Ready.
-    pub const GUARD_SOURCE_NOT_READY: &str = "GuardSourceNotReady";
-    /// Promotion guard: the source Environment has deployed nothing yet.
-    pub const GUARD_SOURCE_EMPTY: &str = "GuardSourceEmpty";
     /// Promotion guard: the target Environment does not exist.
     pub const GUARD_TARGET_NOT_FOUND: &str = "GuardTargetNotFound";
-    /// Promotion guard: the target Environment is suspended.
-    pub const GUARD_TARGET_SUSPENDED: &str = "GuardTargetSuspended";
-    /// Promotion guard: another deployer holds the target's lock.
-    pub const GUARD_TARGET_LOCKED: &str = "GuardTargetLocked";
+    // The guards shared with the CLI (target locked or suspended, source not finalized
+    // or stale, partial promotion, stale upstreams, rework) are the engine's:
+    // `engine::bluegreen::guards`.
     /// Promotion guard: source and target use different DatabaseProjects, or are the same.
     pub const GUARD_PROJECT_MISMATCH: &str = "GuardProjectMismatch";
     /// Promotion guard: the wanted revision is not the project's current content, so it
     /// cannot be deployed.
     pub const GUARD_REVISION_UNAVAILABLE: &str = "GuardRevisionUnavailable";
+    /// Promotion guard: source and target are one database but do not serve distinct
+    /// layers (each needs its own `schemaSuffix`), so their blue-green schemas would be
+    /// the same schemas.
+    pub const GUARD_SHARED_DATABASE: &str = "GuardSharedDatabase";
 }
 
 /// The schema of `status.conditions`: `metav1.Condition` items in a list-map keyed by

@@ -33,8 +33,14 @@ pub struct EnvironmentSpec {
     pub project_ref: LocalObjectReference,
     /// How to reach the database.
     pub database: DatabaseConnection,
-    /// A suffix for the project's schemas when several environments share one database,
-    /// e.g. `_dev`. Used by blue/green schemas (#5).
+    /// Set on every Environment that shares its database with another (e.g. `_dev`, `_prod`;
+    /// the empty string keeps the plain names). The Environment then serves each blue-green
+    /// schema `api` as the layer `api<suffix>`: thin views, function wrappers and domains
+    /// over a physical set `api__sy_<id>` that is built once and never renamed, so a
+    /// Promotion between two such Environments repoints the target's layers at the sets
+    /// the source verified and rebuilds nothing. Stable schemas and the registry are
+    /// shared: the plan is deployed into the database once. Unset: the Environment has the
+    /// database to itself and promotes by renaming schemas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9_]{0,30}$"))]
     pub schema_suffix: Option<String>,
@@ -161,6 +167,12 @@ pub struct EnvironmentStatus {
     /// The last five deploy and revert runs, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<DeploymentRecord>,
+    /// The live blue-green schemas: which physical set each logical schema is now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<LiveSchema>,
+    /// Previous blue-green sets kept for an instant rollback, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retained: Vec<SchemaSet>,
     /// The value of the `switchyard.dev/requestedAt` annotation last handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
@@ -217,4 +229,28 @@ pub struct DeploymentRecord {
     pub duration_ms: i64,
     /// How many changes it applied.
     pub changes: i64,
+}
+
+/// One live blue-green schema.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSchema {
+    /// The schema applications query, e.g. `shop_api` (with a `schemaSuffix`, the layer:
+    /// `shop_api_dev`).
+    pub schema: String,
+    /// The physical schema behind it: after a renaming swap the logical name itself; for a
+    /// layer, the set it serves (`shop_api__sy_12`).
+    pub physical: String,
+    /// The deployment (stage) that built it.
+    pub deployment: String,
+}
+
+/// A set of blue-green schemas from one deployment.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaSet {
+    /// The deployment (stage) that built it.
+    pub deployment: String,
+    /// Logical schema → physical schema, e.g. `shop_api: shop_api__sy_12`.
+    pub schemas: BTreeMap<String, String>,
 }

@@ -304,9 +304,18 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         )
         .for_each(|_| futures::future::ready(()));
 
-    // Promotion, woken by both of its Environments.
+    // Promotion, woken by both of its Environments and by changes to itself other than
+    // its status (see `promotion_trigger`).
+    let (promo_reader, promo_writer) = kube::runtime::reflector::store();
+    let promo_trigger = kube::runtime::reflector(
+        promo_writer,
+        watcher(api::<Promotion>(&client, ns), config.clone()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .predicate_filter(promotion_trigger, Default::default());
     let promotions =
-        Controller::new(api::<Promotion>(&client, ns), config.clone()).with_config(limits.clone());
+        Controller::for_stream(promo_trigger, promo_reader).with_config(limits.clone());
     let promo_store = promotions.store();
     let promotions = promotions
         .watches(
@@ -378,6 +387,24 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// What wakes a Promotion about itself: its spec (generation), annotations (requestedAt),
+/// finalizers (the finalizer helper's first pass) and deletion; never its own status.
+/// NB: a Promotion writes its phase while it acts; when each write woke it again, a
+/// Blocked promotion re-checked its guards, and woke its Environments, in a hot loop.
+fn promotion_trigger(p: &Promotion) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = &p.metadata;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 #[cfg(test)]

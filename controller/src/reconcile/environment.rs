@@ -15,7 +15,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::database_project::{self, Fetched};
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
-use super::{Context, Error, Result, Stores, parse_duration, requested_at};
+use super::{Context, Error, Result, Stores, bluegreen, parse_duration, requested_at};
 use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::{
@@ -266,6 +266,31 @@ pub fn engine_outcome(
 
 /// Reads the Secret and connects.
 pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outcome> {
+    let (config, shown) = target(ctx, env)?;
+    let started = Instant::now();
+    let result = PgEngine::connect_config(
+        &config,
+        &shown,
+        Registry::new(&env.spec.database.registry),
+        ctx.committer.clone(),
+    )
+    .await;
+    ctx.metrics
+        .registry_lock_wait
+        .observe(started.elapsed().as_secs_f64());
+    result.map_err(|e| Outcome::Transient {
+        reason: reasons::CONNECT_FAILED,
+        message: e.to_string(),
+    })
+}
+
+/// The Environment's connection from its Secret, and the database it names with the
+/// credentials redacted (`postgres://***@host:port/db`): two Environments whose redacted
+/// targets are equal share a database.
+pub fn target(
+    ctx: &Context,
+    env: &Environment,
+) -> Result<(tokio_postgres::Config, String), Outcome> {
     let ns = env.namespace().unwrap_or_default();
     let secret_name = &env.spec.database.secret_ref.name;
     let Some(secret) = Stores::get(&ctx.stores.secrets, &ns, secret_name) else {
@@ -290,27 +315,9 @@ pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outco
         .as_deref()
         .and_then(parse_duration);
     let lock_timeout = env.spec.lock_timeout.as_deref().and_then(parse_duration);
-    let (config, shown) =
-        connection(&data, statement_timeout, lock_timeout).map_err(|message| {
-            Outcome::Transient {
-                reason: reasons::INVALID_SECRET,
-                message: format!("Secret {secret_name}: {message}"),
-            }
-        })?;
-    let started = Instant::now();
-    let result = PgEngine::connect_config(
-        &config,
-        &shown,
-        Registry::new(&env.spec.database.registry),
-        ctx.committer.clone(),
-    )
-    .await;
-    ctx.metrics
-        .registry_lock_wait
-        .observe(started.elapsed().as_secs_f64());
-    result.map_err(|e| Outcome::Transient {
-        reason: reasons::CONNECT_FAILED,
-        message: e.to_string(),
+    connection(&data, statement_timeout, lock_timeout).map_err(|message| Outcome::Transient {
+        reason: reasons::INVALID_SECRET,
+        message: format!("Secret {secret_name}: {message}"),
     })
 }
 
@@ -751,7 +758,29 @@ async fn steps(
         }
     };
 
+    // Blue-green schemas: an autoDeploy Environment swaps in what changed at once.
+    if env.spec.auto_deploy && matches!(outcome, Outcome::Ready { .. }) {
+        outcome = follow_objects(env, ctx, &engine, &fetched, &revision, new, generation, now)
+            .await
+            .unwrap_or(outcome);
+    }
+
     // Report what the database holds now.
+    let bg = bluegreen::engine(ctx, env, &engine);
+    bluegreen::report_sets(&bg, &fetched, new).await;
+    let differing = bluegreen::differing(&bg, &fetched).await.ok();
+    if !env.spec.auto_deploy
+        && let Some(schemas) = differing.as_ref().filter(|d| !d.is_empty())
+        && matches!(&outcome, Outcome::Ready { reason, .. } if *reason == reasons::UP_TO_DATE)
+    {
+        outcome = Outcome::Ready {
+            reason: reasons::AWAITING_PROMOTION,
+            message: format!(
+                "blue-green schemas {} differ from {revision}; this Environment moves only by Promotion",
+                schemas.join(", ")
+            ),
+        };
+    }
     match engine.status(&fetched.project).await {
         Ok(state) => {
             new.last_change = state.last_change.as_ref().map(|c| c.name.clone());
@@ -804,14 +833,67 @@ async fn steps(
             })
             .collect();
     }
-    if new.last_applied_revision.is_none()
-        && new.pending.as_ref().is_some_and(|p| p.count == 0)
-        && new.last_change.is_some()
+    if new.pending.as_ref().is_some_and(|p| p.count == 0)
+        && differing.is_some_and(|d| d.is_empty())
+        && !matches!(outcome, Outcome::Terminal { .. })
     {
-        // Deployed by someone else (Sqitch, the CLI) but matching this revision.
+        // The database holds every change and object of this revision, however they got
+        // there (a revision without changes, Sqitch, the CLI, a swap).
         new.last_applied_revision = Some(revision.clone());
     }
     outcome
+}
+
+/// Stages and swaps in the blue-green schemas that changed. `None` when they already
+/// match the revision; else the outcome to report instead of the deploy's.
+#[allow(clippy::too_many_arguments)]
+async fn follow_objects(
+    env: &Environment,
+    ctx: &Context,
+    engine: &PgEngine,
+    fetched: &Fetched,
+    revision: &str,
+    new: &mut EnvironmentStatus,
+    generation: Option<i64>,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> Option<Outcome> {
+    let objects = match bluegreen::objects(fetched) {
+        Ok(o) => o,
+        Err(outcome) => return Some(outcome),
+    };
+    let bg = bluegreen::engine(ctx, env, engine);
+    match bluegreen::follow(&bg, fetched, &objects, env).await {
+        Ok(bluegreen::Followed::UpToDate) => None,
+        Ok(bluegreen::Followed::Swapped {
+            deployment,
+            schemas,
+        }) => {
+            info!(%revision, %deployment, schemas = ?schemas, "Swapped in blue-green schemas");
+            Some(Outcome::Ready {
+                reason: reasons::SWAP_COMPLETED,
+                message: format!(
+                    "deployed {revision}; swapped in {} (deployment {deployment})",
+                    schemas.join(", ")
+                ),
+            })
+        }
+        Err(error) => {
+            warn!(%revision, error = %database_project::relative(&error.to_string(), &fetched.dir), "Blue-green swap failed");
+            let outcome = bluegreen::outcome(&error, fetched);
+            if let Outcome::Terminal { reason, message } = &outcome {
+                status::set_condition(
+                    &mut new.conditions,
+                    types::DEPLOYED,
+                    false,
+                    reason,
+                    message,
+                    generation,
+                    now,
+                );
+            }
+            Some(outcome)
+        }
+    }
 }
 
 /// One event per transition: Deployed, DeployFailed, RolledBack.

@@ -7,6 +7,7 @@
 //! the finalizer, the suspend check, ordered steps, `status::summarize`, one status patch,
 //! and a requeue.
 
+pub mod bluegreen;
 pub mod database_project;
 pub mod environment;
 pub mod leader;

@@ -1,12 +1,16 @@
-//! Reconciles `Promotion`: checks the guards, then deploys the source's revision into the
-//! target Environment's database with the engine. Staging and the pointer swap arrive with
-//! issue #5; until then a promotion is a deploy up to the source's last change.
+//! Reconciles `Promotion`: checks the guards, works out what would change, then deploys
+//! the source's revision into the target Environment's database, stages its blue-green
+//! schemas, verifies them and swaps them in (or, with `rollback: true`, swaps the newest
+//! retained set back). Each step is a condition with its reason and duration; the phase
+//! says where it is.
 //!
-//! One-shot: once Succeeded, a Promotion does nothing more.
+//! One-shot: once Succeeded, Failed or RolledBack, a Promotion does nothing more until its
+//! spec changes or `switchyard.dev/requestedAt` asks again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
@@ -14,11 +18,15 @@ use kube::{Api, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
-use super::{Context, Error, Result, Stores, database_project, environment, requested_at};
+use super::{
+    Context, Error, Result, Stores, bluegreen, database_project, environment, requested_at,
+};
 use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::Environment;
 use crate::api::promotion::{Promotion, PromotionPhase, PromotionStatus};
+use crate::engine::bluegreen::{Error as BgError, PromoteOptions, StageOptions, StageStep};
+use crate::engine::bluegreen_guards as bg_guards;
 
 /// The kind's name, for metrics and logs.
 pub const KIND: &str = "Promotion";
@@ -36,12 +44,23 @@ pub struct Input<'a> {
     pub target: Option<&'a Environment>,
     /// The target's name.
     pub target_name: &'a str,
+    /// The project's newest valid revision, when known.
+    pub project_revision: Option<&'a str>,
 }
 
 /// A guard: `Some((reason, message))` refuses the promotion.
 pub type Guard = fn(&Input) -> Option<(&'static str, String)>;
 
-/// The guards, in order; the first refusal wins.
+fn source_revision(source: &Environment) -> Option<&str> {
+    source
+        .status
+        .as_ref()
+        .and_then(|st| st.last_applied_revision.as_deref())
+}
+
+/// The guards that need only the Kubernetes objects, in order; the first refusal wins.
+/// The engine adds those that need the target database ([`bg_guards::Chain`]): its lock,
+/// a partial selection, stale upstreams.
 pub const GUARDS: &[Guard] = &[
     |i| {
         i.target.is_none().then(|| {
@@ -81,54 +100,55 @@ pub const GUARDS: &[Guard] = &[
         _ => None,
     },
     |i| {
+        i.target
+            .and_then(|t| t.status.as_ref().and_then(|st| st.locked_by.clone()))
+            .map(|holder| {
+                (
+                    bg_guards::GUARD_TARGET_LOCKED,
+                    format!("target Environment {} is locked by {holder}", i.target_name),
+                )
+            })
+    },
+    |i| {
         i.target.filter(|t| t.spec.suspend).map(|_| {
             (
-                reasons::GUARD_TARGET_SUSPENDED,
-                format!("target Environment {} is suspended", i.target_name),
+                bg_guards::GUARD_TARGET_SUSPENDED,
+                format!(
+                    "target Environment {} is suspended (detached)",
+                    i.target_name
+                ),
             )
         })
     },
     |i| {
         i.source
             .filter(|s| {
-                !s.status
-                    .as_ref()
-                    .is_some_and(|st| status::is_true(&st.conditions, types::READY))
+                source_revision(s).is_none()
+                    || !s
+                        .status
+                        .as_ref()
+                        .is_some_and(|st| status::is_true(&st.conditions, types::READY))
             })
             .map(|s| {
+                let why = match source_revision(s) {
+                    None => "has deployed nothing yet",
+                    Some(_) => "is not Ready at its revision",
+                };
                 (
-                    reasons::GUARD_SOURCE_NOT_READY,
-                    format!("source Environment {} is not Ready", s.name_any()),
+                    bg_guards::GUARD_SOURCE_NOT_FINALIZED,
+                    format!("source Environment {} {why}", s.name_any()),
                 )
             })
     },
-    |i| {
-        i.source
-            .filter(|s| {
-                s.status
-                    .as_ref()
-                    .and_then(|st| st.last_applied_revision.as_ref())
-                    .is_none()
-            })
-            .map(|s| {
-                (
-                    reasons::GUARD_SOURCE_EMPTY,
-                    format!(
-                        "source Environment {} has deployed nothing yet",
-                        s.name_any()
-                    ),
-                )
-            })
-    },
-    |i| {
-        i.target
-            .and_then(|t| t.status.as_ref().and_then(|st| st.locked_by.clone()))
-            .map(|holder| {
-                (
-                    reasons::GUARD_TARGET_LOCKED,
-                    format!("target Environment {} is locked by {holder}", i.target_name),
-                )
-            })
+    |i| match (i.source.and_then(source_revision), i.project_revision) {
+        (Some(have), Some(newest)) if have != newest => Some((
+            bg_guards::GUARD_SOURCE_STALE,
+            format!(
+                "source Environment {} holds {have} but the project is at {newest}; let it catch up first",
+                i.source_name.unwrap_or_default()
+            ),
+        )),
+        _ => None,
     },
 ];
 
@@ -158,31 +178,28 @@ pub async fn reconcile(promo: Arc<Promotion>, ctx: Arc<Context>) -> Result<Actio
 
 async fn apply(promo: &Promotion, api: &Api<Promotion>, ctx: &Context) -> Result<Action> {
     let name = promo.name_any();
-    // NB: a cached "Promoting" status is our own in-flight snapshot: the cache is behind our
-    // final write. Read fresh so a finished promotion never runs twice.
+    // NB: a cached in-flight phase is our own snapshot: the cache is behind our final
+    // write. Read fresh so a finished promotion never runs twice.
     let fresh;
     let promo = if promo
         .status
         .as_ref()
-        .is_some_and(|s| s.phase == Some(PromotionPhase::Promoting))
+        .and_then(|s| s.phase)
+        .is_some_and(PromotionPhase::in_flight)
     {
         fresh = api.get(&name).await?;
         &fresh
     } else {
         promo
     };
-    let ns = promo.namespace().unwrap_or_default();
     let now = status::now();
     let generation = promo.metadata.generation;
     let old = promo.status.clone().unwrap_or_default();
     let requested = requested_at(promo);
     let rerun = requested.is_some() && requested != old.last_handled_reconcile_at;
-    // One-shot: a finished promotion (succeeded, or failed terminally) waits for a new
-    // generation or a requestedAt; Environment events must not run it again.
-    let finished = matches!(
-        old.phase,
-        Some(PromotionPhase::Succeeded | PromotionPhase::Failed)
-    );
+    // One-shot: a finished promotion waits for a new generation or a requestedAt;
+    // Environment events must not run it again.
+    let finished = old.phase.is_some_and(PromotionPhase::finished);
     if finished && old.observed_generation == generation && !rerun {
         return Ok(Action::await_change());
     }
@@ -192,12 +209,35 @@ async fn apply(promo: &Promotion, api: &Api<Promotion>, ctx: &Context) -> Result
         old.observed_generation,
         generation,
         &now,
-    ) {
+    ) || rerun
+    {
+        // A new attempt: forget the last one's steps.
+        for t in [
+            types::VALIDATED,
+            types::STAGED,
+            types::VERIFIED,
+            types::PROMOTED,
+            types::BLOCKED,
+            types::ROLLED_BACK,
+        ] {
+            status::remove_condition(&mut new.conditions, t);
+        }
+        new.step_durations_ms.clear();
+        new.diff = None;
+        new.deployment = None;
         new.observed_generation = generation;
         new.phase = Some(PromotionPhase::Pending);
         apply_status(api, &name, &new).await?;
     }
-    let outcome = steps(promo, api, ctx, &ns, &name, &mut new, generation, &now).await;
+    let run = Run {
+        promo,
+        api,
+        ctx,
+        name: name.clone(),
+        generation,
+        now: now.clone(),
+    };
+    let outcome = steps(&run, &mut new).await;
     summarize(&mut new.conditions, &outcome, generation, &now);
     new.observed_generation = generation;
     new.last_handled_reconcile_at = requested.or(old.last_handled_reconcile_at.clone());
@@ -226,80 +266,193 @@ async fn apply(promo: &Promotion, api: &Api<Promotion>, ctx: &Context) -> Result
     Ok(action)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn steps(
-    promo: &Promotion,
-    api: &Api<Promotion>,
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    new: &mut PromotionStatus,
+/// One reconcile of one Promotion: what every step needs to write its status.
+struct Run<'a> {
+    promo: &'a Promotion,
+    api: &'a Api<Promotion>,
+    ctx: &'a Context,
+    name: String,
     generation: Option<i64>,
-    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-) -> Outcome {
-    let envs: Api<Environment> = Api::namespaced(ctx.client.clone(), ns);
+    now: Time,
+}
+
+impl Run<'_> {
+    fn set(&self, new: &mut PromotionStatus, type_: &str, ok: bool, reason: &str, message: &str) {
+        status::set_condition(
+            &mut new.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            self.generation,
+            &self.now,
+        );
+    }
+
+    /// A step finished: its condition, with the duration in the message and in
+    /// `stepDurationsMs`.
+    fn done(
+        &self,
+        new: &mut PromotionStatus,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: &str,
+        ms: u64,
+    ) {
+        self.set(new, type_, ok, reason, &format!("{message} ({ms} ms)"));
+        new.step_durations_ms
+            .insert(type_.to_lowercase(), ms as i64);
+    }
+
+    /// Enters `phase` and shows it (with `message` on Reconciling) while the step runs.
+    async fn enter(&self, new: &mut PromotionStatus, phase: PromotionPhase, message: String) {
+        new.phase = Some(phase);
+        let mut shown = new.clone();
+        summarize(
+            &mut shown.conditions,
+            &Outcome::Progressing {
+                reason: reasons::PROGRESSING,
+                message,
+            },
+            self.generation,
+            &self.now,
+        );
+        if let Err(error) = apply_status(self.api, &self.name, &shown).await {
+            warn!(%error, "Showing the phase failed");
+        }
+    }
+
+    /// A guard refused: Blocked with its reason; nothing changed. Guards wait on the
+    /// Environments and the database, which change by themselves: transient.
+    fn block(&self, new: &mut PromotionStatus, reason: &'static str, message: String) -> Outcome {
+        new.phase = Some(PromotionPhase::Blocked);
+        self.set(new, types::BLOCKED, true, reason, &message);
+        self.set(new, types::VALIDATED, false, reason, &message);
+        Outcome::Transient { reason, message }
+    }
+
+    /// A step failed for good: Failed, with the failing step's condition.
+    fn fail(
+        &self,
+        new: &mut PromotionStatus,
+        step: &str,
+        reason: &'static str,
+        message: String,
+    ) -> Outcome {
+        new.phase = Some(PromotionPhase::Failed);
+        self.set(new, step, false, reason, &message);
+        Outcome::Terminal { reason, message }
+    }
+
+    /// A blue/green failure of `step`: blocked, failed or to be retried.
+    fn bg_failed(
+        &self,
+        new: &mut PromotionStatus,
+        step: &str,
+        error: &BgError,
+        fetched: &database_project::Fetched,
+    ) -> Outcome {
+        match (error, bluegreen::outcome(error, fetched)) {
+            (BgError::Blocked { blocked }, _) => {
+                self.block(new, blocked.reason, blocked.message.clone())
+            }
+            (_, Outcome::Terminal { reason, message }) => self.fail(new, step, reason, message),
+            (_, other) => other,
+        }
+    }
+
+    fn count(&self, result: &str) {
+        self.ctx
+            .metrics
+            .promotions
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
+    let promo = run.promo;
+    let ctx = run.ctx;
+    let ns = promo.namespace().unwrap_or_default();
+    let started = Instant::now();
+    // A Blocked promotion re-checks its guards whenever its Environments change; showing
+    // Validating each time would flap its phase for watchers.
+    if new.phase != Some(PromotionPhase::Blocked) {
+        run.enter(
+            new,
+            PromotionPhase::Validating,
+            "checking the guards".into(),
+        )
+        .await;
+    }
+
+    // Validating: the guards on the Kubernetes objects.
+    let envs: Api<Environment> = Api::namespaced(ctx.client.clone(), &ns);
     let target_name = promo.spec.to.environment.as_str();
+    let source_name = promo
+        .spec
+        .from
+        .as_ref()
+        .and_then(|f| f.environment.as_deref());
     let target = match envs.get_opt(target_name).await {
         Ok(t) => t,
-        Err(e) => {
-            return Outcome::Transient {
-                reason: reasons::KUBE_ERROR,
-                message: e.to_string(),
-            };
-        }
+        Err(e) => return kube_failed(e),
     };
-    let source = match &promo.spec.from.environment {
+    let source = match source_name {
         Some(s) => match envs.get_opt(s).await {
             Ok(e) => e,
-            Err(e) => {
-                return Outcome::Transient {
-                    reason: reasons::KUBE_ERROR,
-                    message: e.to_string(),
-                };
-            }
+            Err(e) => return kube_failed(e),
         },
         None => None,
     };
+    let dp = target
+        .as_ref()
+        .and_then(|t| Stores::get(&ctx.stores.projects, &ns, &t.spec.project_ref.name));
     let input = Input {
         source: source.as_ref(),
-        from_environment: promo.spec.from.environment.is_some(),
-        source_name: promo.spec.from.environment.as_deref(),
+        from_environment: source_name.is_some(),
+        source_name,
         target: target.as_ref(),
         target_name,
+        project_revision: dp
+            .as_ref()
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.revision.as_deref()),
     };
     if let Some((reason, message)) = check(&input) {
-        new.phase = Some(PromotionPhase::Blocked);
-        status::set_condition(
-            &mut new.conditions,
-            types::BLOCKED,
-            true,
-            reason,
-            &message,
-            generation,
-            now,
-        );
-        status::set_condition(
-            &mut new.conditions,
-            types::VALIDATED,
-            false,
-            reason,
-            &message,
-            generation,
-            now,
-        );
-        // Guards wait on the Environments, which we watch: transient, not stalled.
-        return Outcome::Transient { reason, message };
+        return run.block(new, reason, message);
     }
     status::remove_condition(&mut new.conditions, types::BLOCKED);
-    let Some(target) = target else {
+    let (Some(target), Some(dp)) = (target, dp) else {
         return Outcome::Transient {
-            reason: reasons::GUARD_TARGET_NOT_FOUND,
-            message: String::new(),
+            reason: reasons::NOT_FOUND,
+            message: format!("the DatabaseProject of Environment {target_name} is not found"),
         };
     };
+    let mut fetched = match database_project::fetch(ctx, &dp, false).await {
+        Ok(f) => f,
+        Err((outcome, _)) => return outcome,
+    };
+    let objects = match bluegreen::objects(&fetched) {
+        Ok(o) => o,
+        Err(outcome) => return outcome,
+    };
+    if promo.spec.rollback {
+        return rollback(run, new, &target, &fetched, &objects, started).await;
+    }
 
     // The revision to promote, and how far.
-    let (wanted, to) = match (&source, &promo.spec.from.revision) {
+    let (wanted, to) = match (
+        &source,
+        promo.spec.from.as_ref().and_then(|f| f.revision.clone()),
+    ) {
         (Some(s), _) => {
             let st = s.status.clone().unwrap_or_default();
             (
@@ -307,168 +460,459 @@ async fn steps(
                 st.last_change_id,
             )
         }
-        (None, Some(rev)) => (rev.clone(), None),
+        (None, Some(rev)) => (rev, None),
         (None, None) => {
-            return Outcome::Terminal {
-                reason: reasons::GUARD_SOURCE_NOT_FOUND,
-                message: "from names nothing".into(),
-            };
+            return run.fail(
+                new,
+                types::VALIDATED,
+                reasons::GUARD_SOURCE_NOT_FOUND,
+                "from names nothing to promote".into(),
+            );
         }
     };
-    let Some(dp) = Stores::get(&ctx.stores.projects, ns, &target.spec.project_ref.name) else {
-        return Outcome::Transient {
-            reason: reasons::NOT_FOUND,
-            message: format!("DatabaseProject {} not found", target.spec.project_ref.name),
-        };
-    };
-    let mut fetched = match database_project::fetch(ctx, &dp, false).await {
-        Ok(f) => f,
-        Err((outcome, _)) => return outcome,
-    };
     if fetched.revision != wanted {
-        let message = format!(
-            "revision {wanted} is no longer the project's content (now {}); until git sources keep history (#6) only the current revision can be promoted",
-            fetched.revision
-        );
-        new.phase = Some(PromotionPhase::Blocked);
-        status::set_condition(
-            &mut new.conditions,
-            types::BLOCKED,
-            true,
+        return run.block(
+            new,
             reasons::GUARD_REVISION_UNAVAILABLE,
-            &message,
-            generation,
-            now,
+            format!(
+                "revision {wanted} is no longer the project's content (now {}); only the current revision can be promoted",
+                fetched.revision
+            ),
         );
-        return Outcome::Transient {
-            reason: reasons::GUARD_REVISION_UNAVAILABLE,
-            message,
-        };
     }
-    status::set_condition(
-        &mut new.conditions,
-        types::VALIDATED,
-        true,
-        reasons::SUCCEEDED,
-        &format!("guards passed; promoting {wanted} to {target_name}"),
-        generation,
-        now,
-    );
     new.revision = Some(wanted.clone());
-    new.phase = Some(PromotionPhase::Promoting);
 
+    // Validating: what would change, and the guards on the target database.
     let engine = match environment::connect(ctx, &target).await {
         Ok(e) => e,
         Err(outcome) => return outcome,
     };
-    let mut base = new.clone();
-    summarize(
-        &mut base.conditions,
-        &Outcome::Progressing {
-            reason: reasons::DEPLOYING,
-            message: format!("promoting {wanted} to {target_name}"),
-        },
-        generation,
-        now,
+    let state = match engine.status(&fetched.project).await {
+        Ok(s) => s,
+        Err(e) => return environment::engine_outcome(&e, &fetched, &wanted).0,
+    };
+    let changes = pending_up_to(&fetched, &state.pending, to.as_deref());
+    // Environments serving layers in one database: repoint, rebuild nothing.
+    let sharing = source
+        .as_ref()
+        .map_or(bluegreen::Sharing::Separate, |s| bluegreen::sharing(ctx, s, &target));
+    let shared_from = match sharing {
+        bluegreen::Sharing::Clash if !objects.schemas.is_empty() => {
+            return run.block(
+                new,
+                reasons::GUARD_SHARED_DATABASE,
+                format!(
+                    "{} and {target_name} use one database without distinct schema suffixes, so their blue-green schemas are the same schemas; give each a schemaSuffix",
+                    source_name.unwrap_or_default()
+                ),
+            );
+        }
+        bluegreen::Sharing::Layers(from) => Some(from),
+        _ => None,
+    };
+    let options = PromoteOptions {
+        select: promo.spec.select.clone(),
+        include_stale_upstreams: promo.spec.include_stale_upstreams,
+        allow_partial: promo.spec.allow_partial_promotion,
+        suspended: target.spec.suspend,
+        ..PromoteOptions::default()
+    };
+    {
+        let bg = bluegreen::engine(ctx, &target, &engine);
+        let schemas = match bg.diff_project(&fetched.project, &objects).await {
+            Ok(d) => d,
+            Err(e) => return run.bg_failed(new, types::VALIDATED, &e, &fetched),
+        };
+        new.diff = Some(bluegreen::diff(changes.clone(), schemas));
+        let preflight = bg
+            .preflight(
+                &fetched.project,
+                &objects,
+                &options,
+                &promo.spec.redeploy_schemas,
+                shared_from.as_deref(),
+            )
+            .await;
+        match preflight {
+            Ok(Some(blocked)) => return run.block(new, blocked.reason, blocked.message),
+            Ok(None) => {}
+            Err(e) => return run.bg_failed(new, types::VALIDATED, &e, &fetched),
+        }
+    }
+    run.done(
+        new,
+        types::VALIDATED,
+        true,
+        reasons::SUCCEEDED,
+        &format!("guards passed; promoting {wanted} to {target_name}"),
+        ms(started),
     );
-    let _ = apply_status(api, name, &base).await;
-    let options = environment::deploy_options(&target, &wanted, to);
+
+    // Staging: the revision's changes first (objects may use new tables), then objects.
     let started = Instant::now();
-    let (engine, project, result) = environment::deploy_with_progress(
-        engine,
-        fetched.project,
-        options,
-        api,
-        name,
-        base,
-        |s: &mut PromotionStatus, p| {
-            s.conditions
-                .iter_mut()
-                .filter(|c| c.type_ == types::RECONCILING)
-                .for_each(|c| c.message = p.clone());
-        },
+    let acting = started;
+    run.enter(
+        new,
+        PromotionPhase::Staging,
+        format!("deploying {} changes of {wanted}", changes.len()),
     )
     .await;
-    fetched.project = project;
-    new.duration_ms = Some(started.elapsed().as_millis() as i64);
-    new.completed_at = Some(status::now().0.to_string());
-    match result {
-        Ok(report) => {
-            ctx.metrics
-                .changes_applied
-                .inc_by(report.deployed.len() as u64);
-            ctx.metrics
-                .promotions
-                .get_or_create(&crate::metrics::ResultLabels {
-                    result: "succeeded".into(),
-                })
-                .inc();
-            let last = engine
-                .status(&fetched.project)
-                .await
-                .ok()
-                .and_then(|s| s.last_change.map(|c| c.name));
-            info!(revision = %wanted, target = target_name, changes = report.deployed.len(), "Promoted");
-            new.phase = Some(PromotionPhase::Succeeded);
-            new.change = last;
-            new.changes_applied = Some(report.deployed.len() as i64);
-            status::remove_condition(&mut new.conditions, types::ROLLED_BACK);
-            let message = format!(
-                "promoted {wanted} to {target_name}: {} changes",
-                report.deployed.len()
-            );
-            status::set_condition(
-                &mut new.conditions,
-                types::PROMOTED,
-                true,
-                reasons::PROMOTED,
-                &message,
-                generation,
-                now,
-            );
-            Outcome::Ready {
-                reason: reasons::PROMOTED,
-                message,
+    let mut engine = engine;
+    let mut deployed = 0;
+    if !changes.is_empty() {
+        let mut base = new.clone();
+        summarize(
+            &mut base.conditions,
+            &Outcome::Progressing {
+                reason: reasons::DEPLOYING,
+                message: format!("promoting {wanted} to {target_name}"),
+            },
+            run.generation,
+            &run.now,
+        );
+        let options = environment::deploy_options(&target, &wanted, to);
+        let (e, project, result) = environment::deploy_with_progress(
+            engine,
+            fetched.project,
+            options,
+            run.api,
+            &run.name,
+            base,
+            |s: &mut PromotionStatus, p| {
+                s.conditions
+                    .iter_mut()
+                    .filter(|c| c.type_ == types::RECONCILING)
+                    .for_each(|c| c.message = p.clone());
+            },
+        )
+        .await;
+        engine = e;
+        fetched.project = project;
+        match result {
+            Ok(report) => {
+                deployed = report.deployed.len();
+                ctx.metrics.changes_applied.inc_by(deployed as u64);
+            }
+            Err(error) => {
+                run.count("failed");
+                let (outcome, failure) = environment::engine_outcome(&error, &fetched, &wanted);
+                warn!(revision = %wanted, target = target_name, error = %database_project::relative(&error.to_string(), &fetched.dir), "Promotion failed");
+                if let Some(reverted) = failure.map(|f| f.reverted).filter(|r| !r.is_empty()) {
+                    run.set(
+                        new,
+                        types::ROLLED_BACK,
+                        true,
+                        reasons::ROLLED_BACK,
+                        &format!("reverted {}", reverted.join(", ")),
+                    );
+                }
+                return match outcome {
+                    Outcome::Terminal { reason, message } => {
+                        let step = if reason == reasons::VERIFY_FAILED {
+                            types::VERIFIED
+                        } else {
+                            types::STAGED
+                        };
+                        run.fail(new, step, reason, message)
+                    }
+                    other => other,
+                };
             }
         }
-        Err(error) => {
-            ctx.metrics
-                .promotions
-                .get_or_create(&crate::metrics::ResultLabels {
-                    result: "failed".into(),
-                })
-                .inc();
-            let (outcome, failure) = environment::engine_outcome(&error, &fetched, &wanted);
-            warn!(revision = %wanted, target = target_name, error = %database_project::relative(&error.to_string(), &fetched.dir), "Promotion failed");
-            if let Outcome::Terminal { reason, message } = &outcome {
-                new.phase = Some(PromotionPhase::Failed);
-                status::set_condition(
-                    &mut new.conditions,
-                    types::PROMOTED,
-                    false,
-                    reason,
-                    message,
-                    generation,
-                    now,
-                );
+    }
+    new.changes_applied = Some(deployed as i64);
+    let bg = bluegreen::engine(ctx, &target, &engine);
+    let staged = if objects.schemas.is_empty() || shared_from.is_some() {
+        None
+    } else {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // The options own the sender: the watcher below ends when the stage does.
+        let (bg, project, objects) = (&bg, &fetched.project, &objects);
+        let stage = async move {
+            let options = StageOptions {
+                redeploy: promo.spec.redeploy_schemas.clone(),
+                progress: Some(tx),
+                ..StageOptions::default()
+            };
+            bg.stage(project, objects, &options).await
+        };
+        // Show Verifying while the verify SQL runs.
+        let mut shown = new.clone();
+        let watch = async {
+            while let Some(step) = rx.recv().await {
+                if step == StageStep::Verifying {
+                    run.enter(
+                        &mut shown,
+                        PromotionPhase::Verifying,
+                        "running the verify SQL against the staging schemas".into(),
+                    )
+                    .await;
+                }
             }
-            if let Some(reverted) = failure.map(|f| f.reverted).filter(|r| !r.is_empty()) {
-                status::set_condition(
-                    &mut new.conditions,
-                    types::ROLLED_BACK,
+        };
+        let (result, ()) = tokio::join!(stage, watch);
+        match result {
+            Ok(report) => Some(report),
+            Err(BgError::StageFailed {
+                failure,
+                verifying: true,
+                ..
+            }) => {
+                run.count("failed");
+                run.done(
+                    new,
+                    types::STAGED,
                     true,
-                    reasons::ROLLED_BACK,
-                    &format!("reverted {}", reverted.join(", ")),
-                    generation,
-                    now,
+                    reasons::SUCCEEDED,
+                    "staging built",
+                    ms(started),
                 );
+                let message = database_project::relative(&failure.to_string(), &fetched.dir);
+                return run.fail(new, types::VERIFIED, reasons::VERIFY_FAILED, message);
             }
-            outcome
+            Err(error) => {
+                run.count("failed");
+                return run.bg_failed(new, types::STAGED, &error, &fetched);
+            }
         }
+    };
+    let message = match (&shared_from, &staged) {
+        (Some(from), _) => format!(
+            "deployed {deployed} changes; nothing to build: the source's verified sets are in this database (schema suffix {from:?})"
+        ),
+        (None, None) => {
+            format!("deployed {deployed} changes; the project has no blue-green schemas")
+        }
+        (None, Some(r)) if r.up_to_date => {
+            format!("deployed {deployed} changes; every blue-green schema already matches {wanted}")
+        }
+        (None, Some(r)) => format!(
+            "deployed {deployed} changes; staged deployment {} ({} objects in {})",
+            r.deployment,
+            r.objects,
+            r.schemas.values().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let build_ms = staged.as_ref().map_or(ms(started), |r| r.build_ms);
+    run.done(
+        new,
+        types::STAGED,
+        true,
+        reasons::SUCCEEDED,
+        &message,
+        build_ms,
+    );
+    let verify_ms = staged.as_ref().map_or(0, |r| r.verify_ms);
+    let verified = match shared_from {
+        Some(_) => "verified in the source; verified again once repointed",
+        None => "verify passed",
+    };
+    run.done(
+        new,
+        types::VERIFIED,
+        true,
+        reasons::SUCCEEDED,
+        verified,
+        verify_ms,
+    );
+
+    // Swapping.
+    let started = Instant::now();
+    let incoming = match (shared_from, staged.filter(|r| !r.up_to_date)) {
+        (Some(from), _) => Some(Incoming::Layers(from)),
+        (None, Some(report)) => {
+            new.deployment = Some(report.deployment.clone());
+            Some(Incoming::Deployment(report.deployment))
+        }
+        (None, None) => None,
+    };
+    let swap = match incoming {
+        None => None,
+        Some(incoming) => {
+            let doing = match &incoming {
+                Incoming::Deployment(id) => format!("swapping in deployment {id}"),
+                Incoming::Layers(_) => "repointing the layers at the source's sets".into(),
+            };
+            run.enter(new, PromotionPhase::Swapping, doing).await;
+            let result = match incoming {
+                Incoming::Deployment(id) => {
+                    let options = PromoteOptions {
+                        deployment: Some(id),
+                        ..options
+                    };
+                    bg.promote(&fetched.project, &objects, &options).await
+                }
+                Incoming::Layers(from) => {
+                    bg.promote_from(&fetched.project, &objects, &from, &options)
+                        .await
+                }
+            };
+            match result {
+                Ok(swap) if swap.live.is_empty() => None,
+                Ok(swap) => {
+                    new.deployment = Some(swap.deployment.clone());
+                    Some(swap)
+                }
+                Err(BgError::RolledBack { restored, failure }) => {
+                    run.count("rolled back");
+                    let message = format!(
+                        "verify failed after the swap; deployment {restored} is live again: {}",
+                        database_project::relative(&failure.to_string(), &fetched.dir)
+                    );
+                    new.phase = Some(PromotionPhase::RolledBack);
+                    run.set(
+                        new,
+                        types::ROLLED_BACK,
+                        true,
+                        reasons::VERIFY_FAILED,
+                        &message,
+                    );
+                    run.done(
+                        new,
+                        types::PROMOTED,
+                        false,
+                        reasons::VERIFY_FAILED,
+                        &message,
+                        ms(started),
+                    );
+                    return Outcome::Terminal {
+                        reason: reasons::VERIFY_FAILED,
+                        message,
+                    };
+                }
+                Err(error) => return run.bg_failed(new, types::PROMOTED, &error, &fetched),
+            }
+        }
+    };
+    run.count("succeeded");
+    let last = engine
+        .status(&fetched.project)
+        .await
+        .ok()
+        .and_then(|s| s.last_change.map(|c| c.name));
+    new.change = last;
+    new.completed_at = Some(status::now().0.to_string());
+    new.duration_ms = Some(ms(acting) as i64);
+    new.phase = Some(PromotionPhase::Succeeded);
+    status::remove_condition(&mut new.conditions, types::ROLLED_BACK);
+    let (reason, message) = match &swap {
+        Some(s) => (
+            reasons::SWAP_COMPLETED,
+            format!(
+                "promoted {wanted} to {target_name}: {deployed} changes, swapped in deployment {} ({} ms, {} attempt(s))",
+                s.deployment, s.swap_ms, s.attempts
+            ),
+        ),
+        None => (
+            reasons::PROMOTED,
+            format!("promoted {wanted} to {target_name}: {deployed} changes"),
+        ),
+    };
+    info!(revision = %wanted, target = target_name, changes = deployed, "Promoted");
+    run.done(new, types::PROMOTED, true, reason, &message, ms(started));
+    Outcome::Ready {
+        reason: reasons::PROMOTED,
+        message,
     }
 }
 
-/// One event per transition: Promoted, Blocked, DeployFailed.
+/// What a promotion swaps in.
+enum Incoming {
+    /// A deployment this promotion staged.
+    Deployment(String),
+    /// What the source's layers serve, in the same database (their schema suffix).
+    Layers(String),
+}
+
+/// `rollback: true`: the newest retained set swapped back in, nothing rebuilt.
+async fn rollback(
+    run: &Run<'_>,
+    new: &mut PromotionStatus,
+    target: &Environment,
+    fetched: &database_project::Fetched,
+    objects: &crate::project::objects::Objects,
+    started: Instant,
+) -> Outcome {
+    let engine = match environment::connect(run.ctx, target).await {
+        Ok(e) => e,
+        Err(outcome) => return outcome,
+    };
+    let target_name = run.promo.spec.to.environment.as_str();
+    run.done(
+        new,
+        types::VALIDATED,
+        true,
+        reasons::SUCCEEDED,
+        &format!("guards passed; rolling {target_name} back"),
+        ms(started),
+    );
+    let started = Instant::now();
+    run.enter(
+        new,
+        PromotionPhase::Swapping,
+        "swapping the newest retained set back in".into(),
+    )
+    .await;
+    let bg = bluegreen::engine(run.ctx, target, &engine);
+    match bg.rollback(&fetched.project, objects, false).await {
+        Ok(report) => {
+            run.count("rolled back on request");
+            new.deployment = Some(report.deployment.clone());
+            new.phase = Some(PromotionPhase::Succeeded);
+            new.completed_at = Some(status::now().0.to_string());
+            let message = format!(
+                "rolled {target_name} back to deployment {} ({} ms, nothing rebuilt)",
+                report.deployment, report.swap_ms
+            );
+            info!(target = target_name, deployment = %report.deployment, "Rolled back");
+            run.done(
+                new,
+                types::PROMOTED,
+                true,
+                reasons::ROLLED_BACK,
+                &message,
+                ms(started),
+            );
+            Outcome::Ready {
+                reason: reasons::ROLLED_BACK,
+                message,
+            }
+        }
+        Err(error) => run.bg_failed(new, types::PROMOTED, &error, fetched),
+    }
+}
+
+/// The pending changes up to and including the change with id `to` (all when `None`).
+fn pending_up_to(
+    fetched: &database_project::Fetched,
+    pending: &[String],
+    to: Option<&str>,
+) -> Vec<String> {
+    let Some(last) = to.and_then(|id| {
+        fetched
+            .project
+            .plan
+            .changes
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.name.clone())
+    }) else {
+        return pending.to_vec();
+    };
+    match pending.iter().position(|c| *c == last) {
+        Some(i) => pending[..=i].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+fn kube_failed(e: kube::Error) -> Outcome {
+    Outcome::Transient {
+        reason: reasons::KUBE_ERROR,
+        message: e.to_string(),
+    }
+}
+
+/// One event per transition: Promoted, Blocked, the failure's reason, RolledBack.
 async fn events(ctx: &Context, promo: &Promotion, old: &PromotionStatus, new: &PromotionStatus) {
     if old.phase == new.phase
         && status::condition(&old.conditions, types::BLOCKED).map(|c| &c.reason)
@@ -485,18 +929,15 @@ async fn events(ctx: &Context, promo: &Promotion, old: &PromotionStatus, new: &P
                 .await;
         }
         Some(PromotionPhase::Blocked) => {
+            // NB: the event's reason is the guard's, as the condition's is: the recorder
+            // folds events of one reason into a series and keeps the first note, so a
+            // shared "Blocked" reason hid every guard after the first.
             if let Some(c) = status::condition(&new.conditions, types::BLOCKED) {
-                ctx.event(
-                    promo,
-                    true,
-                    "Blocked",
-                    "Promote",
-                    format!("{}: {}", c.reason, c.message),
-                )
-                .await;
+                ctx.event(promo, true, &c.reason, "Promote", c.message.clone())
+                    .await;
             }
         }
-        Some(PromotionPhase::Failed) => {
+        Some(PromotionPhase::Failed | PromotionPhase::RolledBack) => {
             if let Some(c) = status::condition(&new.conditions, types::READY) {
                 ctx.event(promo, true, &c.reason, "Promote", c.message.clone())
                     .await;
@@ -530,7 +971,8 @@ pub fn promotions_for_environment(
         .filter(|p| {
             p.namespace() == ns
                 && (p.spec.to.environment == name
-                    || p.spec.from.environment.as_deref() == Some(name.as_str()))
+                    || p.spec.from.as_ref().and_then(|f| f.environment.as_deref())
+                        == Some(name.as_str()))
         })
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
@@ -563,6 +1005,7 @@ mod tests {
                     source_name: Some("dev"),
                     target: Some(&prod),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
                 want: None,
             },
@@ -574,6 +1017,7 @@ mod tests {
                     source_name: Some("dev"),
                     target: None,
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
                 want: Some(reasons::GUARD_TARGET_NOT_FOUND),
             },
@@ -585,6 +1029,7 @@ mod tests {
                     source_name: Some("dev"),
                     target: Some(&prod),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
                 want: Some(reasons::GUARD_SOURCE_NOT_FOUND),
             },
@@ -596,6 +1041,7 @@ mod tests {
                     source_name: Some("other"),
                     target: Some(&prod),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
                 want: Some(reasons::GUARD_PROJECT_MISMATCH),
             },
@@ -607,8 +1053,9 @@ mod tests {
                     source_name: Some("dev"),
                     target: Some(&suspended),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(reasons::GUARD_TARGET_SUSPENDED),
+                want: Some(bg_guards::GUARD_TARGET_SUSPENDED),
             },
             Case {
                 name: "source not ready",
@@ -618,8 +1065,21 @@ mod tests {
                     source_name: Some("dev"),
                     target: Some(&prod),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(reasons::GUARD_SOURCE_NOT_READY),
+                want: Some(bg_guards::GUARD_SOURCE_NOT_FINALIZED),
+            },
+            Case {
+                name: "source stale",
+                input: Input {
+                    source: Some(&ready_dev),
+                    from_environment: true,
+                    source_name: Some("dev"),
+                    target: Some(&prod),
+                    target_name: "prod",
+                    project_revision: Some("cm:p@sha1:2"),
+                },
+                want: Some(bg_guards::GUARD_SOURCE_STALE),
             },
             Case {
                 name: "target locked",
@@ -629,8 +1089,9 @@ mod tests {
                     source_name: Some("dev"),
                     target: Some(&locked),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(reasons::GUARD_TARGET_LOCKED),
+                want: Some(bg_guards::GUARD_TARGET_LOCKED),
             },
             Case {
                 name: "from a revision needs no source",
@@ -640,6 +1101,7 @@ mod tests {
                     source_name: None,
                     target: Some(&prod),
                     target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
                 },
                 want: None,
             },
