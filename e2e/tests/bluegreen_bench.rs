@@ -189,6 +189,7 @@ async fn run_size(rows: i64, layers: bool) {
 
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let mut swaps = Vec::new();
+    let mut prepares = Vec::new();
     let mut attempts = 0;
     // Wall-clock windows of each `switchyard promote` process (connect, guards, swap,
     // verify), to tell reader stalls during promotions from the machine's own noise.
@@ -210,6 +211,7 @@ async fn run_size(rows: i64, layers: bool) {
             serde_json::from_str(&run(with(&["promote", "--json"], measured))).expect("json");
         windows.push((started, now()));
         swaps.push(report["swap_ms"].as_f64().unwrap_or(0.0));
+        prepares.push(report["prepare_ms"].as_f64().unwrap_or(0.0));
         attempts += report["attempts"].as_u64().unwrap_or(0);
     }
     let out = bench.wait_with_output().expect("pgbench output");
@@ -253,12 +255,19 @@ async fn run_size(rows: i64, layers: bool) {
         }
     }
     swaps.sort_by(|a, b| a.total_cmp(b));
+    prepares.sort_by(|a, b| a.total_cmp(b));
+    let mut walls: Vec<f64> = windows.iter().map(|(a, b)| (b - a) * 1000.0).collect();
+    walls.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "mode={} rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1} longest_reader_during_promote_ms={:.1} quiet_tps={quiet_tps}",
+        "mode={} rows={rows} table={size} promotions={PROMOTIONS} attempts={attempts} swap_ms p50={:.0} p99={:.0} max={:.0} prepare_ms p50={:.0} p99={:.0} promote_wall_ms p50={:.0} p99={:.0} | reader tps={} transactions={} failed={} aborted_clients={aborted} error_lines={errors} longest_reader_ms={:.1} longest_reader_during_promote_ms={:.1} quiet_tps={quiet_tps}",
         if layers { "layers" } else { "rename" },
         percentile(&swaps, 50.0),
         percentile(&swaps, 99.0),
         swaps.last().copied().unwrap_or(0.0),
+        percentile(&prepares, 50.0),
+        percentile(&prepares, 99.0),
+        percentile(&walls, 50.0),
+        percentile(&walls, 99.0),
         field("tps"),
         field("number of transactions actually processed"),
         field("number of failed transactions"),

@@ -246,6 +246,9 @@ pub struct SwapReport {
     pub kept_for_dependents: BTreeMap<String, Vec<String>>,
     /// How long the swap transaction took, in milliseconds.
     pub swap_ms: u64,
+    /// Layers: how long building the new layers before the swap took, in milliseconds
+    /// (readers are not held up by it); 0 when renaming.
+    pub prepare_ms: u64,
     /// Swap attempts (lock timeouts retried).
     pub attempts: u32,
     /// The SQL, in a dry run.

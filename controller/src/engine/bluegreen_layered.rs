@@ -194,8 +194,13 @@ impl BlueGreen<'_> {
                 &self.committer,
             )
             .await?;
-        let plan = self.layer_plan(&state, &moves, &run.to_string()).await?;
-        let (swap_ms, attempts) = match self.repoint(project, &plan, options).await {
+        let swapped = async {
+            let plan = self.layer_plan(&state, &moves, &run.to_string()).await?;
+            let done = self.repoint(project, &plan, options).await?;
+            Ok::<_, Error>((plan, done))
+        }
+        .await;
+        let (plan, (swap_ms, attempts, prepare_ms)) = match swapped {
             Ok(done) => done,
             Err(e) => {
                 let _ = self
@@ -208,6 +213,7 @@ impl BlueGreen<'_> {
         let mut report = SwapReport {
             swap_ms,
             attempts,
+            prepare_ms,
             ..report_of(&plan, &moves)
         };
         self.drop_retired_layers(&plan, options, &mut report).await;
@@ -447,21 +453,26 @@ impl BlueGreen<'_> {
         Ok(())
     }
 
-    /// Prepares and swaps a layer plan; a failed swap drops what prepare built.
+    /// Prepares and swaps a layer plan; a failed swap drops what prepare built. Returns
+    /// the swap's milliseconds and attempts, and the prepare's milliseconds.
     async fn repoint(
         &self,
         project: &Project,
         plan: &SwapPlan,
         options: &PromoteOptions,
-    ) -> Result<(u64, u32)> {
+    ) -> Result<(u64, u32, u64)> {
+        let started = std::time::Instant::now();
         self.prepare(plan).await?;
-        let swapped = self.swap(project, plan, options).await;
-        if swapped.is_err() {
-            for next in &plan.prepared {
-                let _ = self.client.batch_execute(&sql::drop_schema(next)).await;
+        let prepare_ms = started.elapsed().saturating_sub(LAYER_SETTLE).as_millis() as u64;
+        match self.swap(project, plan, options).await {
+            Ok((swap_ms, attempts)) => Ok((swap_ms, attempts, prepare_ms)),
+            Err(e) => {
+                for next in &plan.prepared {
+                    let _ = self.client.batch_execute(&sql::drop_schema(next)).await;
+                }
+                Err(e)
             }
         }
-        swapped
     }
 
     /// Drops the layers earlier swaps renamed aside, unless something outside depends on
@@ -669,9 +680,10 @@ impl BlueGreen<'_> {
             return Ok(report);
         }
         let options = PromoteOptions::default();
-        let (swap_ms, attempts) = self.repoint(project, &plan, &options).await?;
+        let (swap_ms, attempts, prepare_ms) = self.repoint(project, &plan, &options).await?;
         report.swap_ms = swap_ms;
         report.attempts = attempts;
+        report.prepare_ms = prepare_ms;
         self.drop_retired_layers(&plan, &options, &mut report).await;
         if let Ok(id) = run.parse::<i64>() {
             self.registry
