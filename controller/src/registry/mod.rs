@@ -315,8 +315,22 @@ impl Registry {
         db.batch_execute(&ddl::switchyard_schema())
             .await
             .map_err(query_error("creating the switchyard schema"))?;
-        bluegreen::migrate(db).await?;
-        workflow::migrate(db).await
+        // NB: only steps not recorded yet: an ALTER TABLE takes its exclusive lock even when
+        // there is nothing left to add, and deploys must not queue behind a swap for it.
+        let done: Vec<i32> = db
+            .query("SELECT version FROM switchyard.releases", &[])
+            .await
+            .map_err(query_error("reading the switchyard schema version"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !done.contains(&bluegreen::VERSION) {
+            bluegreen::migrate(db).await?;
+        }
+        if !done.contains(&workflow::VERSION) {
+            workflow::migrate(db).await?;
+        }
+        Ok(())
     }
 
     /// The workflow tables' scope for `project` in this registry.
