@@ -198,7 +198,7 @@ pub struct Status {
 }
 
 impl Status {
-    /// The changes with a recorded workflow state other than plainly deployed.
+    /// The changes the workflow files acted on here: those with a recorded state.
     pub fn reworked(&self) -> impl Iterator<Item = &ChangeStatus> {
         self.changes.iter().filter(|c| c.file.is_some())
     }
@@ -368,6 +368,7 @@ impl PgEngine {
             allow_rework,
             end: project.plan.changes.len(),
         };
+        let alignment = workflow::align(&facts).ok();
         let mut next: BTreeMap<usize, &'static str> = BTreeMap::new();
         let mut diverged = Vec::new();
         let mut refused = None;
@@ -383,7 +384,7 @@ impl PgEngine {
             Err(Declined::Refused(refusal)) => {
                 // Pending: the changes not deployed, and the one refused (which may be
                 // deployed, but not as planned).
-                if let Ok(alignment) = workflow::align(&facts) {
+                if let Some(alignment) = &alignment {
                     for i in 0..project.plan.changes.len() {
                         if alignment.row(i).is_none() {
                             next.insert(i, "deploy");
@@ -401,7 +402,6 @@ impl PgEngine {
                 refused = Some(refusal);
             }
         }
-        let alignment = workflow::align(&facts).unwrap_or_default();
         let ids: std::collections::HashSet<&str> = deployed.iter().map(|d| d.id.as_str()).collect();
         let changes: Vec<ChangeStatus> = project
             .plan
@@ -409,7 +409,7 @@ impl PgEngine {
             .iter()
             .enumerate()
             .map(|(i, change)| {
-                let is_deployed = alignment.row(i).is_some() || ids.contains(change.id.as_str());
+                let is_deployed = ids.contains(change.id.as_str());
                 // NB: a `deployed` or `replaced` record of a change no longer deployed is
                 // stale (Sqitch reverted it, knowing nothing of workflow states).
                 let record = records
@@ -621,6 +621,9 @@ impl PgEngine {
             Ok((script, hash))
         };
         let row = deployed.iter().find(|d| d.id == change.id).cloned();
+        if matches!(step.action, Action::Replace { .. } | Action::Cleanup { .. }) && row.is_none() {
+            return Err(not_deployed(project, change));
+        }
         let (script, script_hash, undo) = match &step.action {
             Action::Deploy {
                 script,
@@ -647,11 +650,11 @@ impl PgEngine {
                 (script, Some(hash), Some(undo))
             }
             Action::Cleanup { script } => {
-                for (other, name) in self
+                let others = self
                     .registry
                     .required_by_others(&self.client, project.name(), &change.id)
-                    .await?
-                {
+                    .await?;
+                if let Some((other, name)) = others.first() {
                     return Err(Error::Refused(Refusal::RequiredByDeployed {
                         change: change.name.clone(),
                         file: project.relative(script),
@@ -861,16 +864,13 @@ impl PgEngine {
                 let row = step
                     .row
                     .as_ref()
-                    .ok_or_else(|| Step::Fatal(missing_row(step)))?;
-                let undo = step
-                    .undo
-                    .as_ref()
-                    .ok_or_else(|| Step::Fatal(missing_row(step)))?;
+                    .ok_or_else(|| Step::Fatal(not_deployed(project, step.change)))?;
                 let write = Write::Replace { row, record };
+                let scripts: Vec<&Script> = step.undo.iter().chain([&step.script]).collect();
                 self.run_step(
                     project,
                     name,
-                    &[undo, &step.script],
+                    &scripts,
                     step.verify.as_ref(),
                     None,
                     write,
@@ -883,7 +883,7 @@ impl PgEngine {
                 let row = step
                     .row
                     .as_ref()
-                    .ok_or_else(|| Step::Fatal(missing_row(step)))?;
+                    .ok_or_else(|| Step::Fatal(not_deployed(project, step.change)))?;
                 let write = Write::Revert { row, restore: None };
                 self.run_step(
                     project,
@@ -1582,14 +1582,11 @@ async fn write_registry(
     Ok(())
 }
 
-/// A step on a deployed change lost its registry row between prepare and run.
-fn missing_row(step: &Prepared<'_>) -> Error {
+/// A step meant for a deployed change found it not deployed.
+fn not_deployed(project: &Project, change: &Change) -> Error {
     Error::Target {
-        plan: Default::default(),
-        message: format!(
-            "change {} is no longer deployed; deploy again",
-            step.change.name
-        ),
+        plan: project.plan.path.clone(),
+        message: format!("change {} is not deployed here", change.name),
     }
 }
 

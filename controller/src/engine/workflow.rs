@@ -564,6 +564,10 @@ fn check_requires<'p>(
     cleaned: &BTreeSet<usize>,
     directive: &dyn Fn(usize) -> Option<Directive<'p>>,
 ) -> Result<(), Declined> {
+    if skipped.is_empty() && cleaned.is_empty() {
+        // NB: the common case; resolving every requirement costs a scan of the plan each.
+        return Ok(());
+    }
     let project = facts.project;
     let plan = &project.plan.changes;
     let skipped: BTreeSet<usize> = skipped.iter().copied().collect();
@@ -599,7 +603,7 @@ fn check_requires<'p>(
             }));
         }
     }
-    for k in 0..alignment.prefix {
+    for k in (0..alignment.prefix).filter(|_| !cleaned.is_empty()) {
         if alignment.row(k).is_some()
             && !cleaned.contains(&k)
             && let Some(i) = requirement(k, cleaned)
@@ -676,8 +680,8 @@ fn supersede(facts: &Facts<'_>, alignment: &Alignment, forward: &mut [Step]) {
         }
         // The newest instance, and every change from here to it, deployed by this run.
         let Some(newest) = (i + 1..plan.len())
-            .filter(|&j| plan[j].name == plan[i].name)
-            .last()
+            .rev()
+            .find(|&j| plan[j].name == plan[i].name)
         else {
             continue;
         };

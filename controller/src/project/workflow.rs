@@ -74,12 +74,6 @@ impl FileKind {
             }
         })
     }
-
-    /// True for the kinds that rework a change (everything but `-rollback`, which only says
-    /// where the revert script lives).
-    pub fn reworks(self) -> bool {
-        self != FileKind::Rollback
-    }
 }
 
 impl fmt::Display for FileKind {
@@ -159,11 +153,6 @@ impl<'a> Directive<'a> {
             _ => "",
         }
     }
-
-    /// True when the change is not to be deployed (ignored, or cleaned up).
-    pub fn ignores(&self) -> bool {
-        matches!(self, Directive::Ignore { .. } | Directive::Cleanup { .. })
-    }
 }
 
 /// The workflow files of one change.
@@ -176,11 +165,6 @@ impl ChangeFiles {
     /// The file of `kind`, when the change has one.
     pub fn get(&self, kind: FileKind) -> Option<&WorkflowFile> {
         self.files.get(&kind)
-    }
-
-    /// Every file, by kind.
-    pub fn iter(&self) -> impl Iterator<Item = &WorkflowFile> {
-        self.files.values()
     }
 
     /// What the files ask for; `None` when the change has only a `-rollback` file.
@@ -265,13 +249,6 @@ impl Workflow {
         self.changes
             .get(name)
             .and_then(|f| f.get(FileKind::Rollback))
-    }
-
-    /// Change names with workflow files, and their files, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &ChangeFiles)> {
-        self.changes
-            .iter()
-            .map(|(name, files)| (name.as_str(), files))
     }
 
     /// True when the project has no workflow files.

@@ -724,32 +724,6 @@ impl Registry {
         .await
     }
 
-    /// Deployed changes of any project that require `change_id`: (project, change, id).
-    pub async fn required_by(
-        &self,
-        db: &impl GenericClient,
-        change_id: &str,
-    ) -> Result<Vec<(String, String, String)>> {
-        if !self.initialized(db).await? {
-            return Ok(Vec::new());
-        }
-        let q = &self.quoted;
-        let rows = db
-            .query(
-                &format!(
-                    "SELECT c.project, c.change, c.change_id FROM {q}.dependencies d JOIN {q}.changes c ON c.change_id = d.change_id \
-                      WHERE d.dependency_id = $1 ORDER BY c.committed_at"
-                ),
-                &[&change_id],
-            )
-            .await
-            .map_err(query_error("checking what requires a change"))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
-
     /// Records a failed change (Sqitch's `log_fail_change`).
     pub async fn log_fail(
         &self,

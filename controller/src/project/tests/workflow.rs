@@ -79,14 +79,12 @@ fn an_unignore_beside_the_ignore_takes_it_back() {
         "{directive:?}"
     );
     assert_eq!(directive.file().relative, "deploy/users-unignore.sql");
-    assert!(!directive.ignores());
 }
 
 #[test]
 fn a_cleanup_file_ignores_and_names_its_script() {
     let (_dir, project) = valid(&[("deploy/users-cleanup.sql", "drop table users;\n")]);
     let directive = project.workflow.directive("users").expect("directive");
-    assert!(directive.ignores());
     match directive {
         Directive::Cleanup { cleanup, ignore } => {
             assert_eq!(cleanup.path, project.deploy_dir.join("users-cleanup.sql"));
@@ -143,7 +141,6 @@ fn a_rollback_file_is_the_revert_script_and_no_rework() {
         project.warnings
     );
     assert!(project.workflow.directive("myscript").is_none());
-    assert!(!FileKind::Rollback.reworks());
 }
 
 #[test]
