@@ -555,6 +555,105 @@ async fn a_rollback_file_is_the_revert_script_and_needs_no_rework() {
     assert_eq!(columns(&prod, "notes").await, ["id"]);
 }
 
+// === failures ===
+
+#[tokio::test]
+async fn a_failing_replacement_leaves_the_deployed_version_in_place() {
+    let mut fx = project();
+    let dev = fresh().await;
+    sy_json(&fx, &dev, &["deploy", "--allow-rework"]);
+    let before = sqitch_changes(&dev).await;
+    fx.write(
+        "deploy/notes-replace.sql",
+        "CREATE TABLE notes (id int, body text);\nSELECT * FROM no_such_table;\n",
+    );
+    let out = sy(&fx, &dev, &["deploy", "--allow-rework", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["failure"]["change"], "notes", "{doc:#}");
+    assert!(
+        doc["failure"]["path"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("deploy/notes-replace.sql"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["failure"]["line"], 2);
+    // The undo and the replacement rolled back together: the old table and its row stay.
+    assert_eq!(columns(&dev, "notes").await, ["id"]);
+    assert_eq!(
+        rows(&dev.url, "SELECT count(*)::text FROM notes")
+            .await
+            .expect("q"),
+        ["1"]
+    );
+    assert_eq!(sqitch_changes(&dev).await, before);
+    assert_eq!(sqitch_events(&dev, "notes").await, ["deploy", "fail"]);
+    assert!(workflow_state(&dev, "notes").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_mode_reverting_an_unignored_change_puts_its_ignore_back() {
+    let mut fx = project();
+    fx.write("deploy/notes-ignore.sql", "later\n");
+    fx.table("audit");
+    let dev = fresh().await;
+    sy_json(&fx, &dev, &["deploy", "--allow-rework", "--revision", "r1"]);
+    let ignored = workflow_state(&dev, "notes").await;
+    assert_eq!(ignored, ["ignored deploy/notes-ignore.sql r1 later -"]);
+
+    fx.write("deploy/notes-unignore.sql", "");
+    fx.change(
+        "broken",
+        &[],
+        "SELECT * FROM no_such_table;\n",
+        "SELECT 1;\n",
+        "SELECT 1;\n",
+    );
+    let out = sy(
+        &fx,
+        &dev,
+        &[
+            "deploy",
+            "--allow-rework",
+            "--revision",
+            "r2",
+            "--mode",
+            "all",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["reverted"], serde_json::json!(["notes"]), "{doc:#}");
+    assert_eq!(tables(&dev).await, ["audit", "users"]);
+    assert_eq!(
+        workflow_state(&dev, "notes").await,
+        ignored,
+        "the ignore is back as it was recorded"
+    );
+    // The database is still coherent: fixed, the next deploy unignores notes again.
+    fx.write_script("deploy", "broken", "SELECT 1;\n");
+    let report = sy_json(&fx, &dev, &["deploy", "--allow-rework", "--revision", "r3"]);
+    assert_eq!(
+        report["unignored"],
+        serde_json::json!(["notes"]),
+        "{report:#}"
+    );
+    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+
+    // A revert forgets what the workflow recorded for the change it reverts; the files
+    // decide again on the next deploy.
+    sy_json(&fx, &dev, &["revert", "--to", "users"]);
+    assert!(workflow_state(&dev, "notes").await.is_empty());
+    let report = sy_json(&fx, &dev, &["deploy", "--allow-rework"]);
+    assert_eq!(
+        report["deployed"],
+        serde_json::json!(["notes", "audit", "broken"]),
+        "{report:#}"
+    );
+}
+
 // === errors ===
 
 /// A wrong workflow file: refused with exit 2 naming it, and dev unchanged.
