@@ -56,7 +56,12 @@ pub struct EnvironmentSpec {
     /// Run each change's verify script before committing it. Default true.
     #[serde(default = "default_true")]
     pub verify: bool,
-    /// Allow the development workflow files (`-ignore`, `-replace`, …). Refuse them otherwise.
+    /// Act on the development workflow files beside deploy scripts
+    /// (`deploy/C-ignore.sql`, `-unignore`, `-cleanup`, `-replace`): for dev and test. When
+    /// false (the default, for production), a revision with such files for changes this
+    /// database has not deployed as planned is refused before anything runs (Stalled,
+    /// reason `ReworkNotAllowed`, naming the change and the file), and a Promotion into
+    /// this Environment is blocked. `-rollback` files are allowed either way.
     #[serde(default)]
     pub allow_rework: bool,
     /// When true nothing is done: no deploys, no status from the database, until false.
