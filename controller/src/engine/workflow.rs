@@ -11,7 +11,8 @@
 //! - ignore, deployed: nothing changes for Sqitch; the change stays deployed.
 //! - ignore, not deployed: the change is skipped. Sqitch sees a gap in its deployed
 //!   changes; as it only looks at its newest deployed change, `sqitch status` reports the
-//!   database up to date once the changes after it are deployed.
+//!   database up to date once a change after the gap is deployed (while the skipped change
+//!   is the plan's last, it lists it as undeployed), and `sqitch verify` reports the gap.
 //! - cleanup, deployed: a `revert` of the change (its rows go, a `revert` event).
 //! - replace, deployed: a `revert` event and a `deploy` event of the same change carrying
 //!   the replacement's script hash; the `changes` row stays where it was.
