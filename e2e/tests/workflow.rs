@@ -559,7 +559,7 @@ async fn a_rollback_file_is_the_revert_script_and_needs_no_rework() {
 
 #[tokio::test]
 async fn a_failing_replacement_leaves_the_deployed_version_in_place() {
-    let mut fx = project();
+    let fx = project();
     let dev = fresh().await;
     sy_json(&fx, &dev, &["deploy", "--allow-rework"]);
     let before = sqitch_changes(&dev).await;
