@@ -74,6 +74,13 @@ pub mod reasons {
     pub const LOCKED: &str = "Locked";
     /// The registry and the plan disagree (deployed changes missing from the plan).
     pub const DIVERGED: &str = "Diverged";
+    /// The revision reworks changes (development workflow files) that the database has not
+    /// deployed as planned, and the Environment does not allow rework. The message names the
+    /// change and the file.
+    pub const REWORK_NOT_ALLOWED: &str = "ReworkNotAllowed";
+    /// The development workflow files contradict what the database recorded (an ignore
+    /// removed without an unignore, a cleanup of a change others require).
+    pub const INVALID_WORKFLOW: &str = "InvalidWorkflow";
     /// A dependency (requires / conflicts) is not satisfied.
     pub const DEPENDENCY_FAILED: &str = "DependencyFailed";
     /// The engine failed on its own queries.

@@ -56,7 +56,12 @@ pub struct EnvironmentSpec {
     /// Run each change's verify script before committing it. Default true.
     #[serde(default = "default_true")]
     pub verify: bool,
-    /// Allow the development workflow files (`-ignore`, `-replace`, …). Refuse them otherwise.
+    /// Act on the development workflow files beside deploy scripts
+    /// (`deploy/C-ignore.sql`, `-unignore`, `-cleanup`, `-replace`): for dev and test. When
+    /// false (the default, for production), a revision with such files for changes this
+    /// database has not deployed as planned is refused before anything runs (Stalled,
+    /// reason `ReworkNotAllowed`, naming the change and the file), and a Promotion into
+    /// this Environment is blocked. `-rollback` files are allowed either way.
     #[serde(default)]
     pub allow_rework: bool,
     /// When true nothing is done: no deploys, no status from the database, until false.
@@ -164,6 +169,10 @@ pub struct EnvironmentStatus {
     /// The last failure: change, file, line and the database's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<DeployFailure>,
+    /// Changes the development workflow files (`deploy/C-ignore.sql`, `-cleanup`,
+    /// `-replace`, `-unignore`) acted on in this database, in plan order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflow: Vec<WorkflowChange>,
     /// The last five deploy and revert runs, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<DeploymentRecord>,
@@ -253,4 +262,44 @@ pub struct SchemaSet {
     pub deployment: String,
     /// Logical schema → physical schema, e.g. `shop_api: shop_api__sy_12`.
     pub schemas: BTreeMap<String, String>,
+}
+
+/// A change the development workflow acted on in this Environment's database.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowChange {
+    /// The change's name.
+    pub change: String,
+    /// Where it stands: `deployed` (again, after an unignore), `ignored`, `cleaned` (undone
+    /// by its cleanup script, and ignored) or `replaced`.
+    pub state: WorkflowState,
+    /// The workflow file that put it there, relative to the project
+    /// (`deploy/users-ignore.sql`).
+    pub file: String,
+    /// The reason given in the ignore file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The project revision that did it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// When (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+/// A change's development workflow state in one database.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowState {
+    /// Deployed as planned (again, after an unignore).
+    #[default]
+    Deployed,
+    /// Abandoned: not deployed here any further; a copy deployed before stays.
+    Ignored,
+    /// Undone here by its cleanup script, and ignored.
+    Cleaned,
+    /// Deployed with its replacement script.
+    Replaced,
 }

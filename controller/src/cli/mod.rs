@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::workflow::REWORK_NOT_ALLOWED;
 use crate::engine::{self, DeployOptions, FailureMode, PgEngine, RevertOptions};
 use crate::project::{self, Project};
 use crate::registry::Registry;
@@ -39,6 +40,9 @@ pub mod exit {
     pub const BLOCKED: u8 = 7;
     /// Verify failed after a swap; the previous set was swapped back in.
     pub const ROLLED_BACK: u8 = 8;
+    /// The revision reworks changes (development workflow files) that this database has
+    /// not deployed as planned, and rework is not allowed here. Nothing was changed.
+    pub const REWORK_REFUSED: u8 = 9;
 }
 
 const EXIT_CODES: &str = "\
@@ -52,6 +56,9 @@ Exit status:
   6  the database could not be reached
   7  a promotion guard blocked (the message names it; nothing was changed)
   8  verify failed after a swap and the previous set was swapped back
+  9  the revision reworks changes this database has not deployed as planned, and
+     --allow-rework was not given (the message names the change and the file;
+     nothing was changed)
 
 The target database is --db, else $SWITCHYARD_DB, else the libpq variables
 (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE). Sqitch-style db:pg:// URIs work.
@@ -128,12 +135,24 @@ struct StatusArgs {
     target: DbArgs,
     #[command(flatten)]
     layer: bluegreen::LayerArgs,
+    /// Show what a deploy with --allow-rework would do.
+    #[arg(long)]
+    allow_rework: bool,
 }
 
 #[derive(Debug, Args)]
 struct DeployArgs {
     #[command(flatten)]
     target: DbArgs,
+    /// Act on development workflow files (deploy/C-ignore.sql, -unignore, -cleanup,
+    /// -replace), as an Environment with allowRework does. Without it, a revision with such
+    /// files for changes this database has not deployed as planned is refused (exit 9).
+    #[arg(long)]
+    allow_rework: bool,
+    /// The project revision being deployed (e.g. main@sha1:…), recorded with the run and
+    /// with workflow states.
+    #[arg(long)]
+    revision: Option<String>,
     /// Deploy up to and including this change or @tag.
     #[arg(long)]
     to: Option<String>,
@@ -269,6 +288,8 @@ fn exit_code(error: &CliError) -> u8 {
             | E::Target { .. }
             | E::Dependency { .. }
             | E::Diverged { .. } => exit::INVALID,
+            E::Refused(refusal) if refusal.reason() == REWORK_NOT_ALLOWED => exit::REWORK_REFUSED,
+            E::Refused(_) => exit::INVALID,
             E::Connect { .. } => exit::UNREACHABLE,
             E::Locked { .. } => exit::LOCKED,
             E::ChangeFailed { .. } | E::RevertFailed { .. } => exit::CHANGE_FAILED,
@@ -287,14 +308,15 @@ async fn run(command: Command) -> Result<u8, CliError> {
         }
         Command::Status(args) => {
             let (project, engine) = open(&args.target).await?;
-            let status = engine.status(&project).await?;
+            let status = engine.status_with(&project, args.allow_rework).await?;
             bluegreen::status(&project, &engine, &args.target, &args.layer, &status).await?;
             Ok(exit::OK)
         }
         Command::Log(args) => {
             let (project, engine) = open(&args).await?;
             let events = engine.log(&project).await?;
-            output::log(project.name(), &events, args.common.json);
+            let workflow = engine.workflow_log(&project).await?;
+            output::log(project.name(), &events, &workflow, args.common.json);
             Ok(exit::OK)
         }
         Command::Deploy(args) => {
@@ -305,7 +327,8 @@ async fn run(command: Command) -> Result<u8, CliError> {
                 mode: args.mode.parse::<FailureMode>().map_err(CliError::Target)?,
                 log_only: args.log_only,
                 variables: args.set.into_iter().collect(),
-                revision: None,
+                revision: args.revision,
+                allow_rework: args.allow_rework,
             };
             let json = args.target.common.json;
             let mut progress = output::Progress::new(json);

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::CliError;
 use crate::engine::{self, DeployReport, RevertReport, Status, VerifyReport};
 use crate::registry::Event;
+use crate::registry::workflow::WorkflowEvent;
 
 fn print_json(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -30,8 +31,17 @@ impl Progress {
         if self.json {
             return;
         }
-        let sign = if p.operation == "revert" { '-' } else { '+' };
-        println!("  {sign} [{}/{}] {}", p.index, p.total, p.change);
+        let (sign, note) = match p.operation {
+            "revert" => ('-', ""),
+            "cleanup" => ('-', " (cleanup)"),
+            "replace" => ('~', " (replace)"),
+            "record" => ('+', " (recorded, superseded by its newest version)"),
+            "ignore" => ('=', " (ignored)"),
+            "unignore" => ('=', " (unignored)"),
+            "mark" => ('=', " (state recorded)"),
+            _ => ('+', ""),
+        };
+        println!("  {sign} [{}/{}] {}{note}", p.index, p.total, p.change);
     }
 }
 
@@ -60,6 +70,23 @@ pub fn status(status: &Status, json: bool) {
         }
         None => println!("deployed: nothing"),
     }
+    for change in status.reworked() {
+        let state = change.workflow.map_or("-", |s| s.as_str());
+        let reason = if change.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", one_line(&change.reason))
+        };
+        println!(
+            "workflow: {} {state} by {} since {}{reason}",
+            change.name,
+            change.file.as_deref().unwrap_or("?"),
+            change.since.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(refused) = &status.refused {
+        println!("refused ({}): {refused}", refused.reason());
+    }
     if let Some(holder) = &status.locked_by {
         println!(
             "locked by {} on {} ({} since {})",
@@ -76,19 +103,32 @@ pub fn status(status: &Status, json: bool) {
         println!("up to date");
     } else if !status.pending.is_empty() {
         println!("pending: {} change(s)", status.pending.len());
-        for name in &status.pending {
-            println!("  * {name}");
+        for change in status.changes.iter().filter(|c| c.next.is_some()) {
+            match change.next {
+                Some("deploy") | None => println!("  * {}", change.name),
+                Some(next) => println!("  * {} ({next})", change.name),
+            }
         }
     }
 }
 
-/// `log`.
-pub fn log(project: &str, events: &[Event], json: bool) {
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `log`: Sqitch's events, and switchyard's workflow events among them by time.
+pub fn log(project: &str, events: &[Event], workflow: &[WorkflowEvent], json: bool) {
     if json {
-        print_json(&json!({ "project": project, "events": events }));
+        print_json(&json!({ "project": project, "events": events, "workflow": workflow }));
         return;
     }
+    // Both lists are newest first. A workflow event is written after the Sqitch events of
+    // its step, so at the same second it goes first.
+    let mut workflow = workflow.iter().peekable();
     for e in events {
+        while let Some(w) = workflow.next_if(|w| w.committed_at >= e.committed_at) {
+            workflow_line(w);
+        }
         let tags = if e.tags.is_empty() {
             String::new()
         } else {
@@ -105,6 +145,27 @@ pub fn log(project: &str, events: &[Event], json: bool) {
             e.committer_email
         );
     }
+    for w in workflow {
+        workflow_line(w);
+    }
+}
+
+fn workflow_line(w: &WorkflowEvent) {
+    let reason = if w.reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", one_line(&w.reason))
+    };
+    println!(
+        "{} {:<6} {} ({}) by {} <{}> [{}{reason}]",
+        w.committed_at,
+        w.event,
+        w.change,
+        short(&w.change_id),
+        w.committer_name,
+        w.committer_email,
+        w.file
+    );
 }
 
 /// `deploy`.
@@ -119,7 +180,26 @@ pub fn deploy(report: &DeployReport, json: bool) {
         } else {
             "deployed"
         };
-        println!("{how} {} change(s)", report.deployed.len());
+        let others = [
+            &report.ignored,
+            &report.unignored,
+            &report.cleaned,
+            &report.replaced,
+        ];
+        if !report.deployed.is_empty() || others.iter().all(|names| names.is_empty()) {
+            println!("{how} {} change(s)", report.deployed.len());
+        }
+        for (what, names) in [
+            ("recorded without running (superseded)", &report.superseded),
+            ("ignored", &report.ignored),
+            ("unignored", &report.unignored),
+            ("cleaned up", &report.cleaned),
+            ("replaced", &report.replaced),
+        ] {
+            if !names.is_empty() {
+                println!("{what}: {}", names.join(", "));
+            }
+        }
     }
 }
 
@@ -178,6 +258,7 @@ pub fn error(error: &CliError, json: bool) {
             }
             engine::Error::VerifyFailed { failures } => doc["failures"] = json!(failures),
             engine::Error::Locked { holder, .. } => doc["locked_by"] = json!(holder),
+            engine::Error::Refused(refusal) => doc["refused"] = json!(refusal),
             _ => {}
         }
     }

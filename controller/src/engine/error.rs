@@ -134,6 +134,10 @@ pub enum Error {
         /// Changes reverted before the failure.
         reverted: Vec<String>,
     },
+    /// The deploy was refused before anything ran: workflow files where rework is not
+    /// allowed, or workflow files that contradict what the database recorded.
+    #[error(transparent)]
+    Refused(#[from] super::workflow::Refusal),
     /// One or more changes failed verification.
     #[error("verify failed for {}", failures.iter().map(|f| f.change.as_str()).collect::<Vec<_>>().join(", "))]
     VerifyFailed {

@@ -3,7 +3,8 @@
 //!
 //! The engine takes a [`Project`](crate::project::Project) already read from disk and a
 //! connection, and owns every statement run against the target's own schemas. It knows
-//! nothing of git or Kubernetes; callers report its outcomes.
+//! nothing of git or Kubernetes; callers report its outcomes. What a deploy does, with the
+//! development workflow files and Sqitch's rework, is decided purely in [`workflow`].
 
 pub mod bluegreen;
 pub mod bluegreen_guards;
@@ -14,10 +15,11 @@ pub mod bluegreen_sql;
 mod error;
 mod postgres;
 pub mod script;
+pub mod workflow;
 
 pub use error::{Error, Failure, Result, db_error_message, redact_url};
 pub use postgres::{
-    DeployOptions, DeployReport, FailureMode, PgEngine, Progress, RevertOptions, RevertReport,
-    Status, VerifyReport, VerifyResult,
+    ChangeStatus, DeployOptions, DeployReport, FailureMode, PgEngine, Progress, RevertOptions,
+    RevertReport, Status, VerifyReport, VerifyResult,
 };
 pub use script::{Script, Statement, StatementKind};

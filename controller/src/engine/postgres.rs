@@ -6,13 +6,18 @@
 //! the registry records it only after it succeeded.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use tokio_postgres::{Client, NoTls};
 
 use super::error::{Error, Failure, Result, db_error_message, redact_url};
 use super::script::{Script, Statement, StatementKind};
+use super::workflow::{self, Action, Declined, Facts, Place, Refusal};
 use crate::project::{Change, Dependency, Project, ScriptKind};
-use crate::registry::{ChangeRecord, Committer, DeployedChange, LockHolder, Registry, TagRecord};
+use crate::registry::workflow::{self as records, EventKind, Record, State, Transition};
+use crate::registry::{
+    ChangeRecord, Committer, DeployedChange, LockHolder, Position, Registry, TagRecord,
+};
 
 /// What to do when a change fails while deploying (Sqitch's `--mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,8 +59,13 @@ pub struct DeployOptions {
     pub log_only: bool,
     /// Script variables; added to (and overriding) the project's own.
     pub variables: BTreeMap<String, String>,
-    /// The project revision being deployed (e.g. `main@sha1:…`), recorded with the run.
+    /// The project revision being deployed (e.g. `main@sha1:…`), recorded with the run and
+    /// with workflow states.
     pub revision: Option<String>,
+    /// Act on development workflow files (`allowRework`, `--allow-rework`). Without it, a
+    /// revision with workflow files for changes this database has not deployed as planned
+    /// is refused before anything runs.
+    pub allow_rework: bool,
 }
 
 /// Options for [`PgEngine::revert`].
@@ -85,12 +95,47 @@ pub struct Progress {
 pub struct DeployReport {
     /// The project.
     pub project: String,
-    /// Changes deployed, in order.
+    /// Changes deployed (recorded in Sqitch's registry), in order.
     pub deployed: Vec<String>,
+    /// Earlier instances of reworked changes recorded as deployed without running, because
+    /// this run deployed their newest instance (tag-qualified names).
+    pub superseded: Vec<String>,
+    /// Changes ignored by this run (`-ignore` files).
+    pub ignored: Vec<String>,
+    /// Changes whose ignore this run took back (`-unignore` files).
+    pub unignored: Vec<String>,
+    /// Changes undone by their `-cleanup` script.
+    pub cleaned: Vec<String>,
+    /// Changes deployed with their `-replace` script.
+    pub replaced: Vec<String>,
     /// True when nothing was pending.
     pub up_to_date: bool,
     /// True when scripts were not run (log-only).
     pub log_only: bool,
+}
+
+impl DeployReport {
+    fn note(&mut self, done: &Prepared<'_>) {
+        let name = || done.change.name.clone();
+        let event = done.step.transition.as_ref().and_then(|t| t.event);
+        match &done.step.action {
+            Action::Deploy { superseded_by, .. } => {
+                self.deployed.push(name());
+                if superseded_by.is_some() {
+                    self.superseded.push(done.change.tag_qualified_name());
+                }
+            }
+            Action::Replace { .. } => {}
+            Action::Cleanup { .. } => self.cleaned.push(name()),
+            Action::Mark => {}
+        }
+        match event {
+            Some(EventKind::Ignore) => self.ignored.push(name()),
+            Some(EventKind::Unignore) => self.unignored.push(name()),
+            Some(EventKind::Replace) => self.replaced.push(name()),
+            Some(EventKind::Cleanup) | None => {}
+        }
+    }
 }
 
 /// What a revert did.
@@ -141,9 +186,55 @@ pub struct Status {
     pub last_change: Option<DeployedChange>,
     /// Deployed changes missing from the plan at their position (diverged history).
     pub diverged: Vec<String>,
+    /// Why a deploy would be refused before running anything (rework where it is not
+    /// allowed, workflow files contradicting the registry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// Every plan change, in plan order, with its workflow state here.
+    pub changes: Vec<ChangeStatus>,
     /// Who holds the project's lock right now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked_by: Option<LockHolder>,
+}
+
+impl Status {
+    /// The changes the workflow files acted on here: those with a recorded state.
+    pub fn reworked(&self) -> impl Iterator<Item = &ChangeStatus> {
+        self.changes.iter().filter(|c| c.file.is_some())
+    }
+}
+
+/// One plan change as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeStatus {
+    /// The change name.
+    pub name: String,
+    /// Sqitch's change id.
+    pub id: String,
+    /// True when Sqitch's registry has it deployed.
+    pub deployed: bool,
+    /// `deployed`, `ignored`, `cleaned` or `replaced`: the state the workflow files left it
+    /// in here, else `deployed` for changes deployed as planned; absent for changes not
+    /// deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<State>,
+    /// The workflow file that put it in that state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// The reason recorded with an ignore.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The revision that put it there, when the deployer said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Since when, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// What the next deploy does with it: `deploy`, `record` (a superseded earlier
+    /// instance), `replace`, `cleanup`, `ignore`, `unignore` or `mark`; `refused` for the
+    /// change a refused deploy names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<&'static str>,
 }
 
 /// A connection to one PostgreSQL database, acting for one committer.
@@ -154,14 +245,59 @@ pub struct PgEngine {
     host: String,
 }
 
-/// A change ready to deploy: its plan entry and its scripts, loaded before anything runs.
+/// A step ready to run: its plan entry and its scripts, loaded before anything runs.
 struct Prepared<'p> {
     change: &'p Change,
-    deploy: Script,
+    step: workflow::Step,
+    /// The script the step runs: the deploy script (or its replacement), the cleanup
+    /// script; empty for marks, superseded instances and log-only runs.
+    script: Script,
+    /// What a replace runs first to undo the deployed version.
+    undo: Option<Script>,
     verify: Option<Script>,
+    /// Undoes a deploy step when the failure mode says so.
     revert: Option<Script>,
     script_hash: Option<String>,
     requires: Vec<(String, String)>,
+    /// The change's registry row, for steps on a deployed change.
+    row: Option<DeployedChange>,
+    /// The change's workflow record before this run, restored if the step is reverted.
+    previous: Option<Record>,
+}
+
+impl Prepared<'_> {
+    fn is_deploy(&self) -> bool {
+        matches!(self.step.action, Action::Deploy { .. })
+    }
+
+    fn superseded_by(&self) -> Option<usize> {
+        match self.step.action {
+            Action::Deploy { superseded_by, .. } => superseded_by,
+            _ => None,
+        }
+    }
+}
+
+/// What a step writes to Sqitch's registry, in the transaction that runs its scripts.
+enum Write<'a> {
+    /// A deploy, its rows dated at `position`.
+    Deploy {
+        record: ChangeRecord<'a>,
+        position: Position<'a>,
+    },
+    /// A deployed change, undone and deployed again with a new script.
+    Replace {
+        row: &'a DeployedChange,
+        record: ChangeRecord<'a>,
+    },
+    /// A revert. Without a transition, the change's workflow state is restored to
+    /// `restore` (a failure mode undoing this run) or, when `None`, forgotten.
+    Revert {
+        row: &'a DeployedChange,
+        restore: Option<&'a Record>,
+    },
+    /// Nothing in Sqitch's registry.
+    Nothing,
 }
 
 impl PgEngine {
@@ -213,32 +349,122 @@ impl PgEngine {
 
     // === status and log ===
 
-    /// Compares the plan with the registry.
+    /// Compares the plan with the registry, as a deploy without rework would.
     pub async fn status(&self, project: &Project) -> Result<Status> {
+        self.status_with(project, false).await
+    }
+
+    /// Compares the plan with the registry, as a deploy would with or without rework: what
+    /// is pending (workflow steps included), why a deploy would be refused, and each
+    /// change's workflow state.
+    pub async fn status_with(&self, project: &Project, allow_rework: bool) -> Result<Status> {
         let deployed = self.registry.deployed(&self.client, project.name()).await?;
-        let prefix = matching_prefix(project, &deployed);
-        let diverged: Vec<String> = deployed[prefix..].iter().map(|c| c.name.clone()).collect();
-        let pending: Vec<String> = if diverged.is_empty() {
-            project.plan.changes[prefix..]
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        } else {
-            Vec::new()
+        let records =
+            records::records(&self.client, self.registry.workflow_scope(project.name())).await?;
+        let facts = Facts {
+            project,
+            deployed: &deployed,
+            records: &records,
+            allow_rework,
+            end: project.plan.changes.len(),
         };
+        let alignment = workflow::align(&facts).ok();
+        let mut next: BTreeMap<usize, &'static str> = BTreeMap::new();
+        let mut diverged = Vec::new();
+        let mut refused = None;
+        match workflow::schedule(&facts) {
+            Ok(schedule) => {
+                for step in &schedule.steps {
+                    next.insert(step.index, step.verb());
+                }
+            }
+            Err(Declined::Diverged { row }) => {
+                diverged = deployed[row..].iter().map(|c| c.name.clone()).collect();
+            }
+            Err(Declined::Refused(refusal)) => {
+                // Pending: the changes not deployed, and the one refused (which may be
+                // deployed, but not as planned).
+                if let Some(alignment) = &alignment {
+                    for i in 0..project.plan.changes.len() {
+                        if alignment.row(i).is_none() {
+                            next.insert(i, "deploy");
+                        }
+                    }
+                }
+                if let Some(i) = project
+                    .plan
+                    .changes
+                    .iter()
+                    .rposition(|c| c.name == refusal.change())
+                {
+                    next.insert(i, "refused");
+                }
+                refused = Some(refusal);
+            }
+        }
+        let ids: std::collections::HashSet<&str> = deployed.iter().map(|d| d.id.as_str()).collect();
+        let changes: Vec<ChangeStatus> = project
+            .plan
+            .changes
+            .iter()
+            .enumerate()
+            .map(|(i, change)| {
+                let is_deployed = ids.contains(change.id.as_str());
+                // NB: a `deployed` or `replaced` record of a change no longer deployed is
+                // stale (Sqitch reverted it, knowing nothing of workflow states).
+                let record = records
+                    .iter()
+                    .find(|r| r.change_id == change.id)
+                    .filter(|r| is_deployed || r.state.ignores());
+                ChangeStatus {
+                    name: change.name.clone(),
+                    id: change.id.clone(),
+                    deployed: is_deployed,
+                    workflow: record
+                        .map(|r| r.state)
+                        .or(is_deployed.then_some(State::Deployed)),
+                    file: record.map(|r| r.file.clone()),
+                    reason: record.map(|r| r.reason.clone()).unwrap_or_default(),
+                    revision: record.and_then(|r| r.revision.clone()),
+                    since: record.map(|r| r.changed_at.clone()),
+                    next: next.get(&i).copied(),
+                }
+            })
+            .collect();
+        let pending: Vec<String> = next
+            .keys()
+            .map(|&i| project.plan.changes[i].name.clone())
+            .collect();
         let locked_by = self
             .registry
             .lock_holder(&self.client, project.name())
             .await?;
         Ok(Status {
             project: project.name().to_string(),
-            up_to_date: pending.is_empty() && diverged.is_empty(),
+            up_to_date: pending.is_empty() && diverged.is_empty() && refused.is_none(),
             deployed: deployed.iter().map(|c| c.name.clone()).collect(),
             last_change: deployed.last().cloned(),
             pending,
             diverged,
+            refused,
+            changes,
             locked_by,
         })
+    }
+
+    /// Whether this revision holds changes reworked by workflow files that this database
+    /// has not deployed in their original form: what a Promotion into an Environment
+    /// without `allowRework` must refuse (see [`workflow::rework_not_allowed`]).
+    pub async fn rework_not_allowed(&self, project: &Project) -> Result<Option<Refusal>> {
+        let deployed = self.registry.deployed(&self.client, project.name()).await?;
+        let records =
+            records::records(&self.client, self.registry.workflow_scope(project.name())).await?;
+        Ok(workflow::rework_not_allowed(project, &deployed, &records))
+    }
+
+    /// The project's workflow events (ignore, unignore, cleanup, replace), newest first.
+    pub async fn workflow_log(&self, project: &Project) -> Result<Vec<records::WorkflowEvent>> {
+        Ok(records::events(&self.client, self.registry.workflow_scope(project.name())).await?)
     }
 
     /// The project's last `limit` deploy and revert runs, newest first.
@@ -260,8 +486,10 @@ impl PgEngine {
 
     // === deploy ===
 
-    /// Deploys pending changes up to `options.to`. Everything that can be checked is checked
-    /// before anything runs: the plan against the registry, dependencies, and every script.
+    /// Deploys pending changes up to `options.to`, acting on the project's development
+    /// workflow files where `options.allow_rework` allows. Everything that can be checked is
+    /// checked before anything runs: the plan against the registry, the workflow files
+    /// against what the registry recorded, dependencies, and every script.
     pub async fn deploy(
         &mut self,
         project: &Project,
@@ -282,36 +510,47 @@ impl PgEngine {
     ) -> Result<DeployReport> {
         let plan = &project.plan;
         let deployed = self.registry.deployed(&self.client, project.name()).await?;
-        let start = check_prefix(project, &deployed)?;
+        let records =
+            records::records(&self.client, self.registry.workflow_scope(project.name())).await?;
         let end = match &options.to {
-            Some(to) => {
-                let index = resolve_to(project, to)?;
-                if index + 1 < start {
-                    return Err(Error::Target {
-                        plan: plan.path.clone(),
-                        message: format!(
-                            "--to {to}: already deployed past it (use revert --to {to} to go back)"
-                        ),
-                    });
-                }
-                index + 1
-            }
+            Some(to) => resolve_to(project, to)? + 1,
             None => plan.changes.len(),
         };
+        let facts = Facts {
+            project,
+            deployed: &deployed,
+            records: &records,
+            allow_rework: options.allow_rework,
+            end,
+        };
+        let schedule = workflow::schedule(&facts).map_err(|declined| match declined {
+            Declined::Diverged { row } => diverged(project, &deployed, row),
+            Declined::Refused(refusal) => Error::Refused(refusal),
+        })?;
+        if let Some(to) = &options.to
+            && end < schedule.prefix
+        {
+            return Err(Error::Target {
+                plan: plan.path.clone(),
+                message: format!(
+                    "--to {to}: already deployed past it (use revert --to {to} to go back)"
+                ),
+            });
+        }
         let mut report = DeployReport {
             project: project.name().to_string(),
             log_only: options.log_only,
             ..DeployReport::default()
         };
-        if start >= end {
+        if schedule.steps.is_empty() {
             report.up_to_date = true;
             return Ok(report);
         }
         let variables = merged_variables(project, &options.variables);
-        let mut prepared = Vec::with_capacity(end - start);
-        for index in start..end {
+        let mut prepared = Vec::with_capacity(schedule.steps.len());
+        for step in schedule.steps {
             prepared.push(
-                self.prepare(project, index, &deployed, options, &variables)
+                self.prepare(project, step, &deployed, &records, options, &variables)
                     .await?,
             );
         }
@@ -329,19 +568,15 @@ impl PgEngine {
             )
             .await?;
         let total = prepared.len();
-        for (i, change) in prepared.iter().enumerate() {
+        let revision = options.revision.as_deref();
+        for (i, step) in prepared.iter().enumerate() {
             progress(&Progress {
-                operation: "deploy",
+                operation: step.step.verb(),
                 index: i + 1,
                 total,
-                change: change.change.name.clone(),
+                change: step.change.name.clone(),
             });
-            let outcome = if options.log_only {
-                self.record_only(project, change).await
-            } else {
-                self.deploy_one(project, change).await
-            };
-            if let Err(failure) = outcome {
+            if let Err(failure) = self.run_prepared(project, step, revision).await {
                 let failure = match failure {
                     Step::Failed(f) => f,
                     Step::Fatal(error) => return Err(error),
@@ -350,7 +585,7 @@ impl PgEngine {
                     .handle_failure(project, &prepared, i, failure, options.mode, run)
                     .await);
             }
-            report.deployed.push(change.change.name.clone());
+            report.note(step);
         }
         self.registry
             .finish_deployment(&self.client, run, "succeeded", total as i32, "")
@@ -358,29 +593,85 @@ impl PgEngine {
         Ok(report)
     }
 
-    /// Reads a change's scripts and resolves its dependencies against the plan and registry.
+    /// Reads a step's scripts and resolves its change's dependencies against the plan and
+    /// registry.
     async fn prepare<'p>(
         &self,
         project: &'p Project,
-        index: usize,
+        step: workflow::Step,
         deployed: &[DeployedChange],
+        records: &[Record],
         options: &DeployOptions,
         variables: &BTreeMap<String, String>,
     ) -> Result<Prepared<'p>> {
+        let index = step.index;
         let change = &project.plan.changes[index];
-        let deploy_path = project.script_path(change, ScriptKind::Deploy);
-        let bytes = std::fs::read(&deploy_path).map_err(|source| Error::Io {
-            path: deploy_path.clone(),
-            source,
-        })?;
-        let script_hash = Some(sha1_hex(&bytes));
-        let deploy = if options.log_only {
-            Script::default()
-        } else {
-            Script::load(&deploy_path, variables)?
+        // Reads a script's bytes for its hash, and parses it unless it will not run.
+        let load = |path: &Path, runs: bool| -> Result<(Script, String)> {
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let hash = sha1_hex(&bytes);
+            if options.log_only || !runs {
+                return Ok((Script::default(), hash));
+            }
+            let script = Script::load(path, variables)?;
+            check_transaction_control(&script)?;
+            Ok((script, hash))
         };
-        check_transaction_control(&deploy)?;
-        let verify = if options.verify && !options.log_only {
+        let row = deployed.iter().find(|d| d.id == change.id).cloned();
+        if matches!(step.action, Action::Replace { .. } | Action::Cleanup { .. }) && row.is_none() {
+            return Err(not_deployed(project, change));
+        }
+        let (script, script_hash, undo) = match &step.action {
+            Action::Deploy {
+                script,
+                superseded_by,
+                ..
+            } => {
+                let (script, hash) = load(script, superseded_by.is_none())?;
+                (script, Some(hash), None)
+            }
+            Action::Replace { undo, script } => {
+                if !undo.is_file() {
+                    return Err(Error::Refused(Refusal::NothingToUndo {
+                        change: change.name.clone(),
+                        file: step
+                            .transition
+                            .as_ref()
+                            .map(|t| t.file.clone())
+                            .unwrap_or_default(),
+                        undo: project.relative(undo),
+                    }));
+                }
+                let (undo, _) = load(undo, true)?;
+                let (script, hash) = load(script, true)?;
+                (script, Some(hash), Some(undo))
+            }
+            Action::Cleanup { script } => {
+                let others = self
+                    .registry
+                    .required_by_others(&self.client, project.name(), &change.id)
+                    .await?;
+                if let Some((other, name)) = others.first() {
+                    return Err(Error::Refused(Refusal::RequiredByDeployed {
+                        change: change.name.clone(),
+                        file: project.relative(script),
+                        dependent: format!("{other}:{name}"),
+                    }));
+                }
+                let (script, _) = load(script, true)?;
+                (script, None, None)
+            }
+            Action::Mark => (Script::default(), None, None),
+        };
+        let runs_change = match &step.action {
+            Action::Deploy { superseded_by, .. } => superseded_by.is_none(),
+            Action::Replace { .. } => true,
+            Action::Cleanup { .. } | Action::Mark => false,
+        };
+        let verify = if runs_change && options.verify && !options.log_only {
             let path = project.script_path(change, ScriptKind::Verify);
             if path.exists() {
                 Some(Script::load(&path, variables)?)
@@ -390,25 +681,41 @@ impl PgEngine {
         } else {
             None
         };
-        // The revert script is needed if this change must be undone by the failure mode.
+        // A deploy step's revert script, for when the failure mode must undo it.
         let revert_path = project.script_path(change, ScriptKind::Revert);
-        let revert = if !options.log_only && revert_path.exists() {
+        let revert = if runs_change
+            && !options.log_only
+            && matches!(step.action, Action::Deploy { .. })
+            && revert_path.exists()
+        {
             let script = Script::load(&revert_path, variables)?;
             check_transaction_control(&script)?;
             Some(script)
         } else {
             None
         };
-        let requires = self.resolve_requires(project, index, change).await?;
-        self.check_conflicts(project, index, change, deployed)
-            .await?;
+        let requires = match step.action {
+            Action::Deploy { .. } | Action::Replace { .. } => {
+                let requires = self.resolve_requires(project, index, change).await?;
+                if matches!(step.action, Action::Deploy { .. }) {
+                    self.check_conflicts(project, index, change, deployed)
+                        .await?;
+                }
+                requires
+            }
+            Action::Cleanup { .. } | Action::Mark => Vec::new(),
+        };
         Ok(Prepared {
             change,
-            deploy,
+            previous: records.iter().find(|r| r.change_id == change.id).cloned(),
+            step,
+            script,
+            undo,
             verify,
             revert,
             script_hash,
             requires,
+            row,
         })
     }
 
@@ -521,20 +828,119 @@ impl PgEngine {
         Ok(())
     }
 
-    /// Runs one change and records it. `Err(Step::Failed)` means the change did not deploy
-    /// and the database is as it was before it (for transactional scripts).
-    async fn deploy_one(&mut self, project: &Project, change: &Prepared<'_>) -> Result<(), Step> {
-        let record = change_record(project, change);
-        if change.deploy.needs_autocommit() {
-            run_autocommit(&self.client, &change.deploy, &change.change.name).await?;
-            let verified = match &change.verify {
-                Some(verify) => self.run_verify(verify, &change.change.name).await,
+    /// Runs one prepared step and records it. `Err(Step::Failed)` means the step did not
+    /// happen and the database is as it was before it (for transactional scripts).
+    async fn run_prepared(
+        &mut self,
+        project: &Project,
+        step: &Prepared<'_>,
+        revision: Option<&str>,
+    ) -> Result<(), Step> {
+        let record = change_record(project, step);
+        let transition = step.step.transition.as_ref();
+        let name = &step.change.name;
+        match &step.step.action {
+            Action::Deploy { place, .. } => {
+                let position = match place {
+                    Place::End => Position::Now,
+                    Place::After(id) => Position::After(id),
+                    Place::Before(id, n) => Position::Before(id, *n),
+                };
+                let write = Write::Deploy { record, position };
+                let scripts = [&step.script];
+                self.run_step(
+                    project,
+                    name,
+                    &scripts,
+                    step.verify.as_ref(),
+                    step.revert.as_ref(),
+                    write,
+                    transition,
+                    revision,
+                )
+                .await
+            }
+            Action::Replace { .. } => {
+                let row = step
+                    .row
+                    .as_ref()
+                    .ok_or_else(|| Step::Fatal(not_deployed(project, step.change)))?;
+                let write = Write::Replace { row, record };
+                let scripts: Vec<&Script> = step.undo.iter().chain([&step.script]).collect();
+                self.run_step(
+                    project,
+                    name,
+                    &scripts,
+                    step.verify.as_ref(),
+                    None,
+                    write,
+                    transition,
+                    revision,
+                )
+                .await
+            }
+            Action::Cleanup { .. } => {
+                let row = step
+                    .row
+                    .as_ref()
+                    .ok_or_else(|| Step::Fatal(not_deployed(project, step.change)))?;
+                let write = Write::Revert { row, restore: None };
+                self.run_step(
+                    project,
+                    name,
+                    &[&step.script],
+                    None,
+                    None,
+                    write,
+                    transition,
+                    revision,
+                )
+                .await
+            }
+            Action::Mark => {
+                self.run_step(
+                    project,
+                    name,
+                    &[],
+                    None,
+                    None,
+                    Write::Nothing,
+                    transition,
+                    revision,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs `scripts` in order and writes `write` (and `transition`) to the registry, all in
+    /// one transaction, with `verify` run in a savepoint that is rolled back. Scripts that
+    /// cannot run in a transaction are replayed in autocommit first, and the registry is
+    /// written only after they succeeded; if `verify` then fails, `undo` reverts them.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &mut self,
+        project: &Project,
+        name: &str,
+        scripts: &[&Script],
+        verify: Option<&Script>,
+        undo: Option<&Script>,
+        write: Write<'_>,
+        transition: Option<&Transition>,
+        revision: Option<&str>,
+    ) -> Result<(), Step> {
+        if scripts.iter().any(|s| s.needs_autocommit()) {
+            for script in scripts {
+                run_autocommit(&self.client, script, name).await?;
+            }
+            let verified = match verify {
+                Some(verify) => self.run_verify(verify, name).await,
                 None => Ok(()),
             };
             if let Err(failure) = verified {
-                // The deploy script committed; undo it as Sqitch does, with the revert script.
-                if let Some(revert) = &change.revert {
-                    let _ = run_autocommit(&self.client, revert, &change.change.name).await;
+                // The scripts committed; undo them as Sqitch does, with the revert script.
+                if let Some(undo) = undo {
+                    let _ = run_autocommit(&self.client, undo, name).await;
                 }
                 return Err(Step::Failed(failure));
             }
@@ -543,10 +949,16 @@ impl PgEngine {
                 .transaction()
                 .await
                 .map_err(fatal("starting a transaction"))?;
-            self.registry
-                .log_deploy(&tx, &record, &self.committer)
-                .await
-                .map_err(|e| Step::Fatal(e.into()))?;
+            write_registry(
+                &self.registry,
+                &self.committer,
+                &tx,
+                project,
+                &write,
+                transition,
+                revision,
+            )
+            .await?;
             tx.commit().await.map_err(fatal("recording a change"))?;
         } else {
             let tx = self
@@ -558,52 +970,45 @@ impl PgEngine {
                 .lock_changes(&tx)
                 .await
                 .map_err(|e| Step::Fatal(e.into()))?;
-            run_in_transaction(&tx, &change.deploy, &change.change.name, false).await?;
-            if let Some(verify) = &change.verify {
+            for script in scripts {
+                run_in_transaction(&tx, script, name, false).await?;
+            }
+            if let Some(verify) = verify {
                 tx.batch_execute("SAVEPOINT switchyard_verify")
                     .await
                     .map_err(fatal("verifying"))?;
-                run_in_transaction(&tx, verify, &change.change.name, true).await?;
+                run_in_transaction(&tx, verify, name, true).await?;
                 tx.batch_execute("ROLLBACK TO SAVEPOINT switchyard_verify")
                     .await
                     .map_err(fatal("verifying"))?;
             }
             as_deployer(&tx).await?;
-            self.registry
-                .log_deploy(&tx, &record, &self.committer)
-                .await
-                .map_err(|e| Step::Fatal(e.into()))?;
-            tx.commit().await.map_err(|e| {
+            write_registry(
+                &self.registry,
+                &self.committer,
+                &tx,
+                project,
+                &write,
+                transition,
+                revision,
+            )
+            .await?;
+            let last = scripts.iter().rev().find_map(|s| s.statements.last());
+            tx.commit().await.map_err(|e| match last {
                 // A deferred constraint can fail at commit: that is the change's failure.
-                Step::Failed(Failure {
-                    change: change.change.name.clone(),
-                    path: change
-                        .deploy
-                        .statements
-                        .last()
-                        .map(|s| s.path.clone())
-                        .unwrap_or_default(),
-                    line: change.deploy.statements.last().map_or(1, |s| s.line),
+                Some(statement) => Step::Failed(Failure {
+                    change: name.to_string(),
+                    path: statement.path.clone(),
+                    line: statement.line,
                     message: format!("at commit: {}", db_error_message(&e)),
-                })
+                }),
+                None => Step::Fatal(Error::Db {
+                    context: "recording a change",
+                    source: e,
+                }),
             })?;
         }
         reset_session(&self.client).await.map_err(Step::Fatal)?;
-        Ok(())
-    }
-
-    async fn record_only(&mut self, project: &Project, change: &Prepared<'_>) -> Result<(), Step> {
-        let record = change_record(project, change);
-        let tx = self
-            .client
-            .transaction()
-            .await
-            .map_err(fatal("starting a transaction"))?;
-        self.registry
-            .log_deploy(&tx, &record, &self.committer)
-            .await
-            .map_err(|e| Step::Fatal(e.into()))?;
-        tx.commit().await.map_err(fatal("recording a change"))?;
         Ok(())
     }
 
@@ -633,7 +1038,8 @@ impl PgEngine {
         }
     }
 
-    /// Logs the failure, reverts what the failure mode says, and builds the error.
+    /// Logs the failure, reverts what the failure mode says, and builds the error. Only
+    /// this run's deploy steps are reverted; cleanups, replaces and marks it completed stay.
     async fn handle_failure(
         &mut self,
         project: &Project,
@@ -643,35 +1049,64 @@ impl PgEngine {
         mode: FailureMode,
         run: i64,
     ) -> Error {
-        let record = change_record(project, &prepared[failed_at]);
-        if let Err(error) = self
-            .registry
-            .log_fail(&self.client, &record, &self.committer)
-            .await
-        {
-            return error.into();
+        let failed = &prepared[failed_at];
+        if matches!(
+            failed.step.action,
+            Action::Deploy { .. } | Action::Replace { .. }
+        ) {
+            let record = change_record(project, failed);
+            if let Err(error) = self
+                .registry
+                .log_fail(&self.client, &record, &self.committer)
+                .await
+            {
+                return error.into();
+            }
         }
-        // Which of this run's deployed changes stay.
-        let keep = match mode {
+        // Which of this run's steps stay.
+        let mut keep = match mode {
             FailureMode::Change => failed_at,
             FailureMode::All => 0,
             FailureMode::Tag => prepared[..failed_at]
                 .iter()
-                .rposition(|p| !p.change.tags.is_empty())
+                .rposition(|p| p.is_deploy() && !p.change.tags.is_empty())
                 .map_or(0, |i| i + 1),
         };
+        // NB: an instance recorded but not run stands or falls with the newer instance that
+        // superseded it; if that one did not deploy, go back to before the older one.
+        let done = |index: usize| {
+            prepared[..failed_at]
+                .iter()
+                .any(|p| p.step.index == index && p.is_deploy())
+        };
+        if let Some(at) = prepared[..keep]
+            .iter()
+            .position(|p| p.superseded_by().is_some_and(|newest| !done(newest)))
+        {
+            keep = at;
+        }
         let mut reverted = Vec::new();
         // One read: reverting a change removes only its own row.
         let deployed = match self.registry.deployed(&self.client, project.name()).await {
             Ok(d) => d,
             Err(error) => return error.into(),
         };
-        for change in prepared[keep..failed_at].iter().rev() {
-            let Some(row) = deployed.iter().find(|d| d.id == change.change.id) else {
+        for step in prepared[keep..failed_at].iter().rev() {
+            if !step.is_deploy() {
+                continue;
+            }
+            let Some(row) = deployed.iter().find(|d| d.id == step.change.id) else {
                 continue;
             };
-            match self.revert_one(project, row, change.revert.as_ref()).await {
-                Ok(()) => reverted.push(change.change.name.clone()),
+            // What this step recorded is put back as it was before the run.
+            let restore = step.step.transition.as_ref().and(step.previous.as_ref());
+            let script = if step.superseded_by().is_some() {
+                None
+            } else {
+                step.revert.as_ref()
+            };
+            match self.revert_one(project, row, script, restore).await {
+                Ok(()) => reverted.push(step.change.name.clone()),
                 Err(Step::Failed(f)) => {
                     return Error::RevertFailed {
                         failure: f,
@@ -681,9 +1116,13 @@ impl PgEngine {
                 Err(Step::Fatal(error)) => return error,
             }
         }
-        let kept = prepared[..keep]
+        let kept = prepared[..failed_at]
             .iter()
-            .map(|p| p.change.name.clone())
+            .enumerate()
+            .filter(|(at, p)| {
+                (p.is_deploy() && *at < keep) || matches!(p.step.action, Action::Replace { .. })
+            })
+            .map(|(_, p)| p.change.name.clone())
             .collect();
         let message = failure.to_string();
         let _ = self
@@ -797,7 +1236,7 @@ impl PgEngine {
                 total,
                 change: row.name.clone(),
             });
-            match self.revert_one(project, row, Some(script)).await {
+            match self.revert_one(project, row, Some(script), None).await {
                 Ok(()) => report.reverted.push(row.name.clone()),
                 Err(Step::Failed(failure)) => {
                     let _ = self
@@ -824,46 +1263,19 @@ impl PgEngine {
         Ok(report)
     }
 
+    /// Reverts one deployed change with `script` (nothing runs when `None`) and records it;
+    /// its workflow state goes back to `restore`, or is forgotten.
     async fn revert_one(
         &mut self,
         project: &Project,
         row: &DeployedChange,
         script: Option<&Script>,
+        restore: Option<&Record>,
     ) -> Result<(), Step> {
-        let empty = Script::default();
-        let script = script.unwrap_or(&empty);
-        if script.needs_autocommit() {
-            run_autocommit(&self.client, script, &row.name).await?;
-            let tx = self
-                .client
-                .transaction()
-                .await
-                .map_err(fatal("starting a transaction"))?;
-            self.registry
-                .log_revert(&tx, row, project.name(), &self.committer)
-                .await
-                .map_err(|e| Step::Fatal(e.into()))?;
-            tx.commit().await.map_err(fatal("recording a revert"))?;
-        } else {
-            let tx = self
-                .client
-                .transaction()
-                .await
-                .map_err(fatal("starting a transaction"))?;
-            self.registry
-                .lock_changes(&tx)
-                .await
-                .map_err(|e| Step::Fatal(e.into()))?;
-            run_in_transaction(&tx, script, &row.name, false).await?;
-            as_deployer(&tx).await?;
-            self.registry
-                .log_revert(&tx, row, project.name(), &self.committer)
-                .await
-                .map_err(|e| Step::Fatal(e.into()))?;
-            tx.commit().await.map_err(fatal("recording a revert"))?;
-        }
-        reset_session(&self.client).await.map_err(Step::Fatal)?;
-        Ok(())
+        let scripts: Vec<&Script> = script.into_iter().collect();
+        let write = Write::Revert { row, restore };
+        self.run_step(project, &row.name, &scripts, None, None, write, None, None)
+            .await
     }
 
     // === verify ===
@@ -1125,27 +1537,68 @@ fn change_record<'a>(project: &'a Project, prepared: &'a Prepared<'_>) -> Change
     }
 }
 
-/// How many deployed changes match the plan's first changes, id for id.
-fn matching_prefix(project: &Project, deployed: &[DeployedChange]) -> usize {
-    deployed
-        .iter()
-        .zip(&project.plan.changes)
-        .take_while(|(d, p)| d.id == p.id)
-        .count()
+/// Writes what a step records: Sqitch's rows, then switchyard's workflow state.
+#[allow(clippy::too_many_arguments)]
+async fn write_registry(
+    registry: &Registry,
+    who: &Committer,
+    tx: &tokio_postgres::Transaction<'_>,
+    project: &Project,
+    write: &Write<'_>,
+    transition: Option<&Transition>,
+    revision: Option<&str>,
+) -> Result<(), Step> {
+    let scope = registry.workflow_scope(project.name());
+    let fatal = |e: crate::registry::Error| Step::Fatal(e.into());
+    match write {
+        Write::Deploy { record, position } => registry
+            .log_deploy_at(tx, record, who, *position)
+            .await
+            .map_err(fatal)?,
+        Write::Replace { row, record } => registry
+            .log_replace(tx, row, record, who)
+            .await
+            .map_err(fatal)?,
+        Write::Revert { row, restore } => {
+            registry
+                .log_revert(tx, row, project.name(), who)
+                .await
+                .map_err(fatal)?;
+            if transition.is_none() {
+                match restore {
+                    Some(record) => records::put(tx, scope, record).await,
+                    None => records::forget_deployed(tx, scope, &row.id).await,
+                }
+                .map_err(fatal)?;
+            }
+        }
+        Write::Nothing => {}
+    }
+    if let Some(transition) = transition {
+        records::record(tx, scope, transition, revision, who)
+            .await
+            .map_err(fatal)?;
+    }
+    Ok(())
 }
 
-/// The number of deployed changes, after checking they are exactly the plan's first ones.
-fn check_prefix(project: &Project, deployed: &[DeployedChange]) -> Result<usize> {
-    let prefix = matching_prefix(project, deployed);
-    if let Some(row) = deployed.get(prefix) {
-        return Err(Error::Diverged {
-            plan: project.plan.path.clone(),
-            name: row.name.clone(),
-            id: row.id.clone(),
-            position: prefix + 1,
-        });
+/// A step meant for a deployed change found it not deployed.
+fn not_deployed(project: &Project, change: &Change) -> Error {
+    Error::Target {
+        plan: project.plan.path.clone(),
+        message: format!("change {} is not deployed here", change.name),
     }
-    Ok(prefix)
+}
+
+/// The error for deployed row `row`, which is not where the plan has it.
+fn diverged(project: &Project, deployed: &[DeployedChange], row: usize) -> Error {
+    let change = &deployed[row];
+    Error::Diverged {
+        plan: project.plan.path.clone(),
+        name: change.name.clone(),
+        id: change.id.clone(),
+        position: row + 1,
+    }
 }
 
 /// The plan index a `--to` target names, or why it names nothing.
@@ -1157,7 +1610,7 @@ fn resolve_to(project: &Project, to: &str) -> Result<usize> {
 }
 
 /// Index of the plan change a local dependency points at, looking only before `before`.
-fn resolve_local(project: &Project, dep: &Dependency, before: usize) -> Option<usize> {
+pub(super) fn resolve_local(project: &Project, dep: &Dependency, before: usize) -> Option<usize> {
     let plan = &project.plan;
     let earlier = &plan.changes[..before];
     if let Some(id) = &dep.id {

@@ -2,12 +2,12 @@
 //! works out where the plan and scripts live as Sqitch would, parses the plan and checks
 //! that every change has its deploy script.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::manifest::{self, Engine, Manifest};
 use super::sqitch_conf::{SqitchConf, SqitchSettings};
-use super::{Error, Project, Result, ScriptKind, Warning, plan};
+use super::{Error, Project, Result, ScriptKind, Warning, plan, workflow};
 
 /// The manifest's file name.
 pub(super) const MANIFEST_FILE: &str = "switchyard.yaml";
@@ -142,10 +142,46 @@ pub(super) fn load_project(root: &Path) -> Result<Project> {
             .unwrap_or(false),
         variables,
         sqitch: settings,
+        workflow: workflow::Workflow::default(),
         warnings: Vec::new(),
     };
-    project.warnings = check_scripts(&project)?;
+    let mut listing = Listing::default();
+    project.workflow = scan_workflow(&project, &mut listing)?;
+    project.warnings = check_scripts(&project, &mut listing)?;
     Ok(project)
+}
+
+/// The development workflow files in the deploy directory (see [`workflow`]).
+fn scan_workflow(project: &Project, listing: &mut Listing) -> Result<workflow::Workflow> {
+    let files: BTreeSet<String> = listing.files(&project.deploy_dir).iter().cloned().collect();
+    let changes: BTreeSet<&str> = project
+        .plan
+        .changes
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let scripts: BTreeSet<&str> = project
+        .plan
+        .changes
+        .iter()
+        .map(|c| c.script_file.as_str())
+        .collect();
+    // The current instance's revert script, where Sqitch would look for it.
+    let reverts = listing.dir(&project.revert_dir);
+    let has_revert = |change: &str| {
+        let file = format!("{change}.{}", project.extension);
+        reverts.files.contains(&file)
+            || (reverts.symlinks && project.revert_dir.join(&file).is_file())
+    };
+    workflow::scan(&workflow::ScanInput {
+        root: &project.root,
+        deploy_dir: &project.deploy_dir,
+        files: &files,
+        extension: &project.extension,
+        changes: &changes,
+        scripts: &scripts,
+        has_revert: &has_revert,
+    })
 }
 
 /// Sqitch projects for switchyard target PostgreSQL (Materialize speaks its protocol).
@@ -170,11 +206,17 @@ fn check_engine(conf: &SqitchConf, settings: &SqitchSettings) -> Result<()> {
 
 /// Every change needs its deploy script; a missing revert or verify script is only a
 /// warning, as Sqitch complains about those only when it has to run them.
-fn check_scripts(project: &Project) -> Result<Vec<Warning>> {
-    let mut listing = Listing::default();
+fn check_scripts(project: &Project, listing: &mut Listing) -> Result<Vec<Warning>> {
     let mut warnings = Vec::new();
     for change in &project.plan.changes {
         for kind in [ScriptKind::Deploy, ScriptKind::Revert, ScriptKind::Verify] {
+            if kind == ScriptKind::Revert
+                && !change.is_reworked()
+                && project.workflow.rollback(&change.name).is_some()
+            {
+                // Kept beside the deploy script as `C-rollback.sql`, found by the scan.
+                continue;
+            }
             let path = project.script_path(change, kind);
             if listing.has_file(project.script_dir(change, kind), &change.script_file, &path) {
                 continue;
@@ -220,12 +262,21 @@ struct DirListing {
 impl Listing {
     /// True when `file` (relative to `dir`, the script at `path`) is a regular file.
     fn has_file(&mut self, dir: &Path, file: &str, path: &Path) -> bool {
-        let listing = self.dirs.entry(dir.to_owned()).or_insert_with(|| {
+        let listing = self.dir(dir);
+        listing.files.contains(file) || (listing.symlinks && path.is_file())
+    }
+
+    /// The regular files under `dir`, `/`-separated, spelled as the directory lists them.
+    fn files(&mut self, dir: &Path) -> &HashSet<String> {
+        &self.dir(dir).files
+    }
+
+    fn dir(&mut self, dir: &Path) -> &DirListing {
+        self.dirs.entry(dir.to_owned()).or_insert_with(|| {
             let mut listing = DirListing::default();
             walk(dir, "", &mut listing);
             listing
-        });
-        listing.files.contains(file) || (listing.symlinks && path.is_file())
+        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reads a project directory at one revision: `switchyard.yaml` (or a plain Sqitch
-//! `sqitch.conf`), the Sqitch plan, and the deploy / revert / verify scripts.
+//! `sqitch.conf`), the Sqitch plan, the deploy / revert / verify scripts, and the
+//! development workflow files beside the deploy scripts ([`workflow`]).
 //!
 //! Owns parsing and validation of what is on disk. It never touches a database, git or
 //! Kubernetes: callers hand it a directory and get back a [`Project`] or an [`Error`] that
@@ -17,6 +18,7 @@ pub mod objects;
 mod plan;
 mod sqitch_conf;
 mod uri;
+pub mod workflow;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +27,7 @@ pub use error::{Error, Result};
 pub use manifest::{Cluster, Engine, Manifest, SchemaMode};
 pub use plan::{Change, Dependency, FindError, Plan, SYNTAX_VERSION, Tag, parse};
 pub use sqitch_conf::{SqitchConf, SqitchSettings};
+pub use workflow::{Directive, FileKind, Workflow, WorkflowFile};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -103,6 +106,8 @@ pub struct Project {
     pub variables: BTreeMap<String, String>,
     /// What `sqitch.conf` said, when the project has one.
     pub sqitch: Option<SqitchSettings>,
+    /// The development workflow files (`deploy/C-ignore.sql`, …), checked.
+    pub workflow: Workflow,
     /// Things missing that Sqitch tolerates: revert and verify scripts.
     pub warnings: Vec<Warning>,
 }
@@ -114,9 +119,24 @@ impl Project {
     }
 
     /// The path of `change`'s script of `kind`. Reworked changes resolve to their
-    /// `name@tag.sql` copy, as Sqitch does.
+    /// `name@tag.sql` copy, as Sqitch does. The revert script of a change that keeps it
+    /// beside its deploy script is `deploy/C-rollback.sql`.
     pub fn script_path(&self, change: &Change, kind: ScriptKind) -> PathBuf {
+        if kind == ScriptKind::Revert
+            && !change.is_reworked()
+            && let Some(rollback) = self.workflow.rollback(&change.name)
+        {
+            return rollback.path.clone();
+        }
         self.script_dir(change, kind).join(&change.script_file)
+    }
+
+    /// `path` relative to the project root, `/`-separated, for messages and the registry.
+    pub fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/")
     }
 
     /// The directory `change`'s script of `kind` is in (before any `/` in its name): the

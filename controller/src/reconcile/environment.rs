@@ -20,9 +20,12 @@ use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::{
     DeployFailure, DeploymentRecord, Environment, EnvironmentStatus, FailureMode, PendingChanges,
+    WorkflowChange, WorkflowState,
 };
+use crate::engine::workflow::Refusal;
 use crate::engine::{self, DeployOptions, PgEngine};
 use crate::registry::Registry;
+use crate::registry::workflow as records;
 
 /// The kind's name, for metrics and logs.
 pub const KIND: &str = "Environment";
@@ -222,6 +225,22 @@ pub fn engine_outcome(
                 ..Default::default()
             }),
         ),
+        E::Refused(refusal) => (
+            Outcome::Terminal {
+                reason: match refusal {
+                    Refusal::ReworkNotAllowed { .. } => reasons::REWORK_NOT_ALLOWED,
+                    _ => reasons::INVALID_WORKFLOW,
+                },
+                message: message.clone(),
+            },
+            Some(DeployFailure {
+                revision: Some(revision.into()),
+                change: Some(refusal.change().to_string()),
+                file: Some(refusal.file().to_string()),
+                message,
+                ..Default::default()
+            }),
+        ),
         E::Dependency { .. } => (
             Outcome::Terminal {
                 reason: reasons::DEPENDENCY_FAILED,
@@ -338,6 +357,7 @@ pub fn deploy_options(env: &Environment, revision: &str, to: Option<String>) -> 
         log_only: false,
         variables: env.spec.variables.clone(),
         revision: Some(revision.to_string()),
+        allow_rework: env.spec.allow_rework,
     }
 }
 
@@ -581,7 +601,10 @@ async fn steps(
         Ok(e) => e,
         Err(outcome) => return outcome,
     };
-    let state = match engine.status(&fetched.project).await {
+    let state = match engine
+        .status_with(&fetched.project, env.spec.allow_rework)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return engine_outcome(&e, &fetched, &revision).0,
     };
@@ -629,11 +652,15 @@ async fn steps(
             let reason = status::condition(&new.conditions, types::READY)
                 .map(|c| c.reason.clone())
                 .unwrap_or_default();
-            let reason = if reason == reasons::VERIFY_FAILED {
-                reasons::VERIFY_FAILED
-            } else {
-                reasons::DEPLOY_FAILED
-            };
+            // Keep the reason the failure was reported with.
+            let reason = [
+                reasons::VERIFY_FAILED,
+                reasons::REWORK_NOT_ALLOWED,
+                reasons::INVALID_WORKFLOW,
+            ]
+            .into_iter()
+            .find(|r| *r == reason)
+            .unwrap_or(reasons::DEPLOY_FAILED);
             let message = status::condition(&new.conditions, types::READY)
                 .map(|c| c.message.clone())
                 .unwrap_or(message);
@@ -781,8 +808,12 @@ async fn steps(
             ),
         };
     }
-    match engine.status(&fetched.project).await {
+    match engine
+        .status_with(&fetched.project, env.spec.allow_rework)
+        .await
+    {
         Ok(state) => {
+            new.workflow = workflow_changes(&state);
             new.last_change = state.last_change.as_ref().map(|c| c.name.clone());
             new.last_change_id = state.last_change.as_ref().map(|c| c.id.clone());
             new.pending = Some(PendingChanges {
@@ -894,6 +925,28 @@ async fn follow_objects(
             Some(outcome)
         }
     }
+}
+
+/// The changes the development workflow files acted on in this database, for status.
+fn workflow_changes(state: &engine::Status) -> Vec<WorkflowChange> {
+    state
+        .reworked()
+        .filter_map(|c| {
+            Some(WorkflowChange {
+                change: c.name.clone(),
+                state: match c.workflow? {
+                    records::State::Deployed => WorkflowState::Deployed,
+                    records::State::Ignored => WorkflowState::Ignored,
+                    records::State::Cleaned => WorkflowState::Cleaned,
+                    records::State::Replaced => WorkflowState::Replaced,
+                },
+                file: c.file.clone().unwrap_or_default(),
+                reason: Some(c.reason.clone()).filter(|r| !r.is_empty()),
+                revision: c.revision.clone(),
+                since: c.since.clone(),
+            })
+        })
+        .collect()
 }
 
 /// One event per transition: Deployed, DeployFailed, RolledBack.
@@ -1018,6 +1071,104 @@ mod tests {
         for case in cases {
             assert_eq!(decide(&case.facts), case.want, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn a_rework_refusal_stalls_naming_the_change_and_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("sqitch.conf"), "[core]\n\tengine = pg\n").expect("w");
+        std::fs::write(
+            dir.path().join("sqitch.plan"),
+            "%project=shop\n\nusers 2024-01-01T00:00:00Z Ann <ann@example.com>\n",
+        )
+        .expect("w");
+        std::fs::create_dir(dir.path().join("deploy")).expect("mkdir");
+        std::fs::write(dir.path().join("deploy/users.sql"), "select 1;\n").expect("w");
+        let fetched = Fetched {
+            revision: "cm:shop@sha1:1".into(),
+            dir: dir.path().to_owned(),
+            project: crate::project::Project::load(dir.path()).expect("project"),
+        };
+        let error = engine::Error::Refused(Refusal::ReworkNotAllowed {
+            change: "users".into(),
+            file: "deploy/users-ignore.sql".into(),
+        });
+        let (outcome, failure) = engine_outcome(&error, &fetched, "cm:shop@sha1:1");
+        match outcome {
+            Outcome::Terminal { reason, message } => {
+                assert_eq!(reason, reasons::REWORK_NOT_ALLOWED);
+                assert!(message.contains("deploy/users-ignore.sql"), "{message}");
+            }
+            other => panic!("want terminal, got {other:?}"),
+        }
+        let failure = failure.expect("failure details");
+        assert_eq!(failure.change.as_deref(), Some("users"));
+        assert_eq!(failure.file.as_deref(), Some("deploy/users-ignore.sql"));
+        assert_eq!(
+            reasons::REWORK_NOT_ALLOWED,
+            engine::workflow::REWORK_NOT_ALLOWED,
+            "the engine and the API agree on the word"
+        );
+        assert_eq!(
+            reasons::INVALID_WORKFLOW,
+            engine::workflow::INVALID_WORKFLOW
+        );
+    }
+
+    #[test]
+    fn environment_status_lists_the_changes_the_workflow_acted_on() {
+        let change = |name: &str, workflow, file: Option<&str>| engine::ChangeStatus {
+            name: name.into(),
+            id: format!("{name}-id"),
+            deployed: workflow != Some(records::State::Cleaned),
+            workflow,
+            file: file.map(str::to_owned),
+            reason: if name == "b" {
+                "wrong types".into()
+            } else {
+                String::new()
+            },
+            revision: Some("r2".into()),
+            since: Some("2026-01-01T00:00:00Z".into()),
+            next: None,
+        };
+        let state = engine::Status {
+            changes: vec![
+                change("a", Some(records::State::Deployed), None),
+                change(
+                    "b",
+                    Some(records::State::Ignored),
+                    Some("deploy/b-ignore.sql"),
+                ),
+                change(
+                    "c",
+                    Some(records::State::Cleaned),
+                    Some("deploy/c-cleanup.sql"),
+                ),
+                change(
+                    "d",
+                    Some(records::State::Replaced),
+                    Some("deploy/d-replace.sql"),
+                ),
+            ],
+            ..Default::default()
+        };
+        let listed = workflow_changes(&state);
+        let got: Vec<(&str, WorkflowState, &str)> = listed
+            .iter()
+            .map(|w| (w.change.as_str(), w.state, w.file.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b", WorkflowState::Ignored, "deploy/b-ignore.sql"),
+                ("c", WorkflowState::Cleaned, "deploy/c-cleanup.sql"),
+                ("d", WorkflowState::Replaced, "deploy/d-replace.sql"),
+            ],
+            "plainly deployed changes are not listed"
+        );
+        assert_eq!(listed[0].reason.as_deref(), Some("wrong types"));
+        assert_eq!(listed[1].reason, None);
     }
 
     #[test]

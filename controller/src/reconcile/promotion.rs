@@ -493,9 +493,9 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
     };
     let changes = pending_up_to(&fetched, &state.pending, to.as_deref());
     // Environments serving layers in one database: repoint, rebuild nothing.
-    let sharing = source
-        .as_ref()
-        .map_or(bluegreen::Sharing::Separate, |s| bluegreen::sharing(ctx, s, &target));
+    let sharing = source.as_ref().map_or(bluegreen::Sharing::Separate, |s| {
+        bluegreen::sharing(ctx, s, &target)
+    });
     let shared_from = match sharing {
         bluegreen::Sharing::Clash if !objects.schemas.is_empty() => {
             return run.block(

@@ -6,13 +6,16 @@
 //!   Sqitch writes them, so `sqitch status` / `sqitch log` and `switchyard` read the same
 //!   history.
 //! - `switchyard`: switchyard's own bookkeeping (lock holders, deployments, schema
-//!   pointers), which Sqitch never sees.
+//!   pointers, development workflow states), which Sqitch never sees. Its numbered
+//!   migration steps (1 in `ddl`, 2 in `bluegreen`, 3 in `workflow`) are idempotent and run
+//!   in order by [`Registry::ensure`].
 //!
 //! Owns every SQL statement that touches those schemas. Knows nothing of scripts, git or
 //! Kubernetes.
 
 pub mod bluegreen;
 mod ddl;
+pub mod workflow;
 
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -204,6 +207,18 @@ pub struct LockHolder {
     pub started_at: String,
 }
 
+/// Where a deployed change's rows go in Sqitch's order of deployed changes (by
+/// `committed_at`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position<'a> {
+    /// Now: after everything deployed.
+    Now,
+    /// One microsecond after the deployed change with this id.
+    After(&'a str),
+    /// This many microseconds before the deployed change with this id.
+    Before(&'a str, i32),
+}
+
 /// The registry in one database, under a schema name.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -214,6 +229,23 @@ pub struct Registry {
 impl Default for Registry {
     fn default() -> Self {
         Registry::new("sqitch")
+    }
+}
+
+/// What a `revert` event records about a deployed change.
+fn revert_record<'a>(change: &'a DeployedChange, project: &'a str) -> ChangeRecord<'a> {
+    ChangeRecord {
+        id: &change.id,
+        name: &change.name,
+        project,
+        note: &change.note,
+        planned_at: &change.planned_at,
+        planner_name: &change.planner_name,
+        planner_email: &change.planner_email,
+        script_hash: change.script_hash.as_deref(),
+        requires: Vec::new(),
+        conflicts: Vec::new(),
+        tags: Vec::new(),
     }
 }
 
@@ -283,7 +315,30 @@ impl Registry {
         db.batch_execute(&ddl::switchyard_schema())
             .await
             .map_err(query_error("creating the switchyard schema"))?;
+        // NB: only steps not recorded yet: an ALTER TABLE takes its exclusive lock even when
+        // there is nothing left to add, and deploys must not queue behind a swap for it.
+        let done: Vec<i32> = db
+            .query("SELECT version FROM switchyard.releases", &[])
+            .await
+            .map_err(query_error("reading the switchyard schema version"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !done.contains(&bluegreen::VERSION) {
+            bluegreen::migrate(db).await?;
+        }
+        if !done.contains(&workflow::VERSION) {
+            workflow::migrate(db).await?;
+        }
         Ok(())
+    }
+
+    /// The workflow tables' scope for `project` in this registry.
+    pub fn workflow_scope<'a>(&'a self, project: &'a str) -> workflow::Scope<'a> {
+        workflow::Scope {
+            registry: &self.schema,
+            project,
+        }
     }
 
     async fn upgrade_1_1(&self, db: &impl GenericClient, who: &Committer) -> Result<()> {
@@ -508,11 +563,36 @@ impl Registry {
         change: &ChangeRecord<'_>,
         who: &Committer,
     ) -> Result<()> {
+        self.log_deploy_at(db, change, who, Position::Now).await
+    }
+
+    /// [`Registry::log_deploy`] with the `changes` and `tags` rows dated at `position`. A
+    /// change deployed into a gap (after an unignore, or a replace of a change skipped
+    /// before) is dated between its neighbours in plan order, so that ordering rows by
+    /// `committed_at` still gives plan order: Sqitch takes its newest row as its current
+    /// change and reverts newest first. The `deploy` event keeps the real time.
+    pub async fn log_deploy_at(
+        &self,
+        db: &impl GenericClient,
+        change: &ChangeRecord<'_>,
+        who: &Committer,
+        position: Position<'_>,
+    ) -> Result<()> {
         let q = &self.quoted;
+        let at = format!(
+            "COALESCE((SELECT p.committed_at + interval '1 microsecond' FROM {q}.changes p WHERE p.change_id = $11::text), \
+                      (SELECT n.committed_at - $13::int * interval '1 microsecond' FROM {q}.changes n WHERE n.change_id = $12::text), \
+                      clock_timestamp())"
+        );
+        let (after, before, steps) = match position {
+            Position::Now => (None, None, 0),
+            Position::After(id) => (Some(id), None, 0),
+            Position::Before(id, n) => (None, Some(id), n),
+        };
         db.execute(
             &format!(
                 "INSERT INTO {q}.changes (change_id, script_hash, change, project, note, committer_name, committer_email, planned_at, planner_name, planner_email, committed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, $10, clock_timestamp())"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, $10, {at})"
             ),
             &[
                 &change.id,
@@ -525,6 +605,9 @@ impl Registry {
                 &change.planned_at,
                 &change.planner_name,
                 &change.planner_email,
+                &after,
+                &before,
+                &steps,
             ],
         )
         .await
@@ -558,7 +641,7 @@ impl Registry {
             db.execute(
                 &format!(
                     "INSERT INTO {q}.tags (tag_id, tag, project, change_id, note, committer_name, committer_email, planned_at, planner_name, planner_email, committed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, $10, clock_timestamp())"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::timestamptz, $9, $10, {at})"
                 ),
                 &[
                     &tag.id,
@@ -571,11 +654,62 @@ impl Registry {
                     &tag.planned_at,
                     &tag.planner_name,
                     &tag.planner_email,
+                    &after,
+                    &before,
+                    &steps,
                 ],
             )
             .await
             .map_err(query_error("recording a tag"))?;
         }
+        let tags: Vec<String> = change.tags.iter().map(|t| format!("@{}", t.name)).collect();
+        let requires: Vec<&str> = change.requires.iter().map(|(d, _)| d.as_str()).collect();
+        self.log_event(
+            db,
+            "deploy",
+            change,
+            &tags,
+            &requires,
+            &change.conflicts,
+            who,
+        )
+        .await
+    }
+
+    /// Records that a deployed change was undone and deployed again with a new script (a
+    /// `-replace` file), as Sqitch would record a revert and a deploy of it: a `revert`
+    /// event, then a `deploy` event carrying the new script's hash. The `changes` row is
+    /// updated in place rather than removed and inserted again: changes deployed after it
+    /// may require it (their `dependencies` rows point at it), and it keeps its date so
+    /// Sqitch's order of deployed changes stays plan order.
+    pub async fn log_replace(
+        &self,
+        db: &impl GenericClient,
+        row: &DeployedChange,
+        change: &ChangeRecord<'_>,
+        who: &Committer,
+    ) -> Result<()> {
+        let q = &self.quoted;
+        let record = revert_record(row, change.project);
+        let requires: Vec<&str> = row.requires.iter().map(String::as_str).collect();
+        self.log_event(
+            db,
+            "revert",
+            &record,
+            &row.tags,
+            &requires,
+            &row.conflicts,
+            who,
+        )
+        .await?;
+        db.execute(
+            &format!(
+                "UPDATE {q}.changes SET script_hash = $2, committer_name = $3, committer_email = $4 WHERE change_id = $1"
+            ),
+            &[&change.id, &change.script_hash, &who.name, &who.email],
+        )
+        .await
+        .map_err(query_error("recording a replaced change"))?;
         let tags: Vec<String> = change.tags.iter().map(|t| format!("@{}", t.name)).collect();
         let requires: Vec<&str> = change.requires.iter().map(|(d, _)| d.as_str()).collect();
         self.log_event(
@@ -625,19 +759,7 @@ impl Registry {
         )
         .await
         .map_err(query_error("removing a change"))?;
-        let record = ChangeRecord {
-            id: &change.id,
-            name: &change.name,
-            project,
-            note: &change.note,
-            planned_at: &change.planned_at,
-            planner_name: &change.planner_name,
-            planner_email: &change.planner_email,
-            script_hash: change.script_hash.as_deref(),
-            requires: Vec::new(),
-            conflicts: Vec::new(),
-            tags: Vec::new(),
-        };
+        let record = revert_record(change, project);
         let requires: Vec<&str> = change.requires.iter().map(String::as_str).collect();
         self.log_event(
             db,

@@ -11,6 +11,7 @@ mod load;
 mod rework;
 mod uri;
 mod validation;
+mod workflow;
 
 use std::path::Path;
 

@@ -1,0 +1,713 @@
+//! What a deploy does with one database, decided from gathered facts: the plan, its
+//! development workflow files, the registry's deployed changes and recorded workflow
+//! states, and whether this database allows rework.
+//!
+//! Pure: [`schedule`] turns [`Facts`] into the ordered [`Step`]s of a deploy, or says why
+//! the deploy is refused before anything runs. `postgres.rs` gathers the facts and runs the
+//! steps; `status` shows the same schedule as pending work.
+//!
+//! How each workflow step reads in Sqitch's registry (so `sqitch status` and `sqitch log`
+//! stay coherent):
+//! - ignore, deployed: nothing changes for Sqitch; the change stays deployed.
+//! - ignore, not deployed: the change is skipped. Sqitch sees a gap in its deployed
+//!   changes; as it only looks at its newest deployed change, `sqitch status` reports the
+//!   database up to date once a change after the gap is deployed (while the skipped change
+//!   is the plan's last, it lists it as undeployed), and `sqitch verify` reports the gap.
+//! - cleanup, deployed: a `revert` of the change (its rows go, a `revert` event).
+//! - replace, deployed: a `revert` event and a `deploy` event of the same change carrying
+//!   the replacement's script hash; the `changes` row stays where it was.
+//! - replace, or unignore, of a change not deployed: a `deploy` of it, dated between its
+//!   neighbours so Sqitch's order of deployed changes stays plan order.
+//!
+//! Sqitch's own rework (`sqitch rework`, `C@tag.sql` copies): Sqitch requires reworked
+//! scripts to be idempotent, each instance applicable over the other. When one deploy
+//! would run an earlier instance and later the newest instance of the same change, with
+//! nothing in between requiring the earlier one, only the newest runs: the earlier one is
+//! recorded as deployed (rows identical to Sqitch's) without running. Where the earlier
+//! instance is deployed already, the newer one is deployed over it in plan order.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use super::postgres::resolve_local;
+use crate::project::{Directive, Project, ScriptKind};
+use crate::registry::DeployedChange;
+use crate::registry::workflow::{EventKind, Record, State, Transition};
+
+/// What [`schedule`] looks at, gathered before anything changes.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// The project at the revision to deploy.
+    pub project: &'a Project,
+    /// The registry's deployed changes, oldest first.
+    pub deployed: &'a [DeployedChange],
+    /// The recorded workflow states of the project in this database.
+    pub records: &'a [Record],
+    /// Whether workflow files act here (`allowRework`, `--allow-rework`).
+    pub allow_rework: bool,
+    /// Only plan changes before this index are deployed (`--to`); at most the plan's length.
+    pub end: usize,
+}
+
+/// Why a deploy is refused before anything runs. Every variant names the change and the
+/// workflow file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "camelCase")]
+pub enum Refusal {
+    /// A change with workflow files, not deployed here in its original form, where rework
+    /// is not allowed.
+    #[error(
+        "{file}: change {change} is reworked by this file and the database has not deployed it in its original form; workflow files act only where rework is allowed (Environment allowRework, deploy --allow-rework)"
+    )]
+    ReworkNotAllowed {
+        /// The change.
+        change: String,
+        /// The workflow file, relative to the project.
+        file: String,
+    },
+    /// A change ignored here and not deployed, whose project no longer ignores it.
+    #[error(
+        "{file}: change {change} is {state} in this database (since {since}) but the project no longer has this file; restore it, or keep it and add {unignore} to deploy {change} again"
+    )]
+    IgnoreRemoved {
+        /// The change.
+        change: String,
+        /// Ignored or cleaned.
+        state: &'static str,
+        /// The workflow file that ignored it, relative to the project.
+        file: String,
+        /// When, RFC 3339.
+        since: String,
+        /// The unignore file to add.
+        unignore: String,
+    },
+    /// A change to deploy requires a change that is ignored here and not deployed.
+    #[error("{file}: change {dependent} requires {change}, which is ignored here and not deployed")]
+    RequiresIgnored {
+        /// The ignored change.
+        change: String,
+        /// The workflow file ignoring it.
+        file: String,
+        /// The change that requires it.
+        dependent: String,
+    },
+    /// A change to clean up is required by a change that stays deployed.
+    #[error("{file}: cannot clean up change {change}: {dependent} requires it and stays deployed")]
+    RequiredByDeployed {
+        /// The change to clean up.
+        change: String,
+        /// The cleanup file.
+        file: String,
+        /// The deployed change requiring it.
+        dependent: String,
+    },
+    /// A replace of a deployed change with nothing to undo the deployed version first.
+    #[error(
+        "{file}: cannot replace change {change}: it is deployed here and {undo}, which would undo it first, does not exist; add a cleanup file beside the replacement"
+    )]
+    NothingToUndo {
+        /// The change.
+        change: String,
+        /// The replace file.
+        file: String,
+        /// The revert script looked for.
+        undo: String,
+    },
+}
+
+impl Refusal {
+    /// The condition reason: `ReworkNotAllowed`, else `InvalidWorkflow`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::ReworkNotAllowed { .. } => REWORK_NOT_ALLOWED,
+            _ => INVALID_WORKFLOW,
+        }
+    }
+
+    /// The change the refusal is about.
+    pub fn change(&self) -> &str {
+        match self {
+            Refusal::ReworkNotAllowed { change, .. }
+            | Refusal::IgnoreRemoved { change, .. }
+            | Refusal::RequiresIgnored { change, .. }
+            | Refusal::RequiredByDeployed { change, .. }
+            | Refusal::NothingToUndo { change, .. } => change,
+        }
+    }
+
+    /// The workflow file the refusal names, relative to the project.
+    pub fn file(&self) -> &str {
+        match self {
+            Refusal::ReworkNotAllowed { file, .. }
+            | Refusal::IgnoreRemoved { file, .. }
+            | Refusal::RequiresIgnored { file, .. }
+            | Refusal::RequiredByDeployed { file, .. }
+            | Refusal::NothingToUndo { file, .. } => file,
+        }
+    }
+}
+
+/// Reason: a revision reworks changes a database without rework has not deployed as
+/// planned.
+pub const REWORK_NOT_ALLOWED: &str = "ReworkNotAllowed";
+/// Reason: the workflow files contradict what the database recorded.
+pub const INVALID_WORKFLOW: &str = "InvalidWorkflow";
+
+/// Why [`schedule`] gives no steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Declined {
+    /// Deployed row `row` (0-based, oldest first) is not where the plan has it.
+    Diverged {
+        /// Index into the deployed changes.
+        row: usize,
+    },
+    /// The deploy is refused.
+    Refused(Refusal),
+}
+
+/// Where a change's registry rows go (see [`crate::registry::Position`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// After everything deployed.
+    End,
+    /// Right after the deployed change with this id.
+    After(String),
+    /// This many microseconds before the deployed change with this id.
+    Before(String, i32),
+}
+
+/// What one step does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Run `script` (the deploy script, or the `-replace` script in its place) and record
+    /// the change deployed at `place`.
+    Deploy {
+        /// The script to run and hash.
+        script: PathBuf,
+        /// Where its rows go.
+        place: Place,
+        /// `Some(i)`: an earlier instance of a reworked change that plan change `i` (the
+        /// newest instance, deployed in the same run) supersedes; recorded, not run.
+        superseded_by: Option<usize>,
+    },
+    /// The change is deployed: run `undo`, then `script`, and record a revert and a deploy.
+    Replace {
+        /// `C-cleanup.sql`, else the change's revert script.
+        undo: PathBuf,
+        /// `C-replace.sql`.
+        script: PathBuf,
+    },
+    /// The change is deployed: run `script` and record it reverted.
+    Cleanup {
+        /// `C-cleanup.sql`.
+        script: PathBuf,
+    },
+    /// Only record the step's transition.
+    Mark,
+}
+
+impl Action {
+    /// The word progress and reports use.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Action::Deploy { .. } => "deploy",
+            Action::Replace { .. } => "replace",
+            Action::Cleanup { .. } => "cleanup",
+            Action::Mark => "mark",
+        }
+    }
+}
+
+/// One step of a deploy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The plan change.
+    pub index: usize,
+    /// What to do.
+    pub action: Action,
+    /// The workflow state to record with it, in the same transaction.
+    pub transition: Option<Transition>,
+}
+
+impl Step {
+    /// The word progress and `status` use: `deploy`, `record` (a superseded instance),
+    /// `replace`, `cleanup`, `ignore`, `unignore` or `mark`.
+    pub fn verb(&self) -> &'static str {
+        match (&self.action, &self.transition) {
+            (Action::Deploy { superseded_by, .. }, _) if superseded_by.is_some() => "record",
+            (Action::Mark, Some(t)) => t.event.map_or("mark", EventKind::as_str),
+            (action, _) => action.verb(),
+        }
+    }
+}
+
+/// A deploy, decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Steps in the order they run: cleanups newest first, then the rest in plan order.
+    pub steps: Vec<Step>,
+    /// Plan changes not deployed here because they are ignored (or cleaned up by this run).
+    pub skipped: Vec<usize>,
+    /// Plan changes before this index are deployed here or skipped gaps; the others are
+    /// not deployed.
+    pub prefix: usize,
+}
+
+/// Where the registry's deployed changes sit in the plan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Alignment {
+    /// Per plan change before [`Alignment::prefix`]: its deployed row, or `None` for a gap
+    /// (a change ignored here and not deployed).
+    pub rows: Vec<Option<usize>>,
+    /// The plan changes up to the newest deployed one.
+    pub prefix: usize,
+}
+
+impl Alignment {
+    /// The deployed row of plan change `index`.
+    pub fn row(&self, index: usize) -> Option<usize> {
+        self.rows.get(index).copied().flatten()
+    }
+}
+
+/// Matches deployed rows to plan changes, in order. Between two deployed changes the plan
+/// may hold only changes recorded as ignored here; anything else means the plan and the
+/// database diverged, at the returned row.
+pub fn align(facts: &Facts<'_>) -> Result<Alignment, usize> {
+    let plan = &facts.project.plan.changes;
+    let ignored: BTreeSet<&str> = facts
+        .records
+        .iter()
+        .filter(|r| r.state.ignores())
+        .map(|r| r.change_id.as_str())
+        .collect();
+    let mut rows = Vec::with_capacity(facts.deployed.len());
+    for (r, row) in facts.deployed.iter().enumerate() {
+        loop {
+            let Some(change) = plan.get(rows.len()) else {
+                return Err(r);
+            };
+            if change.id == row.id {
+                rows.push(Some(r));
+                break;
+            }
+            if !ignored.contains(change.id.as_str()) {
+                return Err(r);
+            }
+            rows.push(None);
+        }
+    }
+    let prefix = rows.len();
+    Ok(Alignment { rows, prefix })
+}
+
+/// Decides a deploy: the steps, in order, or why there are none.
+pub fn schedule(facts: &Facts<'_>) -> Result<Schedule, Declined> {
+    let alignment = align(facts).map_err(|row| Declined::Diverged { row })?;
+    let project = facts.project;
+    let plan = &project.plan.changes;
+    let end = facts.end.min(plan.len());
+    let records: HashMap<&str, &Record> = facts
+        .records
+        .iter()
+        .map(|r| (r.change_id.as_str(), r))
+        .collect();
+    let mut latest: HashMap<&str, usize> = HashMap::new();
+    for (i, change) in plan.iter().enumerate() {
+        latest.insert(&change.name, i);
+    }
+    let directive = |i: usize| {
+        let name = plan[i].name.as_str();
+        (latest.get(name) == Some(&i))
+            .then(|| project.workflow.directive(name))
+            .flatten()
+    };
+    if !facts.allow_rework
+        && let Some(refusal) = rework_refusal(facts, &alignment, &records, &directive, end)
+    {
+        return Err(Declined::Refused(refusal));
+    }
+
+    let mut forward: Vec<Step> = Vec::new();
+    let mut cleanups: Vec<Step> = Vec::new();
+    let mut skipped: Vec<usize> = Vec::new();
+    for (i, change) in plan.iter().enumerate().take(end) {
+        let deployed = alignment.row(i).map(|r| &facts.deployed[r]);
+        let record = records.get(change.id.as_str()).copied();
+        let recorded = record.map(|r| r.state);
+        let transition = |state, event, file: &str, reason: &str, hash: Option<&str>| Transition {
+            change_id: change.id.clone(),
+            change: change.name.clone(),
+            state,
+            event,
+            file: file.to_owned(),
+            reason: reason.to_owned(),
+            script_hash: hash.map(str::to_owned),
+        };
+        let deploy = |script: PathBuf, transition: Option<Transition>| Step {
+            index: i,
+            action: Action::Deploy {
+                script,
+                place: Place::End,
+                superseded_by: None,
+            },
+            transition,
+        };
+        let original = || project.script_path(change, ScriptKind::Deploy);
+        // Without rework the files are disregarded: every change they name is deployed here
+        // as planned (checked above).
+        let directive = if facts.allow_rework {
+            directive(i)
+        } else {
+            None
+        };
+        match directive {
+            None => match (deployed, record) {
+                (None, Some(r)) if r.state.ignores() => {
+                    return Err(Declined::Refused(ignore_removed(project, r)));
+                }
+                (None, _) => forward.push(deploy(original(), None)),
+                (Some(_), _) => {}
+            },
+            Some(Directive::Ignore { ignore }) => {
+                if deployed.is_none() {
+                    skipped.push(i);
+                }
+                if !recorded.is_some_and(State::ignores) {
+                    forward.push(Step {
+                        index: i,
+                        action: Action::Mark,
+                        transition: Some(transition(
+                            State::Ignored,
+                            Some(EventKind::Ignore),
+                            &ignore.relative,
+                            &ignore.reason,
+                            None,
+                        )),
+                    });
+                }
+            }
+            Some(Directive::Unignore { unignore, .. }) => {
+                let unignored = recorded.is_some_and(State::ignores).then(|| {
+                    transition(
+                        State::Deployed,
+                        Some(EventKind::Unignore),
+                        &unignore.relative,
+                        "",
+                        None,
+                    )
+                });
+                match (deployed, unignored) {
+                    (None, transition) => forward.push(deploy(original(), transition)),
+                    (Some(_), Some(transition)) => forward.push(Step {
+                        index: i,
+                        action: Action::Mark,
+                        transition: Some(transition),
+                    }),
+                    (Some(_), None) => {}
+                }
+            }
+            Some(d @ Directive::Cleanup { cleanup, .. }) => match deployed {
+                Some(_) if recorded != Some(State::Cleaned) => {
+                    skipped.push(i);
+                    cleanups.push(Step {
+                        index: i,
+                        action: Action::Cleanup {
+                            script: cleanup.path.clone(),
+                        },
+                        transition: Some(transition(
+                            State::Cleaned,
+                            Some(EventKind::Cleanup),
+                            &cleanup.relative,
+                            d.reason(),
+                            Some(&cleanup.sha1),
+                        )),
+                    });
+                }
+                // Cleaned here before, and deployed again since by someone else: leave it.
+                Some(_) => {}
+                None => {
+                    skipped.push(i);
+                    if !recorded.is_some_and(State::ignores) {
+                        forward.push(Step {
+                            index: i,
+                            action: Action::Mark,
+                            transition: Some(transition(
+                                State::Ignored,
+                                Some(EventKind::Ignore),
+                                &cleanup.relative,
+                                d.reason(),
+                                None,
+                            )),
+                        });
+                    }
+                }
+            },
+            Some(Directive::Replace { replace, cleanup }) => {
+                let replaced = Some(transition(
+                    State::Replaced,
+                    Some(EventKind::Replace),
+                    &replace.relative,
+                    "",
+                    Some(&replace.sha1),
+                ));
+                match deployed {
+                    None => forward.push(deploy(replace.path.clone(), replaced)),
+                    Some(row) if row.script_hash.as_deref() != Some(replace.sha1.as_str()) => {
+                        forward.push(Step {
+                            index: i,
+                            action: Action::Replace {
+                                undo: cleanup.map_or_else(
+                                    || project.script_path(change, ScriptKind::Revert),
+                                    |c| c.path.clone(),
+                                ),
+                                script: replace.path.clone(),
+                            },
+                            transition: replaced,
+                        });
+                    }
+                    // Deployed with these very bytes already: only the state is missing.
+                    Some(_) if recorded != Some(State::Replaced) => forward.push(Step {
+                        index: i,
+                        action: Action::Mark,
+                        transition: Some(transition(
+                            State::Replaced,
+                            None,
+                            &replace.relative,
+                            "",
+                            Some(&replace.sha1),
+                        )),
+                    }),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    // Cleanups run first, newest first, as a revert would.
+    cleanups.reverse();
+    let cleaned: BTreeSet<usize> = cleanups.iter().map(|s| s.index).collect();
+    check_requires(facts, &alignment, &forward, &skipped, &cleaned, &directive)?;
+    place_gap_fills(facts, &alignment, &mut forward, &cleaned);
+    supersede(facts, &alignment, &mut forward);
+    let mut steps = cleanups;
+    steps.extend(forward);
+    Ok(Schedule {
+        steps,
+        skipped,
+        prefix: alignment.prefix,
+    })
+}
+
+/// Without rework: the first change (in plan order, before `end`) with workflow files that
+/// is not deployed here as planned.
+fn rework_refusal<'p>(
+    facts: &Facts<'p>,
+    alignment: &Alignment,
+    records: &HashMap<&str, &Record>,
+    directive: &dyn Fn(usize) -> Option<Directive<'p>>,
+    end: usize,
+) -> Option<Refusal> {
+    let plan = &facts.project.plan.changes;
+    (0..end).find_map(|i| {
+        let d = directive(i)?;
+        let replaced = records
+            .get(plan[i].id.as_str())
+            .is_some_and(|r| r.state == State::Replaced);
+        (alignment.row(i).is_none() || replaced).then(|| Refusal::ReworkNotAllowed {
+            change: plan[i].name.clone(),
+            file: d.file().relative.clone(),
+        })
+    })
+}
+
+/// Does this revision hold changes reworked by workflow files that the database has not
+/// deployed in their original form? What a Promotion into an Environment without
+/// `allowRework` checks before it deploys anything (its guard `GuardReworkNotAllowed`).
+/// `None` when the plan and the database diverged: the deploy itself reports that.
+pub fn rework_not_allowed(
+    project: &Project,
+    deployed: &[DeployedChange],
+    records: &[Record],
+) -> Option<Refusal> {
+    let facts = Facts {
+        project,
+        deployed,
+        records,
+        allow_rework: false,
+        end: project.plan.changes.len(),
+    };
+    match schedule(&facts) {
+        Err(Declined::Refused(refusal @ Refusal::ReworkNotAllowed { .. })) => Some(refusal),
+        _ => None,
+    }
+}
+
+fn ignore_removed(project: &Project, record: &Record) -> Refusal {
+    let dir = project.relative(&project.deploy_dir);
+    let ext = &project.extension;
+    let name = &record.change;
+    Refusal::IgnoreRemoved {
+        change: name.clone(),
+        state: record.state.as_str(),
+        file: record.file.clone(),
+        since: record.changed_at.clone(),
+        unignore: format!("{dir}/{name}-unignore.{ext}"),
+    }
+}
+
+/// Changes to deploy must not require a change skipped here; changes that stay deployed
+/// must not require a change this run cleans up.
+fn check_requires<'p>(
+    facts: &Facts<'p>,
+    alignment: &Alignment,
+    forward: &[Step],
+    skipped: &[usize],
+    cleaned: &BTreeSet<usize>,
+    directive: &dyn Fn(usize) -> Option<Directive<'p>>,
+) -> Result<(), Declined> {
+    if skipped.is_empty() && cleaned.is_empty() {
+        // NB: the common case; resolving every requirement costs a scan of the plan each.
+        return Ok(());
+    }
+    let project = facts.project;
+    let plan = &project.plan.changes;
+    let skipped: BTreeSet<usize> = skipped.iter().copied().collect();
+    let file = |i: usize| {
+        directive(i).map_or_else(
+            || {
+                facts
+                    .records
+                    .iter()
+                    .find(|r| r.change_id == plan[i].id)
+                    .map(|r| r.file.clone())
+                    .unwrap_or_default()
+            },
+            |d| d.file().relative.clone(),
+        )
+    };
+    let requirement = |k: usize, of: &BTreeSet<usize>| {
+        plan[k]
+            .requires
+            .iter()
+            .filter(|d| d.is_local(&project.plan.project))
+            .filter_map(|d| resolve_local(project, d, k))
+            .find(|i| of.contains(i))
+    };
+    for step in forward {
+        if matches!(step.action, Action::Deploy { .. })
+            && let Some(i) = requirement(step.index, &skipped)
+        {
+            return Err(Declined::Refused(Refusal::RequiresIgnored {
+                change: plan[i].name.clone(),
+                file: file(i),
+                dependent: plan[step.index].name.clone(),
+            }));
+        }
+    }
+    for k in (0..alignment.prefix).filter(|_| !cleaned.is_empty()) {
+        if alignment.row(k).is_some()
+            && !cleaned.contains(&k)
+            && let Some(i) = requirement(k, cleaned)
+        {
+            return Err(Declined::Refused(Refusal::RequiredByDeployed {
+                change: plan[i].name.clone(),
+                file: file(i),
+                dependent: plan[k].name.clone(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Dates changes deployed into gaps between their neighbours: right after the closest
+/// change before them that is (or by then will be) deployed, else enough microseconds
+/// before the next deployed change for every gap filled ahead of it.
+fn place_gap_fills(
+    facts: &Facts<'_>,
+    alignment: &Alignment,
+    forward: &mut [Step],
+    cleaned: &BTreeSet<usize>,
+) {
+    let plan = &facts.project.plan.changes;
+    let stays = |i: usize| alignment.row(i).is_some() && !cleaned.contains(&i);
+    let fills: BTreeSet<usize> = forward
+        .iter()
+        .filter(|s| s.index < alignment.prefix && matches!(s.action, Action::Deploy { .. }))
+        .map(|s| s.index)
+        .collect();
+    for step in forward.iter_mut() {
+        let i = step.index;
+        let Action::Deploy { place, .. } = &mut step.action else {
+            continue;
+        };
+        if !fills.contains(&i) {
+            continue;
+        }
+        let Some(next) = (i + 1..alignment.prefix).find(|&j| stays(j)) else {
+            continue;
+        };
+        let previous = (0..i).rev().find(|&j| stays(j) || fills.contains(&j));
+        *place = match previous {
+            Some(j) => Place::After(plan[j].id.clone()),
+            None => {
+                let ahead = fills.range(i..next).count();
+                Place::Before(plan[next].id.clone(), ahead as i32)
+            }
+        };
+    }
+}
+
+/// Marks earlier instances of reworked changes that the same run deploys again, newer, as
+/// superseded: recorded, not run. Only where every change between them is deployed by this
+/// run too (a fresh stretch of plan) and none of them requires the earlier instance.
+fn supersede(facts: &Facts<'_>, alignment: &Alignment, forward: &mut [Step]) {
+    let project = facts.project;
+    let plan = &project.plan.changes;
+    let deploys: HashMap<usize, usize> = forward
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.action, Action::Deploy { .. }))
+        .map(|(at, s)| (s.index, at))
+        .collect();
+    let plain: BTreeSet<usize> = forward
+        .iter()
+        .filter(|s| matches!(s.action, Action::Deploy { .. }) && s.transition.is_none())
+        .map(|s| s.index)
+        .collect();
+    let mut superseded = Vec::new();
+    for i in alignment.prefix..plan.len() {
+        if !plan[i].is_reworked() || !plain.contains(&i) {
+            continue;
+        }
+        // The newest instance, and every change from here to it, deployed by this run.
+        let Some(newest) = (i + 1..plan.len())
+            .rev()
+            .find(|&j| plan[j].name == plan[i].name)
+        else {
+            continue;
+        };
+        if !(i + 1..=newest).all(|k| deploys.contains_key(&k)) {
+            continue;
+        }
+        let needed = (i + 1..newest).any(|k| {
+            plan[k].name != plan[i].name
+                && plan[k]
+                    .requires
+                    .iter()
+                    .filter(|d| d.is_local(&project.plan.project))
+                    .any(|d| resolve_local(project, d, k) == Some(i))
+        });
+        if !needed {
+            superseded.push((deploys[&i], newest));
+        }
+    }
+    for (at, newest) in superseded {
+        if let Action::Deploy { superseded_by, .. } = &mut forward[at].action {
+            *superseded_by = Some(newest);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "workflow_tests.rs"]
+mod tests;
