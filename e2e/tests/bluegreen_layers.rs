@@ -554,3 +554,37 @@ async fn a_schema_in_the_way_of_a_layer_and_an_unservable_object_are_refused() {
         "{doc:#}"
     );
 }
+
+#[tokio::test]
+async fn a_switchyard_schema_from_before_layers_and_workflow_is_upgraded_step_by_step() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    // As a database last written by switchyard before steps 3 (layers) and 4 (workflow).
+    rows(
+        &db.url,
+        "DROP TABLE switchyard.layers, switchyard.workflow, switchyard.workflow_events; \
+         DELETE FROM switchyard.releases WHERE version IN (3, 4); \
+         ALTER TABLE switchyard.schema_pointers DROP CONSTRAINT schema_pointers_role_check; \
+         ALTER TABLE switchyard.schema_pointers ADD CONSTRAINT schema_pointers_role_check CHECK (role IN ('live', 'retained', 'staged'))",
+    )
+    .await
+    .expect("downgrade");
+    // The next writer (here a stage) brings it up to date, in order.
+    stage(&fx, &db.url, "_dev");
+    assert_eq!(
+        one(
+            &db.url,
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM switchyard.releases"
+        )
+        .await,
+        "1,2,3,4"
+    );
+    assert_eq!(
+        one(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'switchyard' AND tablename IN ('layers', 'workflow', 'workflow_events')").await,
+        "3"
+    );
+    // The shared role exists again: layers work on the upgraded database.
+    promote(&fx, &db.url, &["--schema-suffix", "_dev"]);
+    assert_eq!(one(&db.url, "SELECT api_dev.version()").await, "v1");
+}

@@ -486,6 +486,40 @@ async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
 }
 
+/// A concurrent GRANT on the live schema commits while the swap waits for its row:
+/// PostgreSQL then fails the rename with "tuple concurrently updated" (XX000) instead of
+/// a lock timeout, and the swap must retry rather than give up.
+// NB: multi-threaded, so the transaction holding the row commits while the CLI runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_row_updated_under_a_waiting_swap_is_retried() {
+    let db = postgres::server().fresh_db().await.expect("db");
+    let fx = project("v1");
+    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    write_objects(&fx, "v2");
+    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    let holder = postgres::connect(&db.url).await.expect("connect");
+    holder
+        .batch_execute("BEGIN; GRANT USAGE ON SCHEMA api TO PUBLIC;")
+        .await
+        .expect("hold");
+    // Commits well inside the swap's lock_timeout, while the rename waits on the row.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        holder.batch_execute("COMMIT").await.expect("commit");
+    });
+    let out = run_ok(&mut cli(
+        &fx,
+        &db.url,
+        &["promote", "--lock-timeout", "5000", "--json"],
+    ));
+    release.await.expect("release");
+    let report = json(&out);
+    assert_eq!(report["attempts"], 2, "{report}");
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
+}
+
 #[tokio::test]
 async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
     let db = postgres::server().fresh_db().await.expect("db");

@@ -107,3 +107,64 @@ async fn an_environment_without_allow_rework_refuses_a_reworked_revision() {
     assert_eq!(staging["status"]["pending"]["count"], 0);
     assert!(condition(&staging, "Stalled").is_none(), "{staging:#}");
 }
+
+/// Issue #5's last guard, with #7's workflow files: dev (allowRework) took a revision that
+/// ignores a change; promoting it into prod, which does not allow rework, is Blocked with
+/// ReworkNotAllowed naming the change and the file, and prod's database is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_carrying_rework_into_a_target_without_it_is_blocked() {
+    let env = Env::start();
+    let dev_db = database().await;
+    let prod_db = database().await;
+    env.db_secret("dev-db", &dev_db);
+    env.db_secret("prod-db", &prod_db);
+    let project = shop();
+    project.write("deploy/orders-ignore.sql", "orders move to billing\n");
+    env.project_configmap("shop-files", &project);
+    env.apply(&project_yaml("shop", "shop-files"));
+    env.apply(&env_yaml(
+        "dev",
+        "shop",
+        "dev-db",
+        true,
+        "  allowRework: true\n",
+    ));
+    env.apply(&env_yaml("prod", "shop", "prod-db", false, ""));
+    let controller = env.controller("c1", &[]);
+    assert!(
+        env.wait(
+            "environment/dev",
+            "condition=Ready",
+            Duration::from_secs(60)
+        ),
+        "dev Ready\n{}",
+        controller.log()
+    );
+    let before = e2e::postgres::snapshot(&prod_db.url).await.unwrap();
+    env.apply(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata:\n  name: to-prod\nspec:\n  from: {environment: dev}\n  to: {environment: prod}\n",
+    );
+    let promo = eventually(Duration::from_secs(60), "to-prod blocked", || {
+        let p = env.get("promotion/to-prod");
+        (p["status"]["phase"] == "Blocked").then_some(p)
+    });
+    let blocked = condition(&promo, "Blocked").unwrap();
+    assert_eq!(blocked["reason"], "ReworkNotAllowed", "{promo:#}");
+    let message = blocked["message"].as_str().unwrap();
+    assert!(
+        message.contains("deploy/orders-ignore.sql") && message.contains("change orders "),
+        "names the change and the file: {message}"
+    );
+    assert_eq!(
+        e2e::postgres::snapshot(&prod_db.url).await.unwrap(),
+        before,
+        "nothing changed in prod"
+    );
+    assert!(
+        env.events()
+            .iter()
+            .any(|(r, n)| r == "ReworkNotAllowed" && n.contains("deploy/orders-ignore.sql")),
+        "{:?}",
+        env.events()
+    );
+}

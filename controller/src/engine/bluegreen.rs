@@ -26,8 +26,21 @@ use crate::registry::{Committer, Registry};
 // Staging and swapping take the project's deploy lock (`Registry::try_lock`), so they
 // never interleave with a deploy of the same project.
 
-/// SQLSTATE `lock_not_available`, raised when `lock_timeout` expires.
-pub(super) const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// True for the errors a swap (or a drop) meets when it races another session, which
+/// the next attempt can win: `lock_timeout` expiring (55P03), a deadlock (40P01), a
+/// serialization failure (40001), and "tuple concurrently updated" (XX000), which
+/// PostgreSQL raises instead of waiting when a catalog row it waited for was changed by a
+/// transaction that committed meanwhile (a GRANT on the live schema, say).
+pub(super) fn retryable(error: &tokio_postgres::Error) -> bool {
+    let Some(db) = error.as_db_error() else {
+        return false;
+    };
+    match db.code().code() {
+        "55P03" | "40P01" | "40001" => true,
+        "XX000" => db.message() == "tuple concurrently updated",
+        _ => false,
+    }
+}
 
 /// Blue/green failures. Each maps to a condition reason with [`Error::reason`].
 #[derive(Debug, thiserror::Error)]
@@ -617,7 +630,6 @@ impl<'c> BlueGreen<'c> {
             .map_err(db("starting a transaction"))?;
         let result = async {
             self.registry.ensure(self.client, &self.committer).await?;
-            pointers::migrate(self.client).await?;
             self.registry
                 .register_project(
                     self.client,
@@ -1058,7 +1070,7 @@ impl<'c> BlueGreen<'c> {
             target_locked_by: locked_by.or_else(|| caller.target_locked_by.clone()),
             target_suspended: options.suspended || caller.target_suspended,
             allow_partial: options.allow_partial,
-            reworked: caller.reworked,
+            reworked: caller.reworked.clone(),
             allow_rework: caller.allow_rework,
             source_not_finalized: caller.source_not_finalized.clone(),
             source_stale: caller.source_stale.clone(),
@@ -1374,13 +1386,9 @@ impl<'c> BlueGreen<'c> {
             let started = Instant::now();
             match self.swap_once(project, plan, options.lock_timeout).await {
                 Ok(()) => return Ok((started.elapsed().as_millis() as u64, attempt)),
-                Err(Error::Db { source, .. })
-                    if source
-                        .code()
-                        .is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) =>
-                {
+                Err(Error::Db { source, .. }) if retryable(&source) => {
                     last = db_error_message(&source);
-                    tracing::debug!(attempt, "Swap lock timeout, retrying");
+                    tracing::debug!(attempt, error = %last, "Swap lost a race, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }

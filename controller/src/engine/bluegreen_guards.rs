@@ -36,8 +36,9 @@ pub struct GuardInput {
     pub allow_partial: bool,
     /// Changed upstream objects the selection depends on but leaves out, `schema.name`.
     pub stale_upstreams: Vec<String>,
-    /// The promotion carries reworked changes (development workflow).
-    pub reworked: bool,
+    /// The promotion carries reworked changes (development workflow) the target has not
+    /// deployed in their original form: which change and which file.
+    pub reworked: Option<String>,
     /// The target allows rework.
     pub allow_rework: bool,
 }
@@ -80,8 +81,10 @@ pub const GUARD_SOURCE_STALE: &str = "GuardSourceStale";
 pub const GUARD_STALE_UPSTREAMS: &str = "GuardStaleUpstreams";
 /// Reason: a partial promotion without `allowPartialPromotion`.
 pub const GUARD_PARTIAL_PROMOTION: &str = "GuardPartialPromotion";
-/// Reason: reworked changes into a target that does not allow rework.
-pub const GUARD_REWORK_NOT_ALLOWED: &str = "GuardReworkNotAllowed";
+/// Reason: reworked changes into a target that does not allow rework. NB: not `Guard…`:
+/// it is the Environment's own refusal reason too (issue #7 names it so), one word for one
+/// refusal wherever it shows.
+pub const GUARD_REWORK_NOT_ALLOWED: &str = "ReworkNotAllowed";
 
 fn target_locked(input: &GuardInput) -> Option<Blocked> {
     input.target_locked_by.as_ref().map(|holder| Blocked {
@@ -133,11 +136,14 @@ fn partial_not_allowed(input: &GuardInput) -> Option<Blocked> {
 }
 
 fn rework_not_allowed(input: &GuardInput) -> Option<Blocked> {
-    (input.reworked && !input.allow_rework).then(|| Blocked {
-        reason: GUARD_REWORK_NOT_ALLOWED,
-        message: "the promotion contains reworked changes and the target does not allow rework"
-            .into(),
-    })
+    input
+        .reworked
+        .as_ref()
+        .filter(|_| !input.allow_rework)
+        .map(|what| Blocked {
+            reason: GUARD_REWORK_NOT_ALLOWED,
+            message: format!("the target does not allow rework: {what}"),
+        })
 }
 
 /// What a selection promotes.
@@ -300,11 +306,11 @@ mod tests {
             Case {
                 name: "rework",
                 input: GuardInput {
-                    reworked: true,
+                    reworked: Some("deploy/users-replace.sql: change users is reworked".into()),
                     ..Default::default()
                 },
                 want_reason: GUARD_REWORK_NOT_ALLOWED,
-                want_message: "rework",
+                want_message: "deploy/users-replace.sql",
             },
         ];
         for case in cases {
@@ -322,7 +328,7 @@ mod tests {
         let allowed = GuardInput {
             partial: true,
             allow_partial: true,
-            reworked: true,
+            reworked: Some("a change".into()),
             allow_rework: true,
             ..Default::default()
         };

@@ -15,7 +15,7 @@ use std::time::Duration;
 const LAYER_SETTLE: Duration = Duration::from_millis(50);
 
 use super::bluegreen::{
-    BlueGreen, Error, LOCK_NOT_AVAILABLE, PromoteOptions, Result, State, SwapPlan, SwapReport, db,
+    BlueGreen, Error, PromoteOptions, Result, State, SwapPlan, SwapReport, db, retryable,
 };
 use super::bluegreen_guards::{self as guards, Chain, GuardInput};
 use super::bluegreen_layer::{self as layer, Exposed, Routine};
@@ -543,7 +543,7 @@ impl BlueGreen<'_> {
                 Err(e) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;
                     last = db_error_message(&e);
-                    if e.code().is_none_or(|c| c.code() != LOCK_NOT_AVAILABLE) {
+                    if !retryable(&e) {
                         break;
                     }
                     tokio::time::sleep(backoff).await;

@@ -27,6 +27,7 @@ use crate::api::environment::Environment;
 use crate::api::promotion::{Promotion, PromotionPhase, PromotionStatus};
 use crate::engine::bluegreen::{Error as BgError, PromoteOptions, StageOptions, StageStep};
 use crate::engine::bluegreen_guards as bg_guards;
+use crate::engine::bluegreen_guards::GuardInput;
 
 /// The kind's name, for metrics and logs.
 pub const KIND: &str = "Promotion";
@@ -487,7 +488,11 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
         Ok(e) => e,
         Err(outcome) => return outcome,
     };
-    let state = match engine.status(&fetched.project).await {
+    // As the target would deploy it: workflow files only where it allows rework.
+    let state = match engine
+        .status_with(&fetched.project, target.spec.allow_rework)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return environment::engine_outcome(&e, &fetched, &wanted).0,
     };
@@ -515,6 +520,15 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
         include_stale_upstreams: promo.spec.include_stale_upstreams,
         allow_partial: promo.spec.allow_partial_promotion,
         suspended: target.spec.suspend,
+        caller: GuardInput {
+            reworked: state
+                .refused
+                .as_ref()
+                .filter(|r| r.reason() == crate::engine::workflow::REWORK_NOT_ALLOWED)
+                .map(|r| database_project::relative(&r.to_string(), &fetched.dir)),
+            allow_rework: target.spec.allow_rework,
+            ..GuardInput::default()
+        },
         ..PromoteOptions::default()
     };
     {

@@ -63,12 +63,17 @@ INSERT INTO switchyard.releases (version) VALUES ({LAYERS_VERSION}) ON CONFLICT 
 /// The `switchyard` schema version [`migration_3`] brings a database to.
 pub const LAYERS_VERSION: i32 = 3;
 
-/// Brings `switchyard.schema_pointers` and `switchyard.layers` to [`LAYERS_VERSION`]. Run
-/// after [`Registry::ensure`](super::Registry::ensure), in the same transaction.
+/// Runs migration step 2 ([`VERSION`]). Run by [`Registry::ensure`](super::Registry::ensure),
+/// in its transaction.
 pub async fn migrate(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(&migration_2())
         .await
-        .map_err(query_error("migrating the switchyard schema to version 2"))?;
+        .map_err(query_error("migrating the switchyard schema to version 2"))
+}
+
+/// Runs migration step 3 ([`LAYERS_VERSION`]). Run by
+/// [`Registry::ensure`](super::Registry::ensure), in its transaction.
+pub async fn migrate_layers(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(&migration_3())
         .await
         .map_err(query_error("migrating the switchyard schema to version 3"))

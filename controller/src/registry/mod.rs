@@ -7,7 +7,7 @@
 //!   history.
 //! - `switchyard`: switchyard's own bookkeeping (lock holders, deployments, schema
 //!   pointers, development workflow states), which Sqitch never sees. Its numbered
-//!   migration steps (1 in `ddl`, 2 in `bluegreen`, 3 in `workflow`) are idempotent and run
+//!   migration steps (1 in `ddl`, 2 and 3 in `bluegreen`, 4 in `workflow`) are idempotent and run
 //!   in order by [`Registry::ensure`].
 //!
 //! Owns every SQL statement that touches those schemas. Knows nothing of scripts, git or
@@ -326,6 +326,9 @@ impl Registry {
             .collect();
         if !done.contains(&bluegreen::VERSION) {
             bluegreen::migrate(db).await?;
+        }
+        if !done.contains(&bluegreen::LAYERS_VERSION) {
+            bluegreen::migrate_layers(db).await?;
         }
         if !done.contains(&workflow::VERSION) {
             workflow::migrate(db).await?;

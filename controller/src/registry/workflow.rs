@@ -2,7 +2,7 @@
 //! `-replace` files) in one database: the state each such change is in here, and the
 //! workflow events, in `switchyard.workflow` and `switchyard.workflow_events`.
 //!
-//! Migration step 3 of the `switchyard` schema. Sqitch's own tables never learn these
+//! Migration step 4 of the `switchyard` schema. Sqitch's own tables never learn these
 //! words: what a workflow step does to Sqitch's view is written as Sqitch writes it (a
 //! cleanup is a `revert` event, a replace a `revert` and a `deploy` event), by the caller,
 //! in the same transaction as the row here.
@@ -17,10 +17,10 @@ use tokio_postgres::GenericClient;
 use super::{Committer, Result, query_error, ts};
 
 /// The `switchyard` schema version this step brings a database to.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
-/// Migration step 3: idempotent, so every writer may run it.
-pub fn migration_3() -> String {
+/// Migration step 4: idempotent, so every writer may run it.
+pub fn migration_4() -> String {
     format!(
         r#"
 SET LOCAL client_min_messages = warning;
@@ -64,9 +64,9 @@ INSERT INTO switchyard.releases (version) VALUES ({VERSION}) ON CONFLICT DO NOTH
 /// Brings the `switchyard` schema to [`VERSION`]. Run by
 /// [`Registry::ensure`](super::Registry::ensure), in its transaction.
 pub async fn migrate(db: &impl GenericClient) -> Result<()> {
-    db.batch_execute(&migration_3())
+    db.batch_execute(&migration_4())
         .await
-        .map_err(query_error("migrating the switchyard schema to version 3"))
+        .map_err(query_error("migrating the switchyard schema to version 4"))
 }
 
 /// Where a change with workflow files stands in one database.
@@ -198,7 +198,7 @@ async fn exists(db: &impl GenericClient) -> Result<bool> {
 }
 
 /// Every recorded state of the project, by change name. Empty before the first workflow
-/// step (or before migration 3).
+/// step (or before migration 4).
 pub async fn records(db: &impl GenericClient, scope: Scope<'_>) -> Result<Vec<Record>> {
     if !exists(db).await? {
         return Ok(Vec::new());
