@@ -429,7 +429,7 @@ mod tests {
         let all: Vec<String> = crd_files().into_iter().map(|(_, y)| y).collect();
         let text = all.join("\n");
         assert!(
-            text.contains("has(self.configMap) != has(self.git)"),
+            text.contains("(has(self.configMap) ? 1 : 0) + (has(self.git) ? 1 : 0) + (has(self.sourceRef) ? 1 : 0) == 1"),
             "one source kind"
         );
         assert!(
@@ -437,6 +437,10 @@ mod tests {
             "one promotion source"
         );
         assert!(text.contains("self == oldSelf"), "to is immutable");
+        assert!(
+            text.contains("exactly one of branch, tag, semver or commit must be set"),
+            "one git ref"
+        );
         assert_eq!(
             text.matches("x-kubernetes-list-type: map").count(),
             3,
