@@ -79,6 +79,8 @@ impl Repos {
             &bare,
             &["init", "--bare", "--quiet", "--initial-branch=main"],
         )?;
+        // Tests delete the default branch on purpose.
+        git(&bare, &["config", "receive.denyDeleteCurrent", "ignore"])?;
         // Serve over http(s) too (http-backend checks this unless GIT_HTTP_EXPORT_ALL).
         std::fs::write(bare.join("git-daemon-export-ok"), "")?;
         let dir = tempfile::tempdir()?;
@@ -246,6 +248,130 @@ pub fn fast_import(
         );
     }
     Ok(())
+}
+
+// === crafted trees ===
+
+/// A tree written with git's plumbing, whose names git's porcelain would never write:
+/// for repositories that try to escape (`..`, `.git`, links out), or are huge.
+pub enum Node {
+    /// A file with this content.
+    Blob(Vec<u8>),
+    /// A file of this many zero bytes (streamed, never held in memory).
+    Zeros(u64),
+    /// A symbolic link to this target.
+    Link(String),
+    /// A directory. Names are written as given.
+    Tree(Vec<(String, Node)>),
+    /// The same file (one blob) under `count` names `prefix00001.sql`, ….
+    Many {
+        /// The names' prefix.
+        prefix: String,
+        /// How many.
+        count: usize,
+    },
+}
+
+fn hash_object(
+    bare: &Path,
+    args: &[&str],
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<String> {
+    let mut child = git_command(bare)
+        .args(["hash-object", "-w", "--stdin"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    {
+        let stdin = child.stdin.as_mut().context("stdin")?;
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 20, stdin);
+        write(&mut buffered)?;
+        buffered.flush()?;
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("git hash-object: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn mktree(bare: &Path, lines: &str) -> Result<String> {
+    let mut child = git_command(bare)
+        .args(["mktree"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .as_mut()
+        .context("stdin")?
+        .write_all(lines.as_bytes())?;
+    drop(child.stdin.take());
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("git mktree: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Writes `node` into `bare`; returns (mode, type, id).
+pub fn write_node(bare: &Path, node: &Node) -> Result<(&'static str, &'static str, String)> {
+    Ok(match node {
+        Node::Blob(data) => (
+            "100644",
+            "blob",
+            hash_object(bare, &[], |w| w.write_all(data))?,
+        ),
+        Node::Zeros(size) => {
+            let id = hash_object(bare, &[], |w| {
+                let chunk = vec![0u8; 1 << 20];
+                let mut left = *size;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    w.write_all(&chunk[..n])?;
+                    left -= n as u64;
+                }
+                Ok(())
+            })?;
+            ("100644", "blob", id)
+        }
+        Node::Link(target) => (
+            "120000",
+            "blob",
+            hash_object(bare, &[], |w| w.write_all(target.as_bytes()))?,
+        ),
+        Node::Tree(entries) => {
+            let mut lines = String::new();
+            for (name, child) in entries {
+                let (mode, kind, id) = write_node(bare, child)?;
+                lines.push_str(&format!("{mode} {kind} {id}\t{name}\n"));
+            }
+            ("040000", "tree", mktree(bare, &lines)?)
+        }
+        Node::Many { prefix, count } => {
+            let blob = hash_object(bare, &[], |w| w.write_all(b"select 1;\n"))?;
+            let mut lines = String::with_capacity(count * 70);
+            for i in 0..*count {
+                lines.push_str(&format!("100644 blob {blob}\t{prefix}{i:06}.sql\n"));
+            }
+            ("040000", "tree", mktree(bare, &lines)?)
+        }
+    })
+}
+
+/// Commits the tree `root` onto `branch` of `bare` (no parent); returns the commit id.
+pub fn commit_tree(bare: &Path, root: &Node, branch: &str, message: &str) -> Result<String> {
+    let (_, _, tree) = write_node(bare, root)?;
+    let commit = git(bare, &["commit-tree", &tree, "-m", message])?;
+    git(
+        bare,
+        &["update-ref", &format!("refs/heads/{branch}"), &commit],
+    )?;
+    Ok(commit)
 }
 
 // === watchdog ===

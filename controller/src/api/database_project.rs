@@ -217,8 +217,9 @@ pub struct DatabaseProjectStatus {
     /// (ConfigMap). Environments deploy this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// The digest of the project files at `revision`, `sha256:<hex>` (for a Flux source,
-    /// the digest of Flux's artifact, checked on download).
+    /// The digest of the project files at `revision`: `sha256:<hex>` over the files (git),
+    /// the digest of Flux's artifact, checked on download (Flux), or `sha1:<hex>`
+    /// (ConfigMap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// The revision last read, valid or not. When it differs from `revision`, the newest

@@ -573,16 +573,17 @@ async fn steps(
             message: format!("DatabaseProject {project_name} not found"),
         };
     };
-    let mut fetched = match database_project::fetch(ctx, &dp, false).await {
-        Ok(f) => f,
-        Err((Outcome::Terminal { reason, message }, _)) => {
-            return Outcome::Terminal {
-                reason,
-                message: format!("DatabaseProject {project_name}: {message}"),
-            };
-        }
-        Err((outcome, _)) => return outcome,
-    };
+    let mut fetched =
+        match database_project::fetch(ctx, &dp, database_project::Want::Reported).await {
+            Ok(f) => f,
+            Err((Outcome::Terminal { reason, message }, _)) => {
+                return Outcome::Terminal {
+                    reason,
+                    message: format!("DatabaseProject {project_name}: {message}"),
+                };
+            }
+            Err((outcome, _)) => return outcome,
+        };
     let revision = fetched.revision.clone();
     if let Some(seen) = dp
         .status
