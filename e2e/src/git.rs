@@ -628,7 +628,11 @@ async fn serve(
         let stream = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
+                Ok((s, _)) => {
+                    // As real servers do: no Nagle delay on small responses.
+                    let _ = s.set_nodelay(true);
+                    s
+                }
                 Err(_) => continue,
             },
         };

@@ -540,6 +540,9 @@ impl<'a> Session<'a> {
             std::net::TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))
                 .map_err(unreachable)?;
         read.set_read_timeout(Some(timeout)).map_err(unreachable)?;
+        // NB: packet lines are small writes; without this, Nagle's algorithm and the
+        // server's delayed ACK add 40 ms to every exchange.
+        read.set_nodelay(true).map_err(unreachable)?;
         read.set_write_timeout(Some(timeout)).map_err(unreachable)?;
         let write = read.try_clone().map_err(unreachable)?;
         let connection = git::blocking_io::Connection::new(
