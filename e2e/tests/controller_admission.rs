@@ -30,12 +30,42 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
         Case {
             name: "both source kinds",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: both}\nspec:\n  source:\n    configMap: {name: a}\n    git: {url: 'https://example.com/x.git'}\n",
-            want: &["spec.source", "exactly one of configMap or git"],
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
         },
         Case {
             name: "no source kind",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: none}\nspec:\n  source: {}\n",
-            want: &["spec.source", "exactly one of configMap or git"],
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
+        },
+        Case {
+            name: "git and a Flux source",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: gf}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git'}\n    sourceRef: {kind: GitRepository, name: x}\n",
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
+        },
+        Case {
+            name: "two git refs",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: tworefs}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {branch: main, tag: v1}}\n",
+            want: &["spec.source.git.ref", "exactly one of branch, tag, semver or commit"],
+        },
+        Case {
+            name: "empty git ref",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: noref}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {}}\n",
+            want: &["spec.source.git.ref", "exactly one of branch, tag, semver or commit"],
+        },
+        Case {
+            name: "short commit",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: short}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {commit: abc123}}\n",
+            want: &["spec.source.git.ref.commit"],
+        },
+        Case {
+            name: "git path leaving the repository",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: dotdot}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', path: 'db/../../etc'}\n",
+            want: &["spec.source.git.path", "must not contain '..'"],
+        },
+        Case {
+            name: "local path as a git url",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: local}\nspec:\n  source:\n    git: {url: 'file:///etc'}\n",
+            want: &["spec.source.git.url", "url must be https://"],
         },
         Case {
             name: "missing source",
