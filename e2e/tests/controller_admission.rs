@@ -45,12 +45,18 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
         Case {
             name: "two git refs",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: tworefs}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {branch: main, tag: v1}}\n",
-            want: &["spec.source.git.ref", "exactly one of branch, tag, semver or commit"],
+            want: &[
+                "spec.source.git.ref",
+                "exactly one of branch, tag, semver or commit",
+            ],
         },
         Case {
             name: "empty git ref",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: noref}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {}}\n",
-            want: &["spec.source.git.ref", "exactly one of branch, tag, semver or commit"],
+            want: &[
+                "spec.source.git.ref",
+                "exactly one of branch, tag, semver or commit",
+            ],
         },
         Case {
             name: "short commit",

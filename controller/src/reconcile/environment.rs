@@ -1087,6 +1087,7 @@ mod tests {
         std::fs::write(dir.path().join("deploy/users.sql"), "select 1;\n").expect("w");
         let fetched = Fetched {
             revision: "cm:shop@sha1:1".into(),
+            digest: "sha1:1".into(),
             dir: dir.path().to_owned(),
             project: crate::project::Project::load(dir.path()).expect("project"),
         };
