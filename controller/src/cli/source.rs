@@ -90,8 +90,11 @@ impl ProjectArgs {
         let cache = GitCache::new(&self.cache_dir(), Limits::default());
         let (artifact, _) = cache.fetch(request, source::git::Want::Latest).await?;
         tracing::info!(revision = %artifact.revision, digest = %artifact.digest, "Read the project from git");
+        let mut project = Project::load(&artifact.dir)?;
+        // As in the controller: files from git include only files from git.
+        project.include_root = Some(artifact.dir.clone());
         Ok(Loaded {
-            project: Project::load(&artifact.dir)?,
+            project,
             revision: Some(artifact.revision),
         })
     }

@@ -85,7 +85,7 @@ pub async fn fetch(
             None,
         ));
     };
-    let project = Project::load(&dir).map_err(|e| {
+    let mut project = Project::load(&dir).map_err(|e| {
         (
             Outcome::Terminal {
                 reason: reasons::INVALID_PROJECT,
@@ -94,6 +94,8 @@ pub async fn fetch(
             Some(revision.clone()),
         )
     })?;
+    // NB: files from a source may only include files of that source.
+    project.include_root = Some(dir.clone());
     Ok(Fetched {
         revision,
         digest,
