@@ -139,25 +139,29 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
     assert_eq!(e["spec"]["database"]["registry"], "sqitch");
 }
 
+/// Issue #6 replaced "unsupported until #6": an unreachable repository is a transient
+/// failure, retried (Reconciling), never Stalled.
 #[test]
-fn git_source_is_stalled_as_unsupported_until_issue_6() {
+fn an_unreachable_git_source_is_retried_not_stalled() {
     let env = Env::start();
-    env.apply("apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: g}\nspec:\n  source:\n    git: {url: 'https://example.com/shop.git', ref: main}\n");
+    let port = free_port();
+    env.apply(&format!("apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {{name: g}}\nspec:\n  source:\n    git: {{url: 'git://127.0.0.1:{port}/shop.git', ref: {{branch: main}}}}\n"));
     let c = env.controller("c", &[]);
-    assert!(
-        env.wait(
-            "databaseproject/g",
-            "condition=Stalled",
-            Duration::from_secs(30)
-        ),
-        "{}",
-        c.log()
-    );
+    let ready = eventually(Duration::from_secs(30), "FetchFailed", || {
+        let dp = env.get("databaseproject/g");
+        let ready = condition(&dp, "Ready")?.clone();
+        (ready["reason"] == "FetchFailed").then_some(ready)
+    });
+    assert_eq!(ready["status"], "False", "{}", c.log());
     let dp = env.get("databaseproject/g");
-    let stalled = condition(&dp, "Stalled").unwrap();
-    assert_eq!(stalled["reason"], "UnsupportedSource");
-    assert!(stalled["message"].as_str().unwrap().contains("#6"));
-    assert_eq!(condition(&dp, "Ready").unwrap()["status"], "False");
+    assert!(condition(&dp, "Stalled").is_none(), "{dp}");
+    assert_eq!(condition(&dp, "Reconciling").unwrap()["status"], "True");
+    // The old string form of `ref` is refused by the schema.
+    let out = env.run_with(
+        &["apply", "-n", &env.ns, "-f", "-"],
+        "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: old}\nspec:\n  source:\n    git: {url: 'https://example.com/shop.git', ref: main}\n",
+    );
+    assert!(!out.status.success(), "ref: main is no longer a valid spec");
 }
 
 #[test]
