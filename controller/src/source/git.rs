@@ -87,11 +87,6 @@ impl GitCache {
         }
     }
 
-    /// The directory holding the cache.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Runs [`GitCache::fetch_blocking`] on a blocking thread, bounded by the request's
     /// timeout. On timeout the fetch is interrupted and [`Error::Timeout`] returned.
     pub async fn fetch(&self, request: GitRequest, want: Want) -> Result<(Artifact, Stats)> {

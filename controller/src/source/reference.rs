@@ -129,14 +129,6 @@ impl Reference {
             Reference::Semver(_) => None,
         }
     }
-
-    /// The name in the revision: the branch or tag name; none for a commit.
-    pub fn revision_name(&self) -> Option<&str> {
-        match self {
-            Reference::Branch(n) | Reference::Tag(n) | Reference::Semver(n) => Some(n),
-            Reference::Commit(_) => None,
-        }
-    }
 }
 
 impl std::fmt::Display for Reference {
