@@ -429,11 +429,25 @@ async fn malicious_repositories_are_refused_with_a_condition_naming_the_file() {
                 plan(),
                 (
                     "deploy".into(),
-                    Node::Tree(vec![("big.sql".into(), Node::Zeros(200 << 20))]),
+                    Node::Tree(vec![("big.sql".into(), Node::Zeros(12 << 20))]),
                 ),
             ]),
             want_reason: "SizeLimitExceeded",
-            want_message: "deploy/big.sql: file is 209715200 bytes, over the limit of 10485760 bytes",
+            want_message: "deploy/big.sql: file is 12582912 bytes, over the limit of 10485760 bytes",
+        },
+        Case {
+            // Refused while the pack streams in: the controller never holds 200 MiB.
+            name: "huge",
+            tree: Node::Tree(vec![
+                conf(),
+                plan(),
+                (
+                    "deploy".into(),
+                    Node::Tree(vec![("huge.sql".into(), Node::Zeros(200 << 20))]),
+                ),
+            ]),
+            want_reason: "SizeLimitExceeded",
+            want_message: "a file of this revision is over 17825792 bytes; refused while fetching, before it was read",
         },
         Case {
             name: "many",
@@ -562,6 +576,16 @@ async fn malicious_repositories_are_refused_with_a_condition_naming_the_file() {
         }
     }
     assert!(!std::path::Path::new("/tmp/pwned").exists());
+    // Memory stayed bounded while a 200 MiB file came in.
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", controller.child.id())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kb < 150 * 1024, "controller peak RSS {peak_kb} kB");
+    eprintln!("controller peak RSS {peak_kb} kB");
     let events = env.events();
     assert!(
         events

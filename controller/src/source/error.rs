@@ -61,6 +61,18 @@ pub enum Refusal {
         /// The limit.
         limit: usize,
     },
+    /// An object in the fetched pack is larger than gitoxide may allocate for one object;
+    /// refused while the pack streams in, before any tree is read, so the file's name is
+    /// not known yet.
+    #[error(
+        "a file of this revision is over {limit} bytes; refused while fetching, before it was read (the per-file limit is {file_limit} bytes)"
+    )]
+    ObjectTooLarge {
+        /// The allocation limit in bytes.
+        limit: u64,
+        /// The per-file limit in bytes.
+        file_limit: u64,
+    },
     /// A SQL, plan or configuration file that is not UTF-8.
     #[error("{path}: not valid UTF-8 (at byte {offset})")]
     NotUtf8 {
@@ -72,9 +84,10 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The path the refusal names.
-    pub fn path(&self) -> &str {
-        match self {
+    /// The path the refusal names (none for [`Refusal::ObjectTooLarge`]).
+    pub fn path(&self) -> Option<&str> {
+        Some(match self {
+            Refusal::ObjectTooLarge { .. } => return None,
             Refusal::PathEscapes { path }
             | Refusal::Symlink { path, .. }
             | Refusal::GitDir { path }
@@ -83,7 +96,7 @@ impl Refusal {
             | Refusal::TotalTooLarge { path, .. }
             | Refusal::TooManyFiles { path, .. }
             | Refusal::NotUtf8 { path, .. } => path,
-        }
+        })
     }
 }
 
@@ -185,6 +198,7 @@ impl Error {
             Error::Fetch { .. } | Error::Timeout { .. } => "FetchFailed",
             Error::Refused { refusal, .. } => match refusal {
                 Refusal::FileTooLarge { .. }
+                | Refusal::ObjectTooLarge { .. }
                 | Refusal::TotalTooLarge { .. }
                 | Refusal::TooManyFiles { .. } => "SizeLimitExceeded",
                 Refusal::NotUtf8 { .. } => "InvalidEncoding",

@@ -181,6 +181,12 @@ impl GitCache {
         Ok((artifact, stats))
     }
 
+    /// The most gitoxide may allocate for one object: the per-file limit (at least 16 MiB,
+    /// for large trees) and a little slack. Bounds memory while a pack streams in.
+    fn alloc_limit(&self) -> u64 {
+        self.limits.max_file_size.max(16 << 20) + (1 << 20)
+    }
+
     fn artifacts(&self) -> PathBuf {
         self.root.join("artifacts")
     }
@@ -332,6 +338,8 @@ struct Session<'a> {
     request: &'a GitRequest,
     interrupt: &'a AtomicBool,
     shown: String,
+    alloc_limit: u64,
+    file_limit: u64,
     ssh: Option<SshFiles>,
     _lock: std::fs::File,
 }
@@ -380,6 +388,10 @@ impl<'a> Session<'a> {
             "protocol.version=2".to_string(),
             "fetch.recurseSubmodules=false".to_string(),
             "gitoxide.userAgent=switchyard".to_string(),
+            // NB: no single object may make gitoxide allocate more than a file may hold
+            // (with room for trees and deltas): a 1 GiB blob is refused while the pack
+            // streams in, rather than held in memory first and refused after.
+            format!("gitoxide.objects.allocLimit={}", cache.alloc_limit()),
         ];
         if let Some(files) = &ssh {
             overrides.push("ssh.variant=ssh".into());
@@ -407,6 +419,8 @@ impl<'a> Session<'a> {
             request,
             interrupt,
             shown,
+            alloc_limit: cache.alloc_limit(),
+            file_limit: cache.limits.max_file_size,
             ssh,
             _lock: lock,
         })
@@ -628,7 +642,15 @@ impl<'a> Session<'a> {
             .receive(gix::progress::Discard, self.interrupt)
             .map_err(|e| {
                 let text = self.scrubbed(&e);
-                if text.contains("not our ref") || text.contains("unadvertised") {
+                if text.contains("too large to fit in memory") {
+                    Error::Refused {
+                        revision: revision.into(),
+                        refusal: super::Refusal::ObjectTooLarge {
+                            limit: self.alloc_limit,
+                            file_limit: self.file_limit,
+                        },
+                    }
+                } else if text.contains("not our ref") || text.contains("unadvertised") {
                     Error::RefNotFound {
                         reference: format!("commit {commit} of {revision}"),
                         url: self.shown.clone(),

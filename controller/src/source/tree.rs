@@ -511,7 +511,7 @@ mod tests {
                 .and_then(|()| l.resolve().map(|_| ()))
                 .expect_err("refused");
             assert!(err.to_string().contains(want), "{target}: {err}");
-            assert_eq!(err.path(), path);
+            assert_eq!(err.path(), Some(path));
         }
     }
 
