@@ -3,6 +3,8 @@
 //! atomic pointer swap.
 //!
 //! Crate map (data flows one way, top to bottom):
+//! - [`source`]: where project files come from: git (gitoxide) and Flux artifacts, cached
+//!   on disk and checked before anything reads them.
 //! - [`project`]: read a project directory: manifest, plan, scripts.
 //! - [`registry`]: the registry inside the target database (Sqitch's tables and
 //!   switchyard's own).
@@ -21,4 +23,5 @@ pub mod metrics;
 pub mod project;
 pub mod reconcile;
 pub mod registry;
+pub mod source;
 pub mod telemetry;

@@ -33,7 +33,8 @@ pub struct FailureLabels {
 /// Labels naming a promotion result.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
-    /// `succeeded`, `failed` or `blocked`.
+    /// `succeeded`, `failed` or `blocked` (promotions); `accepted`, `ignored` or
+    /// `rejected` (webhooks).
     pub result: String,
 }
 
@@ -54,6 +55,12 @@ pub struct Metrics {
     pub registry_lock_wait: Histogram,
     /// Count of promotions, by result.
     pub promotions: Family<ResultLabels, Counter>,
+    /// Count of git ref lookups (one per look at a remote).
+    pub git_ref_lookups: Counter,
+    /// Count of git packs fetched.
+    pub git_fetches: Counter,
+    /// Count of webhook requests, by result.
+    pub webhook_requests: Family<ResultLabels, Counter>,
 }
 
 /// Histogram buckets, in seconds.
@@ -72,6 +79,9 @@ impl Metrics {
             lock_waits: Counter::default(),
             registry_lock_wait: Histogram::new(BUCKETS),
             promotions: Family::default(),
+            git_ref_lookups: Counter::default(),
+            git_fetches: Counter::default(),
+            webhook_requests: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("switchyard");
         r.register(
@@ -109,7 +119,37 @@ impl Metrics {
             "Count of promotions, by result",
             metrics.promotions.clone(),
         );
+        r.register(
+            "git_ref_lookups",
+            "Count of git ref lookups (one per look at a remote that found nothing new)",
+            metrics.git_ref_lookups.clone(),
+        );
+        r.register(
+            "git_fetches",
+            "Count of git packs fetched",
+            metrics.git_fetches.clone(),
+        );
+        r.register(
+            "webhook_requests",
+            "Count of webhook requests, by result (accepted, ignored, rejected)",
+            metrics.webhook_requests.clone(),
+        );
         metrics
+    }
+
+    /// Counts what one git source read did on the network.
+    pub fn git(&self, ref_lookups: u32, packs: u32) {
+        self.git_ref_lookups.inc_by(u64::from(ref_lookups));
+        self.git_fetches.inc_by(u64::from(packs));
+    }
+
+    /// Counts a webhook request with `result`.
+    pub fn webhook(&self, result: &str) {
+        self.webhook_requests
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     /// Counts a reconcile of `kind` and returns a guard that observes its duration on drop.
@@ -147,15 +187,33 @@ impl Drop for ReconcileTimer {
     }
 }
 
+/// What answers `POST /hooks/…` on the admin port (the webhook receiver).
+pub trait Hooks: Send + Sync {
+    /// Handles a request to `path` with headers (names lowercase) and body; returns the
+    /// status code and a short body.
+    fn handle<'a>(
+        &'a self,
+        path: &'a str,
+        headers: &'a std::collections::BTreeMap<String, String>,
+        body: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, (u16, String)>;
+}
+
+/// The largest webhook body read (GitHub caps payloads at 25 MB; pushes are far smaller).
+const MAX_HOOK_BODY: usize = 10 * 1024 * 1024;
+
 /// What the admin port serves.
 pub struct Admin {
     /// The registry behind `/metrics`.
     pub registry: Registry,
     /// `/readyz` answers 200 once this is true (the controller started and found its CRDs).
     pub ready: AtomicBool,
+    /// The webhook receiver; `/hooks/…` is 404 without one.
+    pub hooks: Option<Arc<dyn Hooks>>,
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is dropped.
+/// Serves `/metrics`, `/healthz`, `/readyz` and `POST /hooks/<provider>` on `addr` until
+/// the task is dropped.
 pub async fn serve(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<()> {
     use http_body_util::Full;
     use hyper::body::Bytes;
@@ -177,6 +235,9 @@ pub async fn serve(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<()> {
                 move |req: hyper::Request<hyper::body::Incoming>| {
                     let admin = admin.clone();
                     async move {
+                        if req.uri().path().starts_with("/hooks/") {
+                            return Ok(hook(&admin, req).await);
+                        }
                         let (status, ctype, body) = match req.uri().path() {
                             "/metrics" => {
                                 let mut text = String::new();
@@ -218,9 +279,50 @@ pub async fn serve(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<()> {
                 },
             );
             let io = hyper_util::rt::TokioIo::new(stream);
+            // NB: http1 keep-alive stays on: GitHub and GitLab reuse connections.
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, service)
                 .await;
         });
     }
+}
+
+async fn hook(
+    admin: &Admin,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper::body::Bytes;
+    let reply = |status: u16, body: String| {
+        let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        response
+    };
+    let Some(hooks) = admin.hooks.clone() else {
+        return reply(
+            404,
+            "webhooks are off: start the controller with --webhook-secret-file\n".into(),
+        );
+    };
+    if req.method() != hyper::Method::POST {
+        return reply(405, "POST only\n".into());
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_HOOK_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return reply(413, "body too large or unreadable\n".into()),
+    };
+    let headers: std::collections::BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().ok()?.to_string(),
+            ))
+        })
+        .collect();
+    let (status, text) = hooks.handle(parts.uri.path(), &headers, &body).await;
+    reply(status, text)
 }

@@ -2,5 +2,6 @@
 //! start for themselves and never leave running.
 
 pub mod apiserver;
+pub mod git;
 pub mod postgres;
 pub mod tools;

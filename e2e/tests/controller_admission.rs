@@ -30,12 +30,48 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
         Case {
             name: "both source kinds",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: both}\nspec:\n  source:\n    configMap: {name: a}\n    git: {url: 'https://example.com/x.git'}\n",
-            want: &["spec.source", "exactly one of configMap or git"],
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
         },
         Case {
             name: "no source kind",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: none}\nspec:\n  source: {}\n",
-            want: &["spec.source", "exactly one of configMap or git"],
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
+        },
+        Case {
+            name: "git and a Flux source",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: gf}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git'}\n    sourceRef: {kind: GitRepository, name: x}\n",
+            want: &["spec.source", "exactly one of configMap, git or sourceRef"],
+        },
+        Case {
+            name: "two git refs",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: tworefs}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {branch: main, tag: v1}}\n",
+            want: &[
+                "spec.source.git.ref",
+                "exactly one of branch, tag, semver or commit",
+            ],
+        },
+        Case {
+            name: "empty git ref",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: noref}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {}}\n",
+            want: &[
+                "spec.source.git.ref",
+                "exactly one of branch, tag, semver or commit",
+            ],
+        },
+        Case {
+            name: "short commit",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: short}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', ref: {commit: abc123}}\n",
+            want: &["spec.source.git.ref.commit"],
+        },
+        Case {
+            name: "git path leaving the repository",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: dotdot}\nspec:\n  source:\n    git: {url: 'https://example.com/x.git', path: 'db/../../etc'}\n",
+            want: &["spec.source.git.path", "must not contain '..'"],
+        },
+        Case {
+            name: "local path as a git url",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: local}\nspec:\n  source:\n    git: {url: 'file:///etc'}\n",
+            want: &["spec.source.git.url", "url must be https://"],
         },
         Case {
             name: "missing source",
@@ -103,25 +139,29 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
     assert_eq!(e["spec"]["database"]["registry"], "sqitch");
 }
 
+/// Issue #6 replaced "unsupported until #6": an unreachable repository is a transient
+/// failure, retried (Reconciling), never Stalled.
 #[test]
-fn git_source_is_stalled_as_unsupported_until_issue_6() {
+fn an_unreachable_git_source_is_retried_not_stalled() {
     let env = Env::start();
-    env.apply("apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: g}\nspec:\n  source:\n    git: {url: 'https://example.com/shop.git', ref: main}\n");
+    let port = free_port();
+    env.apply(&format!("apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {{name: g}}\nspec:\n  source:\n    git: {{url: 'git://127.0.0.1:{port}/shop.git', ref: {{branch: main}}}}\n"));
     let c = env.controller("c", &[]);
-    assert!(
-        env.wait(
-            "databaseproject/g",
-            "condition=Stalled",
-            Duration::from_secs(30)
-        ),
-        "{}",
-        c.log()
-    );
+    let ready = eventually(Duration::from_secs(30), "FetchFailed", || {
+        let dp = env.get("databaseproject/g");
+        let ready = condition(&dp, "Ready")?.clone();
+        (ready["reason"] == "FetchFailed").then_some(ready)
+    });
+    assert_eq!(ready["status"], "False", "{}", c.log());
     let dp = env.get("databaseproject/g");
-    let stalled = condition(&dp, "Stalled").unwrap();
-    assert_eq!(stalled["reason"], "UnsupportedSource");
-    assert!(stalled["message"].as_str().unwrap().contains("#6"));
-    assert_eq!(condition(&dp, "Ready").unwrap()["status"], "False");
+    assert!(condition(&dp, "Stalled").is_none(), "{dp}");
+    assert_eq!(condition(&dp, "Reconciling").unwrap()["status"], "True");
+    // The old string form of `ref` is refused by the schema.
+    let out = env.run_with(
+        &["apply", "-n", &env.ns, "-f", "-"],
+        "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata: {name: old}\nspec:\n  source:\n    git: {url: 'https://example.com/shop.git', ref: main}\n",
+    );
+    assert!(!out.status.success(), "ref: main is no longer a valid spec");
 }
 
 #[test]

@@ -58,10 +58,34 @@ pub mod reasons {
     pub const FETCHED: &str = "Fetched";
     /// The project's plan, manifest or scripts are invalid; the message names file and line.
     pub const INVALID_PROJECT: &str = "InvalidProject";
-    /// The project source kind is not implemented yet (git lands with #6).
-    pub const UNSUPPORTED_SOURCE: &str = "UnsupportedSource";
     /// The project source (ConfigMap) could not be read.
     pub const SOURCE_UNAVAILABLE: &str = "SourceUnavailable";
+    /// The source spec cannot work (a bad semver range, URL or path); fix the spec.
+    pub const INVALID_SOURCE: &str = "InvalidSource";
+    /// The git server refused the credentials, or wanted some; the message names the URL.
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// The branch or tag does not exist in the repository (deleted, or no tag matches).
+    pub const REF_NOT_FOUND: &str = "RefNotFound";
+    /// The source's `path` is not a directory at the revision.
+    pub const PATH_NOT_FOUND: &str = "PathNotFound";
+    /// The repository or artifact could not be reached or transferred in time.
+    pub const FETCH_FAILED: &str = "FetchFailed";
+    /// Refused files: a path escaping the project directory (`..`, an outside symlink),
+    /// a `.git` entry or a submodule; the message names the file.
+    pub const UNSAFE_PATH: &str = "UnsafePath";
+    /// Refused files: one over the per-file size limit, all over the total, or too many;
+    /// the message names the file.
+    pub const SIZE_LIMIT_EXCEEDED: &str = "SizeLimitExceeded";
+    /// Refused files: a SQL, plan or config file that is not UTF-8; the message names it.
+    pub const INVALID_ENCODING: &str = "InvalidEncoding";
+    /// A Flux artifact's digest is not the one its GitRepository announced.
+    pub const DIGEST_MISMATCH: &str = "DigestMismatch";
+    /// The Flux GitRepository has no artifact yet.
+    pub const ARTIFACT_NOT_READY: &str = "ArtifactNotReady";
+    /// The controller's source cache on disk could not be read or written.
+    pub const CACHE_ERROR: &str = "CacheError";
+    /// Event only: a tag now names another commit; the project follows it.
+    pub const TAG_MOVED: &str = "TagMoved";
     /// A referenced object (DatabaseProject, Secret, Environment) does not exist.
     pub const NOT_FOUND: &str = "NotFound";
     /// The referenced DatabaseProject is not Ready yet.

@@ -70,8 +70,9 @@ pub struct PromotionSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub environment: Option<String>,
-    /// Promote this project revision (e.g. `cm:shop@sha1:…`). It must be the project's
-    /// current revision until git sources (#6) keep history.
+    /// Promote this project revision (e.g. `main@sha1:…`). With a git source any commit of
+    /// the repository can be promoted; a ConfigMap or Flux source has only its current
+    /// revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub revision: Option<String>,

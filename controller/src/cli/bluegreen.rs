@@ -144,8 +144,8 @@ async fn connect(args: &DbArgs, db: Option<&str>) -> Result<PgEngine, CliError> 
     .await?)
 }
 
-fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
-    let project = Project::load(&args.common.project)?;
+async fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
+    let project = args.common.load().await?.project;
     let objects = Objects::load(&project)?;
     Ok((project, objects))
 }
@@ -214,7 +214,7 @@ fn failed(error: &bluegreen::Error, json: bool) -> u8 {
 
 /// `stage`.
 pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
-    let (project, objects) = load(&args.target)?;
+    let (project, objects) = load(&args.target).await?;
     let engine = connect(&args.target, None).await?;
     let options = StageOptions {
         redeploy: args.redeploy_schema.clone(),
@@ -253,7 +253,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
 
 /// `promote`.
 pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
-    let (project, objects) = load(&args.target)?;
+    let (project, objects) = load(&args.target).await?;
     let engine = connect(&args.target, None).await?;
     let options = PromoteOptions {
         deployment: args.deployment.clone(),
@@ -282,7 +282,7 @@ pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
 
 /// `rollback`.
 pub async fn rollback(args: RollbackArgs) -> Result<u8, CliError> {
-    let (project, objects) = load(&args.target)?;
+    let (project, objects) = load(&args.target).await?;
     let engine = connect(&args.target, None).await?;
     let json = args.json();
     match bg(&engine, &args.target, &args.layer)
@@ -323,7 +323,7 @@ fn swapped(what: &str, report: &SwapReport, dry_run: bool, json: bool) {
 
 /// `diff`: changes to deploy and objects added / changed / removed per schema.
 pub async fn diff(args: DiffArgs) -> Result<u8, CliError> {
-    let (project, objects) = load(&args.target)?;
+    let (project, objects) = load(&args.target).await?;
     let source = connect(&args.target, None).await?;
     let json = args.json();
     let result = async {

@@ -24,8 +24,9 @@ use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
 use crate::api::{DatabaseProject, Environment, Promotion};
 use crate::metrics::{Admin, Metrics};
 use crate::reconcile::leader::LeaderElector;
-use crate::reconcile::{Context, Stores, database_project, environment, promotion};
+use crate::reconcile::{Context, Stores, database_project, environment, promotion, webhook};
 use crate::registry::Committer;
+use crate::source::Limits;
 use crate::telemetry::{self, LogFormat};
 
 /// Flags of `switchyard controller`.
@@ -62,9 +63,25 @@ pub struct ControllerArgs {
     /// connection).
     #[arg(long, env = "SWITCHYARD_CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
-    /// Where project files are unpacked.
+    /// Where project files are unpacked and git repositories and artifacts are cached
+    /// (default: `switchyard` in the temporary directory). Give it a volume so the cache
+    /// survives restarts; several controllers may share one.
     #[arg(long, env = "SWITCHYARD_WORKDIR")]
     workdir: Option<PathBuf>,
+    /// The largest file a source may hold, in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_FILE_SIZE", default_value_t = Limits::default().max_file_size)]
+    max_file_size: u64,
+    /// The most bytes a source's project files may hold in all.
+    #[arg(long, env = "SWITCHYARD_MAX_TOTAL_SIZE", default_value_t = Limits::default().max_total_size)]
+    max_total_size: u64,
+    /// The most files a source's project directory may hold.
+    #[arg(long, env = "SWITCHYARD_MAX_FILES", default_value_t = Limits::default().max_files)]
+    max_files: usize,
+    /// A file holding the webhook secret: the HMAC key GitHub (`X-Hub-Signature-256`) and
+    /// generic senders (`X-Signature`) sign with, and GitLab's `X-Gitlab-Token`. Turns on
+    /// `POST /hooks/github|gitlab|generic` on the admin port.
+    #[arg(long, env = "SWITCHYARD_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
 }
 
 /// Flags of `switchyard crds`.
@@ -191,11 +208,37 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let ns = args.namespace.as_deref();
     check_crds(&client, ns).await?;
 
+    let webhook_secret = match &args.webhook_secret_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("reading the webhook secret {}: {e}", path.display())
+            })?;
+            let trimmed = text.trim_ascii().to_vec();
+            anyhow::ensure!(
+                !trimmed.is_empty(),
+                "the webhook secret file {} is empty",
+                path.display()
+            );
+            Some(trimmed)
+        }
+    };
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Metrics::register(&mut registry);
+    // NB: any replica takes webhooks, leader or not: they only annotate projects.
+    let hooks = webhook_secret.map(|secret| {
+        tracing::info!("Webhook receiver on /hooks/github, /hooks/gitlab, /hooks/generic");
+        webhook::Receiver::new(
+            secret,
+            client.clone(),
+            args.namespace.clone(),
+            metrics.clone(),
+        ) as Arc<dyn crate::metrics::Hooks>
+    });
     let admin = Arc::new(Admin {
         registry,
         ready: false.into(),
+        hooks,
     });
     let admin_task = tokio::spawn(crate::metrics::serve(args.admin_addr, admin.clone()));
 
@@ -217,10 +260,16 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
     }
 
+    // NB: stable, not per process: the git cache is meant to outlive a restart.
     let workdir = args
         .workdir
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("switchyard-{}", std::process::id())));
+        .unwrap_or_else(|| std::env::temp_dir().join("switchyard"));
+    let limits = Limits {
+        max_file_size: args.max_file_size,
+        max_total_size: args.max_total_size,
+        max_files: args.max_files,
+    };
     let reporter = Reporter {
         controller: "switchyard-controller".into(),
         instance: Some(identity.clone()),
@@ -231,7 +280,8 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         email: format!("switchyard@{identity}"),
     };
     let config = watcher::Config::default();
-    let limits = kube::runtime::controller::Config::default().concurrency(args.concurrency);
+    let controller_limits =
+        kube::runtime::controller::Config::default().concurrency(args.concurrency);
     let stores = Stores {
         projects: cache(api::<DatabaseProject>(&client, ns), config.clone()),
         configmaps: cache(api::<ConfigMap>(&client, ns), config.clone()),
@@ -253,16 +303,28 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         metrics,
         workdir,
         committer,
+        limits,
     ));
 
-    // DatabaseProject, woken by its ConfigMap.
+    // DatabaseProject, woken by its ConfigMap and its Flux GitRepository (webhooks annotate
+    // the project itself).
     let projects = Controller::new(api::<DatabaseProject>(&client, ns), config.clone())
-        .with_config(limits.clone());
+        .with_config(controller_limits.clone());
     let project_store = projects.store();
+    let projects = projects.watches(api::<ConfigMap>(&client, ns), config.clone(), {
+        let store = project_store.clone();
+        move |cm| database_project::projects_reading_configmap(&store.state(), &cm)
+    });
+    let projects = match flux_api(&client, ns).await {
+        Some(flux) => projects.watches_with(
+            flux,
+            database_project::flux_git_repository(),
+            config.clone(),
+            move |obj| database_project::projects_reading_flux_source(&project_store.state(), &obj),
+        ),
+        None => projects,
+    };
     let projects = projects
-        .watches(api::<ConfigMap>(&client, ns), config.clone(), move |cm| {
-            database_project::projects_reading_configmap(&project_store.state(), &cm)
-        })
         .graceful_shutdown_on(shutdown_signal())
         .run(
             database_project::reconcile,
@@ -273,7 +335,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
     // Environment, woken by its DatabaseProject and by Promotions into it.
     let envs = Controller::new(api::<Environment>(&client, ns), config.clone())
-        .with_config(limits.clone());
+        .with_config(controller_limits.clone());
     let env_store = envs.store();
     let envs = envs
         .watches(
@@ -315,7 +377,7 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     .touched_objects()
     .predicate_filter(promotion_trigger, Default::default());
     let promotions =
-        Controller::for_stream(promo_trigger, promo_reader).with_config(limits.clone());
+        Controller::for_stream(promo_trigger, promo_reader).with_config(controller_limits.clone());
     let promo_store = promotions.store();
     let promotions = promotions
         .watches(
@@ -351,6 +413,23 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("Controller stopped");
     result
+}
+
+/// The Flux `GitRepository` API, when Flux's CRD is installed (looked for once, at start:
+/// install Flux first, or restart the controller after).
+async fn flux_api(client: &Client, ns: Option<&str>) -> Option<Api<kube::api::DynamicObject>> {
+    let resource = database_project::flux_git_repository();
+    let api: Api<kube::api::DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Some(api),
+        Err(error) => {
+            tracing::info!(%error, "Flux GitRepository not installed; sourceRef projects are read every interval");
+            None
+        }
+    }
 }
 
 /// A reflector store fed by a watch that runs for the life of the process.
@@ -429,7 +508,7 @@ mod tests {
         let all: Vec<String> = crd_files().into_iter().map(|(_, y)| y).collect();
         let text = all.join("\n");
         assert!(
-            text.contains("has(self.configMap) != has(self.git)"),
+            text.contains("(has(self.configMap) ? 1 : 0) + (has(self.git) ? 1 : 0) + (has(self.sourceRef) ? 1 : 0) == 1"),
             "one source kind"
         );
         assert!(
@@ -437,6 +516,10 @@ mod tests {
             "one promotion source"
         );
         assert!(text.contains("self == oldSelf"), "to is immutable");
+        assert!(
+            text.contains("exactly one of branch, tag, semver or commit must be set"),
+            "one git ref"
+        );
         assert_eq!(
             text.matches("x-kubernetes-list-type: map").count(),
             3,

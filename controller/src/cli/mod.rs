@@ -7,10 +7,10 @@ mod bluegreen;
 mod controller;
 mod output;
 mod plan;
+mod source;
 mod target;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -19,6 +19,7 @@ use crate::engine::workflow::REWORK_NOT_ALLOWED;
 use crate::engine::{self, DeployOptions, FailureMode, PgEngine, RevertOptions};
 use crate::project::{self, Project};
 use crate::registry::Registry;
+use source::ProjectArgs;
 
 /// Exit codes, one per outcome. Documented in `--help`.
 pub mod exit {
@@ -102,16 +103,6 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct ProjectArgs {
-    /// Project directory (holding switchyard.yaml or sqitch.conf).
-    #[arg(long, default_value = ".")]
-    project: PathBuf,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
 struct PlanArgs {
     #[command(flatten)]
     common: ProjectArgs,
@@ -150,7 +141,7 @@ struct DeployArgs {
     #[arg(long)]
     allow_rework: bool,
     /// The project revision being deployed (e.g. main@sha1:…), recorded with the run and
-    /// with workflow states.
+    /// with workflow states. Default with --git: the revision read.
     #[arg(long)]
     revision: Option<String>,
     /// Deploy up to and including this change or @tag.
@@ -275,12 +266,17 @@ pub enum CliError {
     /// The target could not be worked out.
     #[error("{0}")]
     Target(String),
+    /// Reading the project from git failed.
+    #[error(transparent)]
+    Source(#[from] crate::source::Error),
 }
 
 fn exit_code(error: &CliError) -> u8 {
     use engine::Error as E;
     match error {
         CliError::Project(_) | CliError::Target(_) => exit::INVALID,
+        CliError::Source(e) if e.is_terminal() => exit::INVALID,
+        CliError::Source(_) => exit::FAILURE,
         CliError::Engine(e) => match e {
             E::Project(_)
             | E::Io { .. }
@@ -302,18 +298,18 @@ fn exit_code(error: &CliError) -> u8 {
 async fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Plan(args) => {
-            let project = Project::load(&args.common.project)?;
+            let project = args.common.load().await?.project;
             print!("{}", plan::render(&project, args.common.json));
             Ok(exit::OK)
         }
         Command::Status(args) => {
-            let (project, engine) = open(&args.target).await?;
+            let ((project, _), engine) = open(&args.target).await?;
             let status = engine.status_with(&project, args.allow_rework).await?;
             bluegreen::status(&project, &engine, &args.target, &args.layer, &status).await?;
             Ok(exit::OK)
         }
         Command::Log(args) => {
-            let (project, engine) = open(&args).await?;
+            let ((project, _), engine) = open(&args).await?;
             let events = engine.log(&project).await?;
             let workflow = engine.workflow_log(&project).await?;
             output::log(project.name(), &events, &workflow, args.common.json);
@@ -321,13 +317,16 @@ async fn run(command: Command) -> Result<u8, CliError> {
         }
         Command::Deploy(args) => {
             let (project, mut engine) = open(&args.target).await?;
+            let revision = project.1;
+            let project = project.0;
             let options = DeployOptions {
                 to: args.to,
                 verify: !args.no_verify && (args.verify || project.default_verify),
                 mode: args.mode.parse::<FailureMode>().map_err(CliError::Target)?,
                 log_only: args.log_only,
                 variables: args.set.into_iter().collect(),
-                revision: args.revision,
+                // An explicit --revision names what is deployed; else the git revision.
+                revision: args.revision.or(revision),
                 allow_rework: args.allow_rework,
             };
             let json = args.target.common.json;
@@ -339,7 +338,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         Command::Revert(args) => {
-            let (project, mut engine) = open(&args.target).await?;
+            let ((project, _), mut engine) = open(&args.target).await?;
             let options = RevertOptions {
                 to: if args.all { None } else { args.to },
                 variables: args.set.into_iter().collect(),
@@ -353,7 +352,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         Command::Verify(args) => {
-            let (project, mut engine) = open(&args.target).await?;
+            let ((project, _), mut engine) = open(&args.target).await?;
             let variables: BTreeMap<String, String> = args.set.into_iter().collect();
             let report = engine.verify(&project, &variables).await?;
             output::verify(&report, args.target.common.json);
@@ -367,8 +366,10 @@ async fn run(command: Command) -> Result<u8, CliError> {
     }
 }
 
-async fn open(args: &DbArgs) -> Result<(Project, PgEngine), CliError> {
-    let project = Project::load(&args.common.project)?;
+/// The project (and its git revision, with `--git`) and an engine on the target database.
+async fn open(args: &DbArgs) -> Result<((Project, Option<String>), PgEngine), CliError> {
+    let loaded = args.common.load().await?;
+    let project = loaded.project;
     // What Sqitch tolerates until it needs it (a missing revert or verify script).
     for warning in &project.warnings {
         eprintln!("warning: {warning}");
@@ -381,5 +382,5 @@ async fn open(args: &DbArgs) -> Result<(Project, PgEngine), CliError> {
         target::committer(),
     )
     .await?;
-    Ok((project, engine))
+    Ok(((project, loaded.revision), engine))
 }

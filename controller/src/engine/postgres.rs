@@ -616,7 +616,7 @@ impl PgEngine {
             if options.log_only || !runs {
                 return Ok((Script::default(), hash));
             }
-            let script = Script::load(path, variables)?;
+            let script = Script::load_within(path, variables, project.include_root.as_deref())?;
             check_transaction_control(&script)?;
             Ok((script, hash))
         };
@@ -674,7 +674,11 @@ impl PgEngine {
         let verify = if runs_change && options.verify && !options.log_only {
             let path = project.script_path(change, ScriptKind::Verify);
             if path.exists() {
-                Some(Script::load(&path, variables)?)
+                Some(Script::load_within(
+                    &path,
+                    variables,
+                    project.include_root.as_deref(),
+                )?)
             } else {
                 None
             }
@@ -688,7 +692,8 @@ impl PgEngine {
             && matches!(step.action, Action::Deploy { .. })
             && revert_path.exists()
         {
-            let script = Script::load(&revert_path, variables)?;
+            let script =
+                Script::load_within(&revert_path, variables, project.include_root.as_deref())?;
             check_transaction_control(&script)?;
             Some(script)
         } else {
@@ -1210,7 +1215,7 @@ impl PgEngine {
                     position: deployed.iter().position(|d| d.id == row.id).unwrap_or(0) + 1,
                 })?;
             let path = project.script_path(change, ScriptKind::Revert);
-            let script = Script::load(&path, &variables)?;
+            let script = Script::load_within(&path, &variables, project.include_root.as_deref())?;
             check_transaction_control(&script)?;
             scripts.push(script);
         }
@@ -1313,7 +1318,7 @@ impl PgEngine {
                 });
                 continue;
             }
-            let script = Script::load(&path, &variables)?;
+            let script = Script::load_within(&path, &variables, project.include_root.as_deref())?;
             match self.run_verify(&script, &row.name).await {
                 Ok(()) => report.changes.push(VerifyResult {
                     change: row.name.clone(),

@@ -62,9 +62,27 @@ pub struct Script {
 impl Script {
     /// Reads `path` with psql semantics, substituting `variables`.
     pub fn load(path: &Path, variables: &BTreeMap<String, String>) -> Result<Script> {
+        Script::load_within(path, variables, None)
+    }
+
+    /// Like [`Script::load`], but when `root` is given, `\i` and `\ir` may only read files
+    /// inside it (after resolving symlinks): a project from git or a ConfigMap must not
+    /// read the controller's own files (`\i /etc/passwd`). See `Project::include_root`.
+    pub fn load_within(
+        path: &Path,
+        variables: &BTreeMap<String, String>,
+        root: Option<&Path>,
+    ) -> Result<Script> {
         let mut vars = variables.clone();
         let mut statements = Vec::new();
-        read_into(path, &mut vars, 0, &mut statements)?;
+        let root = match root {
+            Some(r) => Some(r.canonicalize().map_err(|source| Error::Io {
+                path: r.into(),
+                source,
+            })?),
+            None => None,
+        };
+        read_into(path, &mut vars, 0, root.as_deref(), &mut statements)?;
         Ok(Script { statements })
     }
 
@@ -85,6 +103,7 @@ fn read_into(
     path: &Path,
     vars: &mut BTreeMap<String, String>,
     depth: usize,
+    root: Option<&Path>,
     out: &mut Vec<Statement>,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -115,7 +134,20 @@ fn read_into(
                         message: format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"),
                     });
                 }
-                if let Err(error) = read_into(&file, vars, depth + 1, out) {
+                if let Some(root) = root
+                    && let Ok(real) = file.canonicalize()
+                    && !real.starts_with(root)
+                {
+                    return Err(Error::Script {
+                        path: path.into(),
+                        line,
+                        message: format!(
+                            "cannot include {}: it is outside the project directory",
+                            file.display()
+                        ),
+                    });
+                }
+                if let Err(error) = read_into(&file, vars, depth + 1, root, out) {
                     // Name the include line when the included file can't be read at all.
                     return Err(match error {
                         Error::Io { source, .. } => Error::Script {

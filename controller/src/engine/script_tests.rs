@@ -217,3 +217,53 @@ fn a_syntax_error_inside_a_long_statement_names_its_own_line() {
         .to_string();
     assert!(error.contains("change.sql:3:"), "{error}");
 }
+
+#[test]
+fn includes_from_a_source_stay_inside_its_directory() {
+    // Issue #6: a script fetched from git must not read the controller's files.
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret.sql"), "SELECT 'root:x:0:0';\n").expect("write");
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(root.path().join("deploy")).expect("mkdir");
+    std::fs::write(root.path().join("common.sql"), "SELECT 1;\n").expect("write");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.sql"),
+        root.path().join("link.sql"),
+    )
+    .expect("symlink");
+    let script = root.path().join("deploy/change.sql");
+    let cases = [
+        (
+            format!("\\i {}\n", outside.path().join("secret.sql").display()),
+            false,
+        ),
+        (
+            "\\ir ../../../../../../../../etc/passwd\n".to_string(),
+            false,
+        ),
+        ("\\i link.sql\n".to_string(), false),
+        ("\\i common.sql\n".to_string(), true),
+        ("\\ir ../common.sql\n".to_string(), true),
+    ];
+    for (text, allowed) in cases {
+        std::fs::write(&script, &text).expect("write");
+        let within = Script::load_within(&script, &BTreeMap::new(), Some(root.path()));
+        match within {
+            Ok(s) => assert!(allowed, "{text}: read {:?}", s.statements),
+            Err(e) => {
+                assert!(!allowed, "{text}: {e}");
+                assert!(
+                    e.to_string().contains("outside the project directory"),
+                    "{text}: {e}"
+                );
+            }
+        }
+    }
+    // Without a root (the CLI on a directory), psql's behaviour is kept.
+    std::fs::write(
+        &script,
+        format!("\\i {}\n", outside.path().join("secret.sql").display()),
+    )
+    .expect("write");
+    assert!(Script::load(&script, &BTreeMap::new()).is_ok());
+}

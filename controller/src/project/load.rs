@@ -144,6 +144,7 @@ pub(super) fn load_project(root: &Path) -> Result<Project> {
         sqitch: settings,
         workflow: workflow::Workflow::default(),
         warnings: Vec::new(),
+        include_root: None,
     };
     let mut listing = Listing::default();
     project.workflow = scan_workflow(&project, &mut listing)?;

@@ -110,6 +110,10 @@ pub struct Project {
     pub workflow: Workflow,
     /// Things missing that Sqitch tolerates: revert and verify scripts.
     pub warnings: Vec<Warning>,
+    /// When set, scripts' `\i` and `\ir` may only read files inside this directory. The
+    /// controller sets it to the checked tree it read from git, Flux or a ConfigMap; the
+    /// CLI's `--project DIR` leaves it unset, as psql does.
+    pub include_root: Option<PathBuf>,
 }
 
 impl Project {

@@ -573,16 +573,17 @@ async fn steps(
             message: format!("DatabaseProject {project_name} not found"),
         };
     };
-    let mut fetched = match database_project::fetch(ctx, &dp, false).await {
-        Ok(f) => f,
-        Err((Outcome::Terminal { reason, message }, _)) => {
-            return Outcome::Terminal {
-                reason,
-                message: format!("DatabaseProject {project_name}: {message}"),
-            };
-        }
-        Err((outcome, _)) => return outcome,
-    };
+    let mut fetched =
+        match database_project::fetch(ctx, &dp, database_project::Want::Reported).await {
+            Ok(f) => f,
+            Err((Outcome::Terminal { reason, message }, _)) => {
+                return Outcome::Terminal {
+                    reason,
+                    message: format!("DatabaseProject {project_name}: {message}"),
+                };
+            }
+            Err((outcome, _)) => return outcome,
+        };
     let revision = fetched.revision.clone();
     if let Some(seen) = dp
         .status
@@ -1086,6 +1087,7 @@ mod tests {
         std::fs::write(dir.path().join("deploy/users.sql"), "select 1;\n").expect("w");
         let fetched = Fetched {
             revision: "cm:shop@sha1:1".into(),
+            digest: "sha1:1".into(),
             dir: dir.path().to_owned(),
             project: crate::project::Project::load(dir.path()).expect("project"),
         };

@@ -14,6 +14,7 @@ pub mod leader;
 pub mod project_source;
 pub mod promotion;
 pub mod status;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ pub struct Stores {
     pub projects: Store<crate::api::DatabaseProject>,
     /// Every ConfigMap in scope (project sources).
     pub configmaps: Store<k8s_openapi::api::core::v1::ConfigMap>,
-    /// Every Secret in scope (database connections).
+    /// Every Secret in scope (database connections, git credentials).
     pub secrets: Store<k8s_openapi::api::core::v1::Secret>,
 }
 
@@ -61,8 +62,13 @@ pub struct Context {
     pub recorder: Recorder,
     /// The controller's metrics.
     pub metrics: Metrics,
-    /// Where project files are unpacked, one directory per content digest.
+    /// Where project files are unpacked, one directory per content digest, and the source
+    /// cache lives (`git/`, `artifacts/`).
     pub workdir: PathBuf,
+    /// Git repositories and their artifacts, under `workdir`.
+    pub git: crate::source::GitCache,
+    /// Flux artifacts, under `workdir`.
+    pub flux: crate::source::flux::FluxCache,
     /// Who the registry records as deployer.
     pub committer: Committer,
     /// Consecutive transient failures per object, for capped exponential backoff.
@@ -78,12 +84,15 @@ impl Context {
         metrics: Metrics,
         workdir: PathBuf,
         committer: Committer,
+        limits: crate::source::Limits,
     ) -> Context {
         Context {
             stores,
             client,
             recorder,
             metrics,
+            git: crate::source::GitCache::new(&workdir, limits),
+            flux: crate::source::flux::FluxCache::new(&workdir, limits),
             workdir,
             committer,
             failures: Mutex::new(HashMap::new()),

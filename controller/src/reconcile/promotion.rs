@@ -437,10 +437,11 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             message: format!("the DatabaseProject of Environment {target_name} is not found"),
         };
     };
-    let mut fetched = match database_project::fetch(ctx, &dp, false).await {
-        Ok(f) => f,
-        Err((outcome, _)) => return outcome,
-    };
+    let mut fetched =
+        match database_project::fetch(ctx, &dp, database_project::Want::Reported).await {
+            Ok(f) => f,
+            Err((outcome, _)) => return outcome,
+        };
     let objects = match bluegreen::objects(&fetched) {
         Ok(o) => o,
         Err(outcome) => return outcome,
@@ -472,11 +473,19 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
         }
     };
     if fetched.revision != wanted {
+        // NB: git sources keep history: an earlier revision is fetched at its commit.
+        fetched =
+            match database_project::fetch(ctx, &dp, database_project::Want::Exact(&wanted)).await {
+                Ok(f) => f,
+                Err((outcome, _)) => return outcome,
+            };
+    }
+    if fetched.revision != wanted {
         return run.block(
             new,
             reasons::GUARD_REVISION_UNAVAILABLE,
             format!(
-                "revision {wanted} is no longer the project's content (now {}); only the current revision can be promoted",
+                "revision {wanted} is no longer the project's content (now {}); only git sources keep history, so a ConfigMap or Flux source can promote only its current revision",
                 fetched.revision
             ),
         );

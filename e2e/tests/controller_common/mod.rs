@@ -280,6 +280,50 @@ impl Controller {
         (code, body)
     }
 
+    /// POSTs `body` to `path` on the admin port with `headers`; (status code, body).
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
+            return (0, String::new());
+        };
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = s.write_all(head.as_bytes());
+        let _ = s.write_all(body);
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    /// The value of a counter (or sum of a labelled family) on `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.admin("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.split(['{', ' '])
+                    .next()
+                    .is_some_and(|n| n == name || n == format!("{name}_total"))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Kills it (SIGKILL).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -364,6 +408,20 @@ pub fn shop() -> Fixture {
 pub fn project_yaml(name: &str, cm: &str) -> String {
     format!(
         "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata:\n  name: {name}\nspec:\n  source:\n    configMap:\n      name: {cm}\n"
+    )
+}
+
+/// The YAML of a DatabaseProject reading git `url` at `reference` (YAML under `ref:`,
+/// e.g. `branch: main`), with `extra` lines under `git:`.
+pub fn git_project_yaml(
+    name: &str,
+    url: &str,
+    reference: &str,
+    interval: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: DatabaseProject\nmetadata:\n  name: {name}\nspec:\n  interval: {interval}\n  source:\n    git:\n      url: {url}\n      ref:\n        {reference}\n{extra}"
     )
 }
 

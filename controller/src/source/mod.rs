@@ -1,0 +1,57 @@
+//! Where project files come from: git repositories and Flux artifacts, fetched into an
+//! on-disk cache and checked before anything reads them.
+//!
+//! Owns fetching (gitoxide; never the `git` program), the per-repository cache (shared by
+//! every project with the same URL, safe under concurrent reconciles and across restarts),
+//! credentials, the safety checks on what a repository holds, artifact digests, Flux
+//! artifact downloads, and webhook payloads. It never imports `kube`: callers hand it plain
+//! requests (a URL, a reference, credentials read from a Secret) and get back an
+//! [`Artifact`], a directory that [`Project::load`](crate::project::Project::load) reads.
+//!
+//! Layout of the cache directory:
+//!
+//! ```text
+//! <cache>/git/<host-path>-<hash>/repo.git   a bare repository, shallow, one per URL
+//! <cache>/git/<host-path>-<hash>.lock       held while fetching into it (a file lock)
+//! <cache>/artifacts/<key>/tree/…            a checked project tree, immutable once renamed in
+//! <cache>/artifacts/<key>/digest            `sha256:<hex>` of that tree
+//! ```
+
+pub mod auth;
+mod error;
+pub mod flux;
+pub mod git;
+pub mod reference;
+pub mod tree;
+pub mod url;
+pub mod webhook;
+
+pub use auth::Credentials;
+pub use error::{Error, Refusal, Result};
+pub use git::{GitCache, GitRequest, Stats};
+pub use reference::Reference;
+pub use tree::Limits;
+
+use std::path::PathBuf;
+
+/// A checked project tree on disk, at one revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Artifact {
+    /// The revision, as Flux names them: `main@sha1:<commit>`, `v1.2.0@sha1:<commit>`, or
+    /// `sha1:<commit>` for a commit reference.
+    pub revision: String,
+    /// `sha256:<hex>` over the files (paths and contents), or the Flux artifact's digest.
+    pub digest: String,
+    /// The directory holding the project (the reference's `path` applied). Read only.
+    pub dir: PathBuf,
+}
+
+/// Installs rustls' ring provider (the one kube uses) as the process default, once.
+/// Every HTTP client here is built after this.
+pub fn init_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // NB: fails only when another provider was installed first, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
