@@ -1482,27 +1482,39 @@ impl<'c> BlueGreen<'c> {
         }
         for (_, retained) in by_schema {
             for old in retained.into_iter().skip(keep) {
-                let rows = self
-                    .client
-                    .query(sql::OUTSIDE_DEPENDENTS, &[&old.physical])
-                    .await
-                    .map_err(db("checking dependents"))?;
-                let dependents: Vec<String> =
-                    rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-                if dependents.is_empty() {
-                    self.client
-                        .batch_execute(&sql::drop_schema(&old.physical))
-                        .await
-                        .map_err(db("dropping a retained schema"))?;
-                    pointers::forget(self.client, project.name(), &old.physical).await?;
-                    report.dropped.push(old.physical.clone());
-                } else {
-                    report
-                        .kept_for_dependents
-                        .insert(old.physical.clone(), dependents);
-                }
+                self.drop_set_unless_depended_on(project, &old.physical, report)
+                    .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Drops a physical set and forgets its pointer, unless something outside it depends
+    /// on it (pg_depend): then it is kept and reported.
+    pub(super) async fn drop_set_unless_depended_on(
+        &self,
+        project: &Project,
+        physical: &str,
+        report: &mut SwapReport,
+    ) -> Result<()> {
+        let rows = self
+            .client
+            .query(sql::OUTSIDE_DEPENDENTS, &[&physical])
+            .await
+            .map_err(db("checking dependents"))?;
+        let dependents: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
+        if !dependents.is_empty() {
+            report
+                .kept_for_dependents
+                .insert(physical.to_string(), dependents);
+            return Ok(());
+        }
+        self.client
+            .batch_execute(&sql::drop_schema(physical))
+            .await
+            .map_err(db("dropping a retired schema set"))?;
+        pointers::forget(self.client, project.name(), physical).await?;
+        report.dropped.push(physical.to_string());
         Ok(())
     }
 }

@@ -733,24 +733,8 @@ impl BlueGreen<'_> {
             if state.layers.iter().any(|l| l.physical == p.physical) {
                 continue;
             }
-            let rows = self
-                .client
-                .query(sql::OUTSIDE_DEPENDENTS, &[&p.physical])
-                .await
-                .map_err(db("checking dependents"))?;
-            let dependents: Vec<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-            if dependents.is_empty() {
-                self.client
-                    .batch_execute(&sql::drop_schema(&p.physical))
-                    .await
-                    .map_err(db("dropping a retired physical set"))?;
-                pointers::forget(self.client, project.name(), &p.physical).await?;
-                report.dropped.push(p.physical.clone());
-            } else {
-                report
-                    .kept_for_dependents
-                    .insert(p.physical.clone(), dependents);
-            }
+            self.drop_set_unless_depended_on(project, &p.physical, report)
+                .await?;
         }
         Ok(())
     }
