@@ -705,10 +705,7 @@ impl<'c> BlueGreen<'c> {
                 ..StageReport::default()
             });
         }
-        let run = self
-            .registry
-            .start_deployment(self.client, project.name(), "stage", None, &self.committer)
-            .await?;
+        let run = self.start_run(project, "stage").await?;
         let id = run.to_string();
         let (report, refs, steps) = self.stage_plan(project, objects, &state, options, &id)?;
         for (logical, physical) in &report.schemas {
@@ -1214,41 +1211,19 @@ impl<'c> BlueGreen<'c> {
                 let _ = self.client.batch_execute(&sql::drop_schema(&failed)).await;
                 let _ = pointers::forget(self.client, project.name(), &failed).await;
             }
-            let run = self
-                .registry
-                .start_deployment(
-                    self.client,
-                    project.name(),
-                    "promote",
-                    None,
-                    &self.committer,
-                )
-                .await?;
+            // Best effort: the rollback is what to report, not a registry hiccup after it.
             let _ = self
-                .registry
-                .finish_deployment(self.client, run, "rolled back", 0, &failure.to_string())
+                .record_run(project, "promote", "rolled back", &failure.to_string())
                 .await;
             return Err(Error::RolledBack { restored, failure });
         }
-        let run = self
-            .registry
-            .start_deployment(
-                self.client,
-                project.name(),
-                "promote",
-                None,
-                &self.committer,
-            )
-            .await?;
-        self.registry
-            .finish_deployment(
-                self.client,
-                run,
-                "succeeded",
-                0,
-                &format!("deployment {deployment}"),
-            )
-            .await?;
+        self.record_run(
+            project,
+            "promote",
+            "succeeded",
+            &format!("deployment {deployment}"),
+        )
+        .await?;
         self.retire(project, options.keep, &mut report).await?;
         Ok(report)
     }
@@ -1326,25 +1301,13 @@ impl<'c> BlueGreen<'c> {
         let (swap_ms, attempts) = self
             .swap(project, &plan, &PromoteOptions::default())
             .await?;
-        let run = self
-            .registry
-            .start_deployment(
-                self.client,
-                project.name(),
-                "rollback",
-                None,
-                &self.committer,
-            )
-            .await?;
-        self.registry
-            .finish_deployment(
-                self.client,
-                run,
-                "succeeded",
-                0,
-                &format!("deployment {}", target.deployment),
-            )
-            .await?;
+        self.record_run(
+            project,
+            "rollback",
+            "succeeded",
+            &format!("deployment {}", target.deployment),
+        )
+        .await?;
         Ok(SwapReport {
             project: project.name().into(),
             deployment: target.deployment.clone(),
@@ -1486,6 +1449,36 @@ impl<'c> BlueGreen<'c> {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Starts a run of `operation` in `switchyard.deployments`; finish it with
+    /// [`Registry::finish_deployment`].
+    pub(super) async fn start_run(&self, project: &Project, operation: &str) -> Result<i64> {
+        Ok(self
+            .registry
+            .start_deployment(
+                self.client,
+                project.name(),
+                operation,
+                None,
+                &self.committer,
+            )
+            .await?)
+    }
+
+    /// Records a run that has already ended: started and finished at once.
+    pub(super) async fn record_run(
+        &self,
+        project: &Project,
+        operation: &str,
+        result: &str,
+        message: &str,
+    ) -> Result<()> {
+        let run = self.start_run(project, operation).await?;
+        self.registry
+            .finish_deployment(self.client, run, result, 0, message)
+            .await?;
         Ok(())
     }
 

@@ -184,16 +184,7 @@ impl BlueGreen<'_> {
                 ..report_of(&plan, &moves)
             });
         }
-        let run = self
-            .registry
-            .start_deployment(
-                self.client,
-                project.name(),
-                "promote",
-                None,
-                &self.committer,
-            )
-            .await?;
+        let run = self.start_run(project, "promote").await?;
         let swapped = async {
             let plan = self.layer_plan(&state, &moves, &run.to_string()).await?;
             let done = self.repoint(project, &plan, options).await?;
@@ -638,16 +629,7 @@ impl BlueGreen<'_> {
         let run = if dry_run {
             "<run>".to_string()
         } else {
-            self.registry
-                .start_deployment(
-                    self.client,
-                    project.name(),
-                    "rollback",
-                    None,
-                    &self.committer,
-                )
-                .await?
-                .to_string()
+            self.start_run(project, "rollback").await?.to_string()
         };
         let mut plan = self.layer_plan(&state, &moves, &run).await?;
         for m in &moves {
