@@ -287,6 +287,17 @@ pub async fn snapshot(url: &str) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The first row of `sql` (columns joined by `|`), or "" when there is none; panics
+/// naming the statement when it fails.
+pub async fn one(url: &str, sql: &str) -> String {
+    rows(url, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
 /// Rows of a query as text columns joined by `|`, for compact assertions.
 pub async fn rows(url: &str, sql: &str) -> Result<Vec<String>> {
     let client = connect(url).await?;

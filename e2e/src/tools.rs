@@ -48,6 +48,23 @@ pub fn switchyard() -> Command {
     command
 }
 
+/// `switchyard ARGS --project <fixture> --db <db>`.
+pub fn switchyard_on(fixture: &Fixture, db: &str, args: &[&str]) -> Command {
+    let mut command = switchyard();
+    command
+        .args(args)
+        .arg("--project")
+        .arg(fixture.path())
+        .arg("--db")
+        .arg(db);
+    command
+}
+
+/// Parses a command's JSON output, or panics showing it.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
+}
+
 /// A `sqitch` command run in `project`, isolated from any user or system config.
 pub fn sqitch(project: &Path) -> Command {
     let home = std::env::temp_dir().join("switchyard-sqitch-home");

@@ -5,31 +5,9 @@
 //! dev moving on leaves prod's set alone; prod rolls back with nothing rebuilt; grants
 //! survive; verify failing after a repoint points back; guards block with their reasons.
 
-use e2e::postgres::{self, rows};
-use e2e::tools::{Fixture, output, run_ok, switchyard};
+use e2e::postgres::{self, one, rows};
+use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 use serde_json::Value;
-
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
-fn cli(fixture: &Fixture, db: &str, args: &[&str]) -> std::process::Command {
-    let mut command = switchyard();
-    command
-        .args(args)
-        .arg("--project")
-        .arg(fixture.path())
-        .arg("--db")
-        .arg(db);
-    command
-}
-
-async fn one(url: &str, sql: &str) -> String {
-    let got = rows(url, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:#}"));
-    got.into_iter().next().unwrap_or_default()
-}
 
 /// Every relation, routine and type in a physical set (`…__sy_<id>`), with its OID: what
 /// a promotion that rebuilds nothing leaves exactly as it was.
@@ -126,7 +104,7 @@ fn objects(fx: &Fixture, api: &str, report: &str) {
 }
 
 fn stage(fx: &Fixture, url: &str, suffix: &str) -> String {
-    let staged = json(&run_ok(&mut cli(
+    let staged = json(&run_ok(&mut switchyard_on(
         fx,
         url,
         &["stage", "--json", "--schema-suffix", suffix],
@@ -140,7 +118,7 @@ fn stage(fx: &Fixture, url: &str, suffix: &str) -> String {
 fn promote(fx: &Fixture, url: &str, args: &[&str]) -> Value {
     let mut all = vec!["promote", "--json"];
     all.extend_from_slice(args);
-    json(&run_ok(&mut cli(fx, url, &all)))
+    json(&run_ok(&mut switchyard_on(fx, url, &all)))
 }
 
 #[tokio::test]
@@ -148,7 +126,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
     let db = postgres::server().fresh_db().await.expect("db");
     let reader = format!("reader_{}", db.name);
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
 
     // dev stages and promotes its own set: layers api_dev and report_dev.
     let d1 = stage(&fx, &db.url, "_dev");
@@ -175,7 +153,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
         "v",
         "a layer holds only views over the physical relations"
     );
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     rows(&db.url, "CALL api_dev.record_call(7)")
         .await
         .expect("procedure through the layer");
@@ -211,7 +189,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
         serves(&db.url, "report_prod.summary").await,
         format!("report__sy_{d1}")
     );
-    let status = json(&run_ok(&mut cli(
+    let status = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["status", "--json", "--schema-suffix", "_prod"],
@@ -303,7 +281,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
 
     // A change to api restages report too: report's views bind to api's set by OID.
     objects(&fx, "v6", "v5");
-    let staged = json(&run_ok(&mut cli(
+    let staged = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["stage", "--json", "--schema-suffix", "_dev"],
@@ -319,7 +297,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
 
     // Roll prod back: v1's report set serves again; no physical object changes.
     let before = physical_objects(&db.url).await;
-    let rolled = json(&run_ok(&mut cli(
+    let rolled = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["rollback", "--json", "--schema-suffix", "_prod"],
@@ -350,7 +328,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
 async fn verify_failing_after_a_repoint_points_the_layers_back() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     stage(&fx, &db.url, "_dev");
     promote(&fx, &db.url, &["--schema-suffix", "_dev"]);
     promote(
@@ -366,7 +344,7 @@ async fn verify_failing_after_a_repoint_points_the_layers_back() {
     rows(&db.url, "UPDATE shop.flags SET ok = false")
         .await
         .expect("flag");
-    let out = output(&mut cli(
+    let out = output(&mut switchyard_on(
         &fx,
         &db.url,
         &[
@@ -413,11 +391,11 @@ async fn verify_failing_after_a_repoint_points_the_layers_back() {
 async fn guards_block_a_promotion_between_layers_with_their_reasons() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     let blocked = |args: &[&str], guard: &str, says: &str| {
         let mut all = vec!["promote", "--json", "--schema-suffix", "_prod"];
         all.extend_from_slice(args);
-        let out = output(&mut cli(&fx, &db.url, &all));
+        let out = output(&mut switchyard_on(&fx, &db.url, &all));
         assert_eq!(out.status.code(), Some(7), "{guard}: {out:?}");
         let doc = json(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(doc["guard"], guard, "{doc:#}");
@@ -490,7 +468,7 @@ async fn guards_block_a_promotion_between_layers_with_their_reasons() {
 async fn a_schema_in_the_way_of_a_layer_and_an_unservable_object_are_refused() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     rows(
         &db.url,
         "CREATE SCHEMA report_dev; CREATE TABLE report_dev.mine (x int)",
@@ -498,7 +476,7 @@ async fn a_schema_in_the_way_of_a_layer_and_an_unservable_object_are_refused() {
     .await
     .expect("someone's schema");
     stage(&fx, &db.url, "_dev");
-    let out = output(&mut cli(
+    let out = output(&mut switchyard_on(
         &fx,
         &db.url,
         &["promote", "--json", "--schema-suffix", "_dev"],
@@ -532,7 +510,7 @@ async fn a_schema_in_the_way_of_a_layer_and_an_unservable_object_are_refused() {
         "objects/api/total.sql",
         "CREATE FUNCTION api.total() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\n",
     );
-    let out = output(&mut cli(
+    let out = output(&mut switchyard_on(
         &fx,
         &db.url,
         &["stage", "--json", "--schema-suffix", "_qa"],
@@ -559,7 +537,7 @@ async fn a_schema_in_the_way_of_a_layer_and_an_unservable_object_are_refused() {
 async fn a_switchyard_schema_from_before_layers_and_workflow_is_upgraded_step_by_step() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     // As a database last written by switchyard before steps 3 (layers) and 4 (workflow).
     rows(
         &db.url,

@@ -3,31 +3,9 @@
 //! views, materialized views and plpgsql / SQL functions before and after the swap,
 //! grants surviving the swap, a failing object, verify-after-swap failure, and guards.
 
-use e2e::postgres::{self, rows, snapshot};
-use e2e::tools::{Fixture, output, run_ok, switchyard};
+use e2e::postgres::{self, one, rows, snapshot};
+use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 use serde_json::Value;
-
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
-
-fn cli(fixture: &Fixture, db: &str, args: &[&str]) -> std::process::Command {
-    let mut command = switchyard();
-    command
-        .args(args)
-        .arg("--project")
-        .arg(fixture.path())
-        .arg("--db")
-        .arg(db);
-    command
-}
-
-async fn one(url: &str, sql: &str) -> String {
-    let got = rows(url, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:#}"));
-    got.into_iter().next().unwrap_or_default()
-}
 
 async fn schemas(url: &str) -> Vec<String> {
     rows(url, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'api%' OR nspname LIKE 'report%' ORDER BY 1")
@@ -84,10 +62,14 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     let db = postgres::server().fresh_db().await.expect("db");
     let reader = format!("reader_{}", db.name);
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
 
     // Stage 1: a staging copy, nothing live yet.
-    let staged = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    let staged = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
     let d1 = staged["deployment"]
         .as_str()
         .expect("deployment")
@@ -106,7 +88,11 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     );
 
     // Promote 1.
-    let promoted = json(&run_ok(&mut cli(&fx, &db.url, &["promote", "--json"])));
+    let promoted = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--json"],
+    )));
     assert_eq!(promoted["deployment"], d1.as_str());
     assert_eq!(schemas(&db.url).await, ["api"]);
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v1:2");
@@ -129,7 +115,11 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         .await
         .expect("grants");
     write_objects(&fx, "v2");
-    let staged = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    let staged = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
     let d2 = staged["deployment"]
         .as_str()
         .expect("deployment")
@@ -153,7 +143,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     );
 
     // Promote 2: the previous set is retained.
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     let r1 = format!("api__sy_{d1}");
     assert_eq!(schemas(&db.url).await, ["api", r1.as_str()]);
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v2:2");
@@ -162,14 +152,22 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         "t",
         "grants survive the swap"
     );
-    let status = json(&run_ok(&mut cli(&fx, &db.url, &["status", "--json"])));
+    let status = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["status", "--json"],
+    )));
     assert_eq!(status["live"]["api"], "api");
     assert_eq!(status["retained"][0]["deployment"], d1.as_str());
     assert_eq!(status["retained"][0]["schemas"]["api"], r1.as_str());
 
     // Rollback: the retained set is live again, nothing rebuilt.
     let before_oid = one(&db.url, &format!("SELECT '{r1}.big_orders'::regclass::oid")).await;
-    let rolled = json(&run_ok(&mut cli(&fx, &db.url, &["rollback", "--json"])));
+    let rolled = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["rollback", "--json"],
+    )));
     assert_eq!(rolled["deployment"], d1.as_str());
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v1:2");
     assert_eq!(
@@ -180,7 +178,11 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     assert_eq!(schemas(&db.url).await, ["api", s2.as_str()]);
 
     // Promote again: the rolled-back-from set comes back.
-    let again = json(&run_ok(&mut cli(&fx, &db.url, &["promote", "--json"])));
+    let again = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--json"],
+    )));
     assert_eq!(again["deployment"], d2.as_str());
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v2:2");
     assert_eq!(one(&db.url, "SELECT total FROM api.totals").await, "50");
@@ -188,13 +190,13 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
 
     // Dry runs print SQL and change nothing.
     let before = snapshot(&db.url).await.expect("snapshot");
-    let dry = run_ok(&mut cli(
+    let dry = run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["stage", "--redeploy-schema", "api", "--dry-run"],
     ));
     assert!(dry.contains("CREATE SCHEMA \"api__sy_<id>\""), "{dry}");
-    let dry = run_ok(&mut cli(&fx, &db.url, &["rollback", "--dry-run"]));
+    let dry = run_ok(&mut switchyard_on(&fx, &db.url, &["rollback", "--dry-run"]));
     assert!(dry.contains("ALTER SCHEMA \"api\" RENAME TO"), "{dry}");
     assert_eq!(snapshot(&db.url).await.expect("snapshot"), before);
 }
@@ -203,16 +205,16 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
 async fn a_failing_object_drops_its_staging_and_leaves_live_untouched() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     let before = snapshot(&db.url).await.expect("snapshot");
 
     fx.write(
         "objects/api/broken.sql",
         "\nCREATE VIEW api.broken AS SELECT no_such_column FROM shop.orders;\n",
     );
-    let out = output(&mut cli(&fx, &db.url, &["stage", "--json"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["stage", "--json"]));
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -236,11 +238,15 @@ async fn a_failing_object_drops_its_staging_and_leaves_live_untouched() {
     );
 
     // --keep-failed keeps it for debugging.
-    let out = output(&mut cli(&fx, &db.url, &["stage", "--keep-failed"]));
+    let out = output(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--keep-failed"],
+    ));
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(schemas(&db.url).await.len(), 2, "live + kept staging");
     // A failed staging is not promotable.
-    let out = output(&mut cli(&fx, &db.url, &["promote"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["promote"]));
     assert_eq!(out.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GuardSourceNotFinalized"));
 }
@@ -249,18 +255,18 @@ async fn a_failing_object_drops_its_staging_and_leaves_live_untouched() {
 async fn verify_failure_after_the_swap_swaps_back() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     write_objects(&fx, "v2");
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
     // Verify passed against staging; now make it fail against live.
     let admin = postgres::connect(&db.url).await.expect("connect");
     admin
         .batch_execute("UPDATE shop.flags SET ok = false")
         .await
         .expect("flag");
-    let out = output(&mut cli(&fx, &db.url, &["promote", "--json"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["promote", "--json"]));
     assert_eq!(
         out.status.code(),
         Some(8),
@@ -288,10 +294,10 @@ async fn verify_failure_after_the_swap_swaps_back() {
 async fn guards_block_with_their_reason() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
 
     let blocked = |args: &[&str], reason: &str| {
-        let out = output(&mut cli(&fx, &db.url, args));
+        let out = output(&mut switchyard_on(&fx, &db.url, args));
         assert_eq!(
             out.status.code(),
             Some(7),
@@ -302,7 +308,7 @@ async fn guards_block_with_their_reason() {
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     };
     blocked(&["promote"], "GuardSourceNotFinalized");
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
 
     // Locked by another session.
     let holder = postgres::connect(&db.url).await.expect("connect");
@@ -321,7 +327,7 @@ async fn guards_block_with_their_reason() {
     blocked(&["promote"], "GuardSourceStale");
     write_objects(&fx, "v1");
 
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v1");
 }
 
@@ -352,10 +358,14 @@ async fn partial_promotion_with_and_without_stale_upstreams() {
         "objects/ledger/l.sql",
         "CREATE VIEW ledger.l AS SELECT 1 AS one;\n",
     );
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
 
-    let out = output(&mut cli(&fx, &db.url, &["promote", "--select", "api"]));
+    let out = output(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--select", "api"],
+    ));
     assert_eq!(out.status.code(), Some(7));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("GuardStaleUpstreams"),
@@ -364,11 +374,15 @@ async fn partial_promotion_with_and_without_stale_upstreams() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("report.r"));
 
-    let out = output(&mut cli(&fx, &db.url, &["promote", "--select", "ledger"]));
+    let out = output(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--select", "ledger"],
+    ));
     assert_eq!(out.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GuardPartialPromotion"));
 
-    let promoted = json(&run_ok(&mut cli(
+    let promoted = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &[
@@ -397,7 +411,11 @@ async fn diff_lists_changes_and_objects_per_schema() {
     let fx = project("v1");
 
     // Nothing deployed: the change to deploy and every object added.
-    let diff = json(&run_ok(&mut cli(&fx, &db.url, &["diff", "--json"])));
+    let diff = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["diff", "--json"],
+    )));
     assert_eq!(diff["changes"], serde_json::json!(["schema"]));
     let added: Vec<&str> = diff["schemas"]["api"]["added"]
         .as_array()
@@ -410,16 +428,20 @@ async fn diff_lists_changes_and_objects_per_schema() {
         ["big_orders", "describe", "orders_v", "totals", "version"]
     );
 
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     write_objects(&fx, "v2");
     std::fs::remove_file(fx.path().join("objects/api/totals.sql")).expect("remove");
     fx.write(
         "objects/api/extra.sql",
         "CREATE VIEW api.extra AS SELECT 1 AS one;\n",
     );
-    let diff = json(&run_ok(&mut cli(&fx, &db.url, &["diff", "--json"])));
+    let diff = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["diff", "--json"],
+    )));
     assert_eq!(diff["changes"], serde_json::json!([]));
     assert_eq!(
         diff["schemas"]["api"]["added"],
@@ -435,7 +457,7 @@ async fn diff_lists_changes_and_objects_per_schema() {
     );
 
     // Between two databases: what promoting --db into --against would change.
-    let diff = json(&run_ok(&mut cli(
+    let diff = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["diff", "--against", &other.url, "--json"],
@@ -458,11 +480,11 @@ async fn diff_lists_changes_and_objects_per_schema() {
 async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     write_objects(&fx, "v2");
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
 
     // Another transaction updates the live schema's catalog row and holds it for a while:
     // the rename must not queue behind it (lock_timeout), and succeeds once it is gone.
@@ -475,7 +497,7 @@ async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
         holder.batch_execute("COMMIT").await.expect("commit");
     });
-    let out = run_ok(&mut cli(
+    let out = run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["promote", "--lock-timeout", "200", "--json"],
@@ -494,11 +516,11 @@ async fn a_swap_blocked_by_a_long_transaction_times_out_and_retries() {
 async fn a_catalog_row_updated_under_a_waiting_swap_is_retried() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    run_ok(&mut cli(&fx, &db.url, &["promote"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     write_objects(&fx, "v2");
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
     let holder = postgres::connect(&db.url).await.expect("connect");
     holder
         .batch_execute("BEGIN; GRANT USAGE ON SCHEMA api TO PUBLIC;")
@@ -509,7 +531,7 @@ async fn a_catalog_row_updated_under_a_waiting_swap_is_retried() {
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         holder.batch_execute("COMMIT").await.expect("commit");
     });
-    let out = run_ok(&mut cli(
+    let out = run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["promote", "--lock-timeout", "5000", "--json"],
@@ -524,10 +546,18 @@ async fn a_catalog_row_updated_under_a_waiting_swap_is_retried() {
 async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    let first = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    let first = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
     write_objects(&fx, "v2");
-    let second = json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])));
+    let second = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
     let (d1, d2) = (
         first["deployment"].as_str().expect("d1"),
         second["deployment"].as_str().expect("d2"),
@@ -546,12 +576,16 @@ async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
     );
 
     // The older candidate no longer matches the project: stale.
-    let out = output(&mut cli(&fx, &db.url, &["promote", "--deployment", d1]));
+    let out = output(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--deployment", d1],
+    ));
     assert_eq!(out.status.code(), Some(7));
     assert!(String::from_utf8_lossy(&out.stderr).contains("GuardSourceStale"));
     // Back to v1 on disk, the first candidate is promotable by id.
     write_objects(&fx, "v1");
-    let promoted = json(&run_ok(&mut cli(
+    let promoted = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["promote", "--deployment", d1, "--json"],
@@ -568,17 +602,25 @@ async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
 async fn retained_sets_beyond_keep_are_dropped_unless_something_outside_depends_on_them() {
     let db = postgres::server().fresh_db().await.expect("db");
     let fx = project("v1");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     let mut ids = Vec::new();
     for version in ["v1", "v2", "v3"] {
         write_objects(&fx, version);
         ids.push(
-            json(&run_ok(&mut cli(&fx, &db.url, &["stage", "--json"])))["deployment"]
+            json(&run_ok(&mut switchyard_on(
+                &fx,
+                &db.url,
+                &["stage", "--json"],
+            )))["deployment"]
                 .as_str()
                 .expect("id")
                 .to_string(),
         );
-        run_ok(&mut cli(&fx, &db.url, &["promote", "--keep", "1"]));
+        run_ok(&mut switchyard_on(
+            &fx,
+            &db.url,
+            &["promote", "--keep", "1"],
+        ));
     }
     // v1's set went when v3 came in; v2's is the one retained.
     assert_eq!(
@@ -596,8 +638,8 @@ async fn retained_sets_beyond_keep_are_dropped_unless_something_outside_depends_
         .await
         .expect("pin");
     write_objects(&fx, "v4");
-    run_ok(&mut cli(&fx, &db.url, &["stage"]));
-    let report = json(&run_ok(&mut cli(
+    run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    let report = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["promote", "--keep", "1", "--json"],

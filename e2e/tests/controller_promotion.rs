@@ -12,6 +12,7 @@ mod controller_common;
 use std::time::Duration;
 
 use controller_common::*;
+use e2e::postgres::one;
 use e2e::tools::Fixture;
 use serde_json::Value;
 
@@ -81,15 +82,6 @@ fn objects(fx: &Fixture, api_version: &str, report_version: &str, poison: bool) 
             "CREATE VIEW report.summary AS SELECT '{report_version}'::text AS version, count(*) AS orders FROM api.big_orders;\n"
         ),
     );
-}
-
-async fn one(url: &str, sql: &str) -> String {
-    e2e::postgres::rows(url, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:#}"))
-        .into_iter()
-        .next()
-        .unwrap_or_default()
 }
 
 /// Waits until `sql` returns `want` in the database.

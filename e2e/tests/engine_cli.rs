@@ -2,12 +2,8 @@
 //! revert, verify, log, log-only, variables, locking and non-transactional scripts.
 
 use e2e::postgres::{self, rows, snapshot};
-use e2e::tools::{Fixture, output, run_ok, switchyard};
+use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 use serde_json::Value;
-
-fn json(stdout: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
-}
 
 fn names(value: &Value) -> Vec<String> {
     value
@@ -16,17 +12,6 @@ fn names(value: &Value) -> Vec<String> {
         .iter()
         .map(|v| v.as_str().expect("string").to_string())
         .collect()
-}
-
-fn cli(fixture: &Fixture, db: &str, args: &[&str]) -> std::process::Command {
-    let mut command = switchyard();
-    command
-        .args(args)
-        .arg("--project")
-        .arg(fixture.path())
-        .arg("--db")
-        .arg(db);
-    command
 }
 
 async fn public_tables(url: &str) -> Vec<String> {
@@ -47,11 +32,19 @@ async fn deploy_status_revert_round_trip() {
         .tag("v1")
         .table("invoices");
 
-    let status = json(&run_ok(&mut cli(&fx, &db.url, &["status", "--json"])));
+    let status = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["status", "--json"],
+    )));
     assert_eq!(names(&status["pending"]), ["users", "orders", "invoices"]);
     assert_eq!(status["up_to_date"], false);
 
-    let deployed = json(&run_ok(&mut cli(&fx, &db.url, &["deploy", "--json"])));
+    let deployed = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["deploy", "--json"],
+    )));
     assert_eq!(
         names(&deployed["deployed"]),
         ["users", "orders", "invoices"]
@@ -61,25 +54,33 @@ async fn deploy_status_revert_round_trip() {
         ["invoices", "orders", "users"]
     );
 
-    let status = json(&run_ok(&mut cli(&fx, &db.url, &["status", "--json"])));
+    let status = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["status", "--json"],
+    )));
     assert_eq!(status["project"], "shop");
     assert_eq!(names(&status["deployed"]), ["users", "orders", "invoices"]);
     assert!(names(&status["pending"]).is_empty());
     assert_eq!(status["up_to_date"], true);
 
     // A second deploy is a no-op.
-    let again = json(&run_ok(&mut cli(&fx, &db.url, &["deploy", "--json"])));
+    let again = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["deploy", "--json"],
+    )));
     assert_eq!(again["up_to_date"], true);
 
     // Revert needs --to or --all.
-    let refused = output(&mut cli(&fx, &db.url, &["revert"]));
+    let refused = output(&mut switchyard_on(&fx, &db.url, &["revert"]));
     assert_eq!(refused.status.code(), Some(2));
     assert_eq!(
         public_tables(&db.url).await,
         ["invoices", "orders", "users"]
     );
 
-    let reverted = json(&run_ok(&mut cli(
+    let reverted = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["revert", "--to", "@v1", "--json"],
@@ -87,7 +88,7 @@ async fn deploy_status_revert_round_trip() {
     assert_eq!(names(&reverted["reverted"]), ["invoices"]);
     assert_eq!(public_tables(&db.url).await, ["orders", "users"]);
 
-    let reverted = json(&run_ok(&mut cli(
+    let reverted = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["revert", "--all", "--json"],
@@ -95,7 +96,11 @@ async fn deploy_status_revert_round_trip() {
     assert_eq!(names(&reverted["reverted"]), ["orders", "users"]);
     assert!(public_tables(&db.url).await.is_empty());
 
-    let log = json(&run_ok(&mut cli(&fx, &db.url, &["log", "--json"])));
+    let log = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["log", "--json"],
+    )));
     let events: Vec<String> = log["events"]
         .as_array()
         .expect("events")
@@ -126,22 +131,26 @@ async fn deploy_to_a_change_or_tag_stops_there() {
     let db = postgres::server().fresh_db().await.expect("db");
     let mut fx = Fixture::new("steps");
     fx.table("a").tag("first").table("b").table("c");
-    let out = json(&run_ok(&mut cli(
+    let out = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["deploy", "--to", "@first", "--json"],
     )));
     assert_eq!(names(&out["deployed"]), ["a"]);
-    let out = json(&run_ok(&mut cli(
+    let out = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["deploy", "--to", "b", "--json"],
     )));
     assert_eq!(names(&out["deployed"]), ["b"]);
-    let status = json(&run_ok(&mut cli(&fx, &db.url, &["status", "--json"])));
+    let status = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["status", "--json"],
+    )));
     assert_eq!(names(&status["pending"]), ["c"]);
     // A target behind what is deployed is refused, with a hint.
-    let behind = output(&mut cli(&fx, &db.url, &["deploy", "--to", "a"]));
+    let behind = output(&mut switchyard_on(&fx, &db.url, &["deploy", "--to", "a"]));
     assert_eq!(behind.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&behind.stderr).contains("revert --to a"));
 }
@@ -157,7 +166,7 @@ async fn variables_reach_scripts_as_psql_variables() {
         "DROP TABLE :\"table_name\";\n",
         "",
     );
-    run_ok(&mut cli(
+    run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &[
@@ -186,7 +195,7 @@ async fn log_only_adopts_an_existing_database_without_running_scripts() {
         .expect("setup");
     let mut fx = Fixture::new("adopt");
     fx.table("legacy");
-    let out = json(&run_ok(&mut cli(
+    let out = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
         &["deploy", "--log-only", "--json"],
@@ -200,7 +209,11 @@ async fn log_only_adopts_an_existing_database_without_running_scripts() {
             .expect("query"),
         ["1"]
     );
-    let status = json(&run_ok(&mut cli(&fx, &db.url, &["status", "--json"])));
+    let status = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["status", "--json"],
+    )));
     assert_eq!(status["up_to_date"], true);
 }
 
@@ -216,7 +229,7 @@ async fn each_change_commits_with_its_registry_rows() {
         "DROP TABLE IF EXISTS half_done;\n",
         "",
     );
-    let out = output(&mut cli(
+    let out = output(&mut switchyard_on(
         &fx,
         &db.url,
         &["deploy", "--mode", "change", "--json"],
@@ -271,7 +284,7 @@ async fn non_transactional_script_runs_in_autocommit_and_is_recorded_after() {
         "DROP INDEX CONCURRENTLY items_id;\n",
         "SELECT 1/(count(*))::int FROM pg_indexes WHERE indexname = 'items_id';\n",
     );
-    run_ok(&mut cli(&fx, &db.url, &["deploy", "--verify"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy", "--verify"]));
     assert_eq!(
         rows(
             &db.url,
@@ -290,7 +303,11 @@ async fn non_transactional_script_runs_in_autocommit_and_is_recorded_after() {
         .expect("q"),
         ["items", "items_index"]
     );
-    run_ok(&mut cli(&fx, &db.url, &["revert", "--to", "items"]));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["revert", "--to", "items"],
+    ));
     assert!(
         rows(
             &db.url,
@@ -307,7 +324,11 @@ async fn non_transactional_script_runs_in_autocommit_and_is_recorded_after() {
         "items_index",
         "CREATE INDEX CONCURRENTLY items_id ON no_such_table (id);\n",
     );
-    let out = output(&mut cli(&fx, &db.url, &["deploy", "--mode", "change"]));
+    let out = output(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["deploy", "--mode", "change"],
+    ));
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(
         rows(&db.url, "SELECT change FROM sqitch.changes")
@@ -322,8 +343,12 @@ async fn verify_command_reports_each_change() {
     let db = postgres::server().fresh_db().await.expect("db");
     let mut fx = Fixture::new("checked");
     fx.table("a").table("b");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
-    let report = json(&run_ok(&mut cli(&fx, &db.url, &["verify", "--json"])));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    let report = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["verify", "--json"],
+    )));
     let results: Vec<String> = report["changes"]
         .as_array()
         .expect("changes")
@@ -344,7 +369,7 @@ async fn verify_command_reports_each_change() {
         .batch_execute("DROP TABLE b")
         .await
         .expect("drop");
-    let out = output(&mut cli(&fx, &db.url, &["verify"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["verify"]));
     assert_eq!(out.status.code(), Some(5));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("verify failed for b"), "{stderr}");
@@ -362,7 +387,7 @@ async fn a_held_lock_names_its_holder_and_a_killed_holder_leaves_none() {
         "DROP TABLE slow;\n",
         "",
     );
-    let mut first = cli(&fx, &db.url, &["deploy"])
+    let mut first = switchyard_on(&fx, &db.url, &["deploy"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
@@ -380,7 +405,7 @@ async fn a_held_lock_names_its_holder_and_a_killed_holder_leaves_none() {
         waited += 1;
         assert!(waited < 400, "first deploy never started");
     }
-    let second = output(&mut cli(&fx, &db.url, &["deploy", "--json"]));
+    let second = output(&mut switchyard_on(&fx, &db.url, &["deploy", "--json"]));
     assert_eq!(
         second.status.code(),
         Some(3),
@@ -421,7 +446,7 @@ async fn a_held_lock_names_its_holder_and_a_killed_holder_leaves_none() {
         assert!(waited < 200, "killed session lingers");
     }
     fx.write_script("deploy", "slow", "CREATE TABLE slow (id int);\n");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     assert_eq!(public_tables(&db.url).await, ["slow"]);
 }
 
@@ -438,7 +463,7 @@ async fn unsupported_meta_command_is_refused_before_anything_runs() {
         "DROP TABLE t;\n",
         "",
     );
-    let out = output(&mut cli(&fx, &db.url, &["deploy"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("deploy/copying.sql:2:"), "{stderr}");
@@ -458,7 +483,7 @@ async fn wrong_password_is_reported_without_the_password() {
         "postgres://nobody:hunter2secret@127.0.0.1:{}/{}",
         db.port, db.name
     );
-    let out = output(&mut cli(&fx, &url, &["status"]));
+    let out = output(&mut switchyard_on(&fx, &url, &["status"]));
     assert_eq!(out.status.code(), Some(6));
     let all = format!(
         "{}{}",
@@ -483,7 +508,7 @@ async fn cross_project_requirements_are_checked_before_anything_runs() {
         "",
     );
     let before = snapshot(&db.url).await.expect("snapshot");
-    let out = output(&mut cli(&app, &db.url, &["deploy"]));
+    let out = output(&mut switchyard_on(&app, &db.url, &["deploy"]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("sqitch.plan:4:"), "{stderr}");
@@ -493,8 +518,8 @@ async fn cross_project_requirements_are_checked_before_anything_runs() {
     );
     assert_eq!(snapshot(&db.url).await.expect("snapshot"), before);
 
-    run_ok(&mut cli(&base, &db.url, &["deploy"]));
-    run_ok(&mut cli(&app, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&base, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&app, &db.url, &["deploy"]));
     assert_eq!(
         rows(&db.url, "SELECT d.dependency || ' ' || (d.dependency_id = u.change_id) FROM sqitch.dependencies d, sqitch.changes u WHERE u.change = 'users'")
             .await
@@ -502,7 +527,7 @@ async fn cross_project_requirements_are_checked_before_anything_runs() {
         ["base:users true"]
     );
     // base cannot be reverted from under app.
-    let out = output(&mut cli(&base, &db.url, &["revert", "--all"]));
+    let out = output(&mut switchyard_on(&base, &db.url, &["revert", "--all"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
@@ -516,7 +541,7 @@ async fn a_conflict_with_a_deployed_change_refuses_the_whole_deploy() {
     let db = postgres::server().fresh_db().await.expect("db");
     let mut fx = Fixture::new("conflicting");
     fx.table("old_way");
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     fx.table("unrelated");
     fx.change(
         "new_way",
@@ -525,7 +550,7 @@ async fn a_conflict_with_a_deployed_change_refuses_the_whole_deploy() {
         "DROP TABLE new_way;\n",
         "",
     );
-    let out = output(&mut cli(&fx, &db.url, &["deploy"]));
+    let out = output(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("conflicts with old_way"), "{stderr}");
@@ -553,7 +578,7 @@ async fn a_script_that_sets_a_role_still_records_as_the_deployer() {
         &format!("BEGIN;\nSET ROLE {role};\nDROP TABLE owned;\nCOMMIT;\n"),
         "",
     );
-    run_ok(&mut cli(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
     assert_eq!(
         rows(
             &db.url,
@@ -569,6 +594,6 @@ async fn a_script_that_sets_a_role_still_records_as_the_deployer() {
             .expect("q"),
         ["owned"]
     );
-    run_ok(&mut cli(&fx, &db.url, &["revert", "--all"]));
+    run_ok(&mut switchyard_on(&fx, &db.url, &["revert", "--all"]));
     assert!(public_tables(&db.url).await.is_empty());
 }
