@@ -979,7 +979,7 @@ impl<'c> BlueGreen<'c> {
                     + 1;
                 result = self
                     .client
-                    .batch_execute(&sql::rewrite(statement, refs, None))
+                    .batch_execute(&sql::rewrite_throughout(statement, refs))
                     .await
                     .map_err(|e| fail(line, db_error_message(&e)));
             }

@@ -36,35 +36,9 @@ pub fn rewrite(
     map: &BTreeMap<String, String>,
     late_bound: Option<&BTreeSet<String>>,
 ) -> String {
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = qualified_references(sql)
-        .into_iter()
-        .filter_map(|r| {
-            map.get(&r.schema)
-                .map(|to| (r.schema_span, quote_ident(to)))
-        })
-        .collect();
-    if let Some(schemas) = late_bound
-        && let Ok(scan) = pg_query::scan(sql)
-    {
-        for token in &scan.tokens {
-            let (Ok(start), Ok(end)) = (usize::try_from(token.start), usize::try_from(token.end))
-            else {
-                continue;
-            };
-            let Some(text) = sql.get(start..end) else {
-                continue;
-            };
-            if token.token != pg_query::protobuf::Token::Sconst as i32 || !text.starts_with('$') {
-                continue;
-            }
-            let Some(open) = text[1..].find('$').map(|i| i + 2) else {
-                continue;
-            };
-            let close = text.len() - open;
-            if close < open {
-                continue;
-            }
-            let body = &text[open..close];
+    let mut edits = qualifier_edits(sql, map);
+    if let Some(schemas) = late_bound {
+        for (span, body) in dollar_quoted_bodies(sql) {
             let mut body_edits: Vec<std::ops::Range<usize>> = qualified_references(body)
                 .into_iter()
                 .filter(|r| schemas.contains(&r.schema))
@@ -78,9 +52,68 @@ pub fn rewrite(
             for span in body_edits {
                 new_body.replace_range(span, "");
             }
-            edits.push((start + open..start + close, new_body));
+            edits.push((span, new_body));
         }
     }
+    apply_edits(sql, edits)
+}
+
+/// Rewrites every `schema.` qualifier naming a key of `map` everywhere code can hide in a
+/// script run once: outside literals, and inside every dollar-quoted body (a `DO` block, a
+/// function created and called on the spot), nested ones included. For verify scripts,
+/// whose bodies must see exactly what the statements around them see (issue #12).
+pub fn rewrite_throughout(sql: &str, map: &BTreeMap<String, String>) -> String {
+    let mut edits = qualifier_edits(sql, map);
+    for (span, body) in dollar_quoted_bodies(sql) {
+        let rewritten = rewrite_throughout(body, map);
+        if rewritten != body {
+            edits.push((span, rewritten));
+        }
+    }
+    apply_edits(sql, edits)
+}
+
+type Edit = (std::ops::Range<usize>, String);
+
+/// The schema tokens of `sql`'s own qualified references (not those inside literals) that
+/// `map` renames.
+fn qualifier_edits(sql: &str, map: &BTreeMap<String, String>) -> Vec<Edit> {
+    qualified_references(sql)
+        .into_iter()
+        .filter_map(|r| {
+            map.get(&r.schema)
+                .map(|to| (r.schema_span, quote_ident(to)))
+        })
+        .collect()
+}
+
+/// The body of every dollar-quoted string in `sql` (between `$tag$` and `$tag$`), with
+/// its byte range in `sql`.
+fn dollar_quoted_bodies(sql: &str) -> Vec<(std::ops::Range<usize>, &str)> {
+    let Ok(scan) = pg_query::scan(sql) else {
+        return Vec::new();
+    };
+    scan.tokens
+        .iter()
+        .filter(|token| token.token == pg_query::protobuf::Token::Sconst as i32)
+        .filter_map(|token| {
+            let start = usize::try_from(token.start).ok()?;
+            let end = usize::try_from(token.end).ok()?;
+            let text = sql.get(start..end)?.strip_prefix('$')?;
+            let open = text.find('$')? + 2;
+            let close = end - start - open;
+            (close >= open).then(|| {
+                (
+                    start + open..start + close,
+                    &sql[start + open..start + close],
+                )
+            })
+        })
+        .collect()
+}
+
+/// Applies non-overlapping edits, last first so earlier spans stay valid.
+fn apply_edits(sql: &str, mut edits: Vec<Edit>) -> String {
     edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
     let mut out = sql.to_string();
     for (span, text) in edits {
@@ -258,6 +291,28 @@ mod tests {
         assert_eq!(
             got,
             "CREATE VIEW \"api__sy_7\".v AS SELECT x.id, 'api.t' FROM \"api__sy_7\".t x JOIN shop.orders o USING (id) -- api.c"
+        );
+    }
+
+    #[test]
+    fn rewrite_throughout_reaches_into_do_blocks_and_nested_bodies_issue_12() {
+        let sql = "DO $$ BEGIN PERFORM count(*) FROM api.v; EXECUTE $q$SELECT 1 FROM api.t$q$; \
+                   RAISE NOTICE 'api.x'; END $$;";
+        let got = rewrite_throughout(sql, &map(&[("api", "api__sy_7")]));
+        assert_eq!(
+            got,
+            "DO $$ BEGIN PERFORM count(*) FROM \"api__sy_7\".v; EXECUTE $q$SELECT 1 FROM \"api__sy_7\".t$q$; \
+                   RAISE NOTICE 'api.x'; END $$;"
+        );
+        let created = "CREATE FUNCTION pg_temp.f() RETURNS bigint LANGUAGE sql AS $f$ SELECT count(*) FROM api.v $f$";
+        assert_eq!(
+            rewrite_throughout(created, &map(&[("api", "api_dev")])),
+            "CREATE FUNCTION pg_temp.f() RETURNS bigint LANGUAGE sql AS $f$ SELECT count(*) FROM \"api_dev\".v $f$"
+        );
+        assert_eq!(
+            rewrite_throughout(sql, &BTreeMap::new()),
+            sql,
+            "nothing mapped, nothing changed"
         );
     }
 
