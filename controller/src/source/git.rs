@@ -141,7 +141,7 @@ impl GitCache {
         }
 
         let session = Session::open(self, request, deadline, interrupt)?;
-        let remote = session.remote(&session.lookup_refspec())?;
+        let remote = session.remote(&session.lookup_refspecs())?;
         // The connection of the ref lookup, kept to receive the pack on when the lookup
         // named the one ref wanted (not for semver, which lists every tag).
         let mut lookup = None;
@@ -170,7 +170,8 @@ impl GitCache {
             match lookup {
                 Some(prepared) => session.receive(prepared, &revision, oid, &mut stats)?,
                 None => {
-                    let remote = session.remote(&format!("{oid}:refs/switchyard/commits/{oid}"))?;
+                    let remote =
+                        session.remote(&[format!("{oid}:refs/switchyard/commits/{oid}")])?;
                     let prepared = session.prepare(&remote, &mut stats)?;
                     session.receive(prepared, &revision, oid, &mut stats)?;
                 }
@@ -427,12 +428,12 @@ impl<'a> Session<'a> {
     }
 
     /// The remote at the request's URL, fetching only `refspec`, no tags.
-    fn remote(&self, refspec: &str) -> Result<gix::Remote<'_>> {
+    fn remote(&self, refspecs: &[String]) -> Result<gix::Remote<'_>> {
         self.repo
             .remote_at(self.request.url.as_str())
             .map_err(|e| self.invalid(e))?
             .with_fetch_tags(gix::remote::fetch::Tags::None)
-            .with_refspecs([refspec], Direction::Fetch)
+            .with_refspecs(refspecs.iter().map(String::as_str), Direction::Fetch)
             .map_err(|e| self.invalid(e))
     }
 
@@ -580,21 +581,21 @@ impl<'a> Session<'a> {
             Some((name.to_string(), id.to_string()))
         };
         match reference {
-            Reference::Branch(b) | Reference::Tag(b) => {
-                let prefix = if matches!(reference, Reference::Branch(_)) {
-                    "refs/heads/"
-                } else {
-                    "refs/tags/"
-                };
-                let want = format!("{prefix}{b}");
-                map.mappings
+            Reference::Branch(_) | Reference::Tag(_) | Reference::Name(_) => {
+                let advertised: Vec<(String, String)> = map
+                    .mappings
                     .iter()
                     .filter_map(|m| match &m.remote {
                         gix::remote::fetch::refmap::Source::Ref(r) => peeled(r),
                         gix::remote::fetch::refmap::Source::ObjectId(_) => None,
                     })
-                    .find(|(name, _)| *name == want)
-                    .map(|(_, id)| (Some(b.clone()), id))
+                    .collect();
+                let picked = reference.pick(
+                    advertised.iter().map(|(n, c)| (n.as_str(), c.as_str())),
+                    &self.shown,
+                )?;
+                picked
+                    .map(|(name, id)| (Some(name), id))
                     .ok_or_else(not_found)
             }
             Reference::Semver(range) => {
@@ -621,12 +622,10 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The refspec of the ref lookup: the one ref wanted, or every tag for semver.
-    fn lookup_refspec(&self) -> String {
-        match &self.request.reference {
-            Reference::Semver(_) => "+refs/tags/*:refs/tags/*".to_string(),
-            other => other.refspec().unwrap_or_default(),
-        }
+    /// The refspecs of the ref lookup: the ref wanted (a branch and a tag for a bare
+    /// name), or every tag for semver.
+    fn lookup_refspecs(&self) -> Vec<String> {
+        self.request.reference.refspecs()
     }
 
     /// Receives the pack for `commit` at depth 1 (its objects only) on a prepared connection.

@@ -17,6 +17,9 @@ pub enum Reference {
     Semver(String),
     /// A commit id (40 hex digits).
     Commit(String),
+    /// A bare name, as `git clone --branch` reads one: the branch or the tag of that name,
+    /// whichever the repository has; both at once is ambiguous and refused.
+    Name(String),
 }
 
 impl Reference {
@@ -54,7 +57,8 @@ impl Reference {
     }
 
     /// Parses the CLI's `--ref`: `refs/heads/x`, `refs/tags/x`, a 40-digit commit, a semver
-    /// range when it holds an operator (`>=1.0`, `^2`, `~1.2`, `*`), else a branch name.
+    /// range when it holds an operator (`>=1.0`, `^2`, `~1.2`, `*`), else a bare name that
+    /// finds a branch or a tag ([`Reference::Name`]).
     /// `tag:x`, `branch:x`, `semver:x` and `commit:x` say it explicitly.
     pub fn parse_cli(text: &str) -> Result<Reference> {
         let reference = if let Some(b) = text
@@ -76,7 +80,7 @@ impl Reference {
         } else if text.starts_with(['>', '<', '=', '^', '~', '*']) {
             Reference::Semver(text.into())
         } else {
-            Reference::Branch(text.into())
+            Reference::Name(text.into())
         };
         reference.validate()?;
         Ok(reference)
@@ -84,7 +88,7 @@ impl Reference {
 
     fn validate(&self) -> Result<()> {
         match self {
-            Reference::Branch(name) | Reference::Tag(name) => {
+            Reference::Branch(name) | Reference::Tag(name) | Reference::Name(name) => {
                 let bad = name.is_empty()
                     || name.starts_with('-')
                     || name.starts_with('/')
@@ -118,15 +122,59 @@ impl Reference {
         Ok(())
     }
 
-    /// The refspec that fetches this reference into the cache repository (force, since
-    /// branches may be force-pushed and tags moved). None for semver, which is resolved to
-    /// a tag first.
-    pub fn refspec(&self) -> Option<String> {
+    /// The refspecs that fetch this reference into the cache repository (force, since
+    /// branches may be force-pushed and tags moved): every tag for semver, which picks
+    /// among them, and both candidates for a bare name.
+    pub fn refspecs(&self) -> Vec<String> {
+        let branch = |b: &str| format!("+refs/heads/{b}:refs/heads/{b}");
+        let tag = |t: &str| format!("+refs/tags/{t}:refs/tags/{t}");
         match self {
-            Reference::Branch(b) => Some(format!("+refs/heads/{b}:refs/heads/{b}")),
-            Reference::Tag(t) => Some(format!("+refs/tags/{t}:refs/tags/{t}")),
-            Reference::Commit(c) => Some(format!("{c}:refs/switchyard/commits/{c}")),
-            Reference::Semver(_) => None,
+            Reference::Branch(b) => vec![branch(b)],
+            Reference::Tag(t) => vec![tag(t)],
+            Reference::Name(n) => vec![branch(n), tag(n)],
+            Reference::Commit(c) => vec![format!("{c}:refs/switchyard/commits/{c}")],
+            Reference::Semver(_) => vec!["+refs/tags/*:refs/tags/*".to_string()],
+        }
+    }
+
+    /// Among the full ref names a repository advertises (`refs/heads/x`, with their
+    /// commits), the one this branch, tag or bare name means, as (short name, commit).
+    /// A bare name matching both a branch and a tag is refused naming both and `url` (a
+    /// redacted URL, for the message).
+    pub fn pick<'a>(
+        &self,
+        advertised: impl IntoIterator<Item = (&'a str, &'a str)>,
+        url: &str,
+    ) -> Result<Option<(String, String)>> {
+        let wanted: Vec<String> = match self {
+            Reference::Branch(b) => vec![format!("refs/heads/{b}")],
+            Reference::Tag(t) => vec![format!("refs/tags/{t}")],
+            Reference::Name(n) => vec![format!("refs/heads/{n}"), format!("refs/tags/{n}")],
+            Reference::Semver(_) | Reference::Commit(_) => return Ok(None),
+        };
+        let mut found: Vec<(&str, &str)> = advertised
+            .into_iter()
+            .filter(|(name, _)| wanted.iter().any(|w| w == name))
+            .collect();
+        found.sort();
+        found.dedup_by_key(|(name, _)| *name);
+        match found.as_slice() {
+            [] => Ok(None),
+            [(name, commit)] => {
+                let short = name
+                    .strip_prefix("refs/heads/")
+                    .or_else(|| name.strip_prefix("refs/tags/"))
+                    .unwrap_or(name);
+                Ok(Some((short.to_string(), commit.to_string())))
+            }
+            _ => Err(Error::InvalidSpec(format!(
+                "{self} is ambiguous in {url}: both {} exist; name one of them in full",
+                found
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))),
         }
     }
 }
@@ -138,6 +186,7 @@ impl std::fmt::Display for Reference {
             Reference::Tag(t) => write!(f, "tag {t}"),
             Reference::Semver(s) => write!(f, "semver {s}"),
             Reference::Commit(c) => write!(f, "commit {c}"),
+            Reference::Name(n) => write!(f, "branch or tag {n}"),
         }
     }
 }
@@ -227,7 +276,9 @@ mod tests {
     #[test]
     fn cli_refs_are_read_by_their_shape() {
         let cases = [
-            ("main", Reference::Branch("main".into())),
+            ("main", Reference::Name("main".into())),
+            ("v1", Reference::Name("v1".into())),
+            ("branch:v1", Reference::Branch("v1".into())),
             (
                 "refs/heads/release/1",
                 Reference::Branch("release/1".into()),
@@ -241,6 +292,43 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(Reference::parse_cli(text).ok(), Some(want), "{text}");
         }
+    }
+
+    #[test]
+    fn a_bare_name_finds_a_branch_or_a_tag_and_refuses_both_issue_12() {
+        let name = Reference::Name("v1".into());
+        let tag_only = [("refs/heads/main", D), ("refs/tags/v1", C)];
+        assert_eq!(
+            name.pick(tag_only, "u").ok().flatten(),
+            Some(("v1".to_string(), C.to_string()))
+        );
+        let branch_only = [("refs/heads/v1", D), ("refs/tags/v10", C)];
+        assert_eq!(
+            name.pick(branch_only, "u").ok().flatten(),
+            Some(("v1".to_string(), D.to_string()))
+        );
+        let both = [("refs/heads/v1", D), ("refs/tags/v1", C)];
+        let error = name
+            .pick(both, "u")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("refs/heads/v1")
+                && error.contains("refs/tags/v1")
+                && error.contains("ambiguous"),
+            "{error}"
+        );
+        assert_eq!(
+            name.pick([("refs/heads/main", D)], "u").ok().flatten(),
+            None
+        );
+        // The explicit forms stay explicit.
+        let tag = Reference::Tag("v1".into());
+        assert_eq!(
+            tag.pick(both, "u").ok().flatten(),
+            Some(("v1".to_string(), C.to_string()))
+        );
     }
 
     #[test]

@@ -182,6 +182,9 @@ impl Push {
         };
         match reference {
             super::Reference::Branch(b) => pushed == &format!("refs/heads/{b}"),
+            super::Reference::Name(n) => {
+                pushed == &format!("refs/heads/{n}") || pushed == &format!("refs/tags/{n}")
+            }
             super::Reference::Tag(_) | super::Reference::Semver(_) => {
                 pushed.starts_with("refs/tags/")
             }
@@ -230,6 +233,15 @@ mod tests {
         assert!(!push.concerns(
             "https://github.com/org/shop",
             &Reference::Branch("dev".into())
+        ));
+        // A bare name (CLI `--ref main`) follows the branch or the tag of that name.
+        assert!(push.concerns(
+            "https://github.com/org/shop",
+            &Reference::Name("main".into())
+        ));
+        assert!(!push.concerns(
+            "https://github.com/org/shop",
+            &Reference::Name("dev".into())
         ));
         assert!(!push.concerns(
             "https://github.com/org/other",
