@@ -21,8 +21,9 @@ pub struct ProjectArgs {
     /// user@host:path), fetched into the cache the controller uses.
     #[arg(long, value_name = "URL")]
     pub git: Option<String>,
-    /// With --git: what to read. A branch name (default main), refs/tags/NAME or tag:NAME,
-    /// a semver range over tags (`>=1.2, <2` or semver:RANGE), or a 40-digit commit.
+    /// With --git: what to read. A branch or tag name (default main; a name that is both is
+    /// refused), refs/heads/NAME or branch:NAME, refs/tags/NAME or tag:NAME, a semver range
+    /// over tags (`>=1.2, <2` or semver:RANGE), or a 40-digit commit.
     #[arg(long = "ref", value_name = "REF", requires = "git")]
     pub git_ref: Option<String>,
     /// With --git: the directory inside the repository holding the project.
