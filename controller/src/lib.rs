@@ -6,6 +6,8 @@
 //! - [`source`]: where project files come from: git (gitoxide) and Flux artifacts, cached
 //!   on disk and checked before anything reads them.
 //! - [`project`]: read a project directory: manifest, plan, scripts.
+//! - [`pg`]: what every database-facing part shares: quoting, error text, transactions,
+//!   the connection target.
 //! - [`registry`]: the registry inside the target database (Sqitch's tables and
 //!   switchyard's own).
 //! - [`engine`]: what a database can do: deploy, revert, verify.
@@ -20,6 +22,7 @@ pub mod engine;
 #[cfg(test)]
 mod fixtures;
 pub mod metrics;
+pub mod pg;
 pub mod project;
 pub mod reconcile;
 pub mod registry;

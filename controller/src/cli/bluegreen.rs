@@ -134,14 +134,8 @@ impl DiffArgs {
 }
 
 async fn connect(args: &DbArgs, db: Option<&str>) -> Result<PgEngine, CliError> {
-    let (config, shown) = target::resolve(db.or(args.db.as_deref())).map_err(CliError::Target)?;
-    Ok(PgEngine::connect_config(
-        &config,
-        &shown,
-        Registry::new(&args.registry),
-        target::committer(),
-    )
-    .await?)
+    let target = target::resolve(db.or(args.db.as_deref())).map_err(CliError::Target)?;
+    Ok(PgEngine::connect(&target, Registry::new(&args.registry), target::committer()).await?)
 }
 
 async fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {

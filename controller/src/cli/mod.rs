@@ -374,13 +374,8 @@ async fn open(args: &DbArgs) -> Result<((Project, Option<String>), PgEngine), Cl
     for warning in &project.warnings {
         eprintln!("warning: {warning}");
     }
-    let (config, shown) = target::resolve(args.db.as_deref()).map_err(CliError::Target)?;
-    let engine = PgEngine::connect_config(
-        &config,
-        &shown,
-        Registry::new(&args.registry),
-        target::committer(),
-    )
-    .await?;
+    let target = target::resolve(args.db.as_deref()).map_err(CliError::Target)?;
+    let engine =
+        PgEngine::connect(&target, Registry::new(&args.registry), target::committer()).await?;
     Ok(((project, loaded.revision), engine))
 }

@@ -17,7 +17,8 @@ use tokio_postgres::Client;
 use super::bluegreen_guards::{self as guards, Blocked, Chain, GuardInput};
 use super::bluegreen_layer as layer;
 use super::bluegreen_sql as sql;
-use super::error::{Failure, db_error_message};
+use super::error::Failure;
+use crate::pg::{db_error_message, is_retryable};
 use crate::project::objects::Objects;
 use crate::project::{Project, SchemaMode};
 use crate::registry::bluegreen::{self as pointers, LayerPointer, Pointer, Role};
@@ -25,22 +26,6 @@ use crate::registry::{Committer, Registry};
 
 // Staging and swapping take the project's deploy lock (`Registry::try_lock`), so they
 // never interleave with a deploy of the same project.
-
-/// True for the errors a swap (or a drop) meets when it races another session, which
-/// the next attempt can win: `lock_timeout` expiring (55P03), a deadlock (40P01), a
-/// serialization failure (40001), and "tuple concurrently updated" (XX000), which
-/// PostgreSQL raises instead of waiting when a catalog row it waited for was changed by a
-/// transaction that committed meanwhile (a GRANT on the live schema, say).
-pub(super) fn retryable(error: &tokio_postgres::Error) -> bool {
-    let Some(db) = error.as_db_error() else {
-        return false;
-    };
-    match db.code().code() {
-        "55P03" | "40P01" | "40001" => true,
-        "XX000" => db.message() == "tuple concurrently updated",
-        _ => false,
-    }
-}
 
 /// Blue/green failures. Each maps to a condition reason with [`Error::reason`].
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +135,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(super) fn db(context: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |source| Error::Db { context, source }
+}
+
+/// [`Error::Db`] from a context and an error, for [`crate::pg::transaction`].
+pub(super) fn db_error(context: &'static str, source: tokio_postgres::Error) -> Error {
+    Error::Db { context, source }
 }
 
 /// Options for [`BlueGreen::stage`].
@@ -619,16 +609,12 @@ impl<'c> BlueGreen<'c> {
     async fn ensure_registry(&self, project: &Project, operation: &str) -> Result<()> {
         let holder = crate::registry::LockHolder {
             holder: format!("{} <{}>", self.committer.name, self.committer.email),
-            host: hostname(),
+            host: crate::pg::hostname(),
             pid: std::process::id() as i32,
             operation: operation.to_string(),
             started_at: String::new(),
         };
-        self.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(db("starting a transaction"))?;
-        let result = async {
+        crate::pg::transaction(self.client, "BEGIN", db_error, async {
             self.registry.ensure(self.client, &self.committer).await?;
             self.registry
                 .register_project(
@@ -641,20 +627,9 @@ impl<'c> BlueGreen<'c> {
             self.registry
                 .record_lock(self.client, project.name(), &holder)
                 .await?;
-            Ok::<(), Error>(())
-        }
-        .await;
-        match result {
-            Ok(()) => self
-                .client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(db("creating the registry")),
-            Err(e) => {
-                let _ = self.client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+            Ok(())
+        })
+        .await
     }
 
     // === stage ===
@@ -859,10 +834,7 @@ impl<'c> BlueGreen<'c> {
         let mut steps = Vec::new();
         for (logical, physical) in &map {
             steps.push(Step {
-                sql: format!(
-                    "CREATE SCHEMA {}",
-                    crate::engine::script::quote_ident(physical)
-                ),
+                sql: format!("CREATE SCHEMA {}", crate::pg::quote_ident(physical)),
                 origin: origin(logical),
             });
             steps.push(Step {
@@ -959,32 +931,31 @@ impl<'c> BlueGreen<'c> {
             let statements =
                 pg_query::split_with_parser(&text).map_err(|e| fail(1, e.to_string()))?;
             let search = refs.get(logical).unwrap_or(logical).clone();
-            self.client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(|e| fail(1, db_error_message(&e)))?;
-            let mut result = self
-                .client
-                .batch_execute(&sql::set_search_path(&[search, "public".into()]))
-                .await
-                .map_err(|e| fail(1, db_error_message(&e)));
-            for statement in statements {
-                if result.is_err() {
-                    break;
-                }
-                let offset = statement.as_ptr() as usize - text.as_ptr() as usize;
-                let line = text[..offset + (statement.len() - statement.trim_start().len())]
-                    .matches('\n')
-                    .count()
-                    + 1;
-                result = self
-                    .client
-                    .batch_execute(&sql::rewrite_throughout(statement, refs))
+            let run = async {
+                self.client
+                    .batch_execute(&sql::set_search_path(&[search, "public".into()]))
                     .await
-                    .map_err(|e| fail(line, db_error_message(&e)));
-            }
-            let _ = self.client.batch_execute("ROLLBACK").await;
-            result?;
+                    .map_err(|e| fail(1, db_error_message(&e)))?;
+                for statement in statements {
+                    let offset = statement.as_ptr() as usize - text.as_ptr() as usize;
+                    let line = text[..offset + (statement.len() - statement.trim_start().len())]
+                        .matches('\n')
+                        .count()
+                        + 1;
+                    self.client
+                        .batch_execute(&sql::rewrite_throughout(statement, refs))
+                        .await
+                        .map_err(|e| fail(line, db_error_message(&e)))?;
+                }
+                Ok(())
+            };
+            crate::pg::rolled_back(
+                self.client,
+                "BEGIN",
+                |_, e| fail(1, db_error_message(&e)),
+                run,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -1349,7 +1320,7 @@ impl<'c> BlueGreen<'c> {
             let started = Instant::now();
             match self.swap_once(project, plan, options.lock_timeout).await {
                 Ok(()) => return Ok((started.elapsed().as_millis() as u64, attempt)),
-                Err(Error::Db { source, .. }) if retryable(&source) => {
+                Err(Error::Db { source, .. }) if is_retryable(&source) => {
                     last = db_error_message(&source);
                     tracing::debug!(attempt, error = %last, "Swap lost a race, retrying");
                     tokio::time::sleep(backoff).await;
@@ -1370,11 +1341,7 @@ impl<'c> BlueGreen<'c> {
         plan: &SwapPlan,
         lock_timeout: Duration,
     ) -> Result<()> {
-        self.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(db("starting the swap"))?;
-        let result = async {
+        crate::pg::transaction(self.client, "BEGIN", db_error, async {
             self.client
                 .batch_execute(&format!(
                     "SET LOCAL lock_timeout = '{}ms'",
@@ -1419,20 +1386,9 @@ impl<'c> BlueGreen<'c> {
                 pointers::forget_layer(self.client, project.name(), suffix, logical, physical)
                     .await?;
             }
-            Ok::<(), Error>(())
-        }
-        .await;
-        match result {
-            Ok(()) => self
-                .client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(db("committing the swap")),
-            Err(e) => {
-                let _ = self.client.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
+            Ok(())
+        })
+        .await
     }
 
     /// Drops retained sets beyond `keep` per schema, unless something outside depends on
@@ -1672,13 +1628,6 @@ fn logical_path(project: &Project, objects: &Objects, own: &str) -> Vec<String> 
     );
     path.push("public".into());
     path
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

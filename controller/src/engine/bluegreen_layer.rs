@@ -16,7 +16,7 @@
 //! and promoting dev to prod moves prod's layer onto dev's verified set. What renames can do and layers cannot, and the measured costs, are in
 //! BENCHMARKS.md ("Same-database environments").
 
-use crate::engine::script::quote_ident;
+use crate::pg::quote_ident;
 
 /// The schema an Environment serves a logical schema under: the logical name plus its
 /// suffix (`api` + `_dev`).

@@ -14,13 +14,12 @@ use std::time::Duration;
 /// statements in flight at the first commit end before the second.
 const LAYER_SETTLE: Duration = Duration::from_millis(50);
 
-use super::bluegreen::{
-    BlueGreen, Error, PromoteOptions, Result, State, SwapPlan, SwapReport, db, retryable,
-};
+use super::bluegreen::{BlueGreen, Error, PromoteOptions, Result, State, SwapPlan, SwapReport, db};
 use super::bluegreen_guards::{self as guards, Chain, GuardInput};
 use super::bluegreen_layer::{self as layer, Exposed, Routine};
 use super::bluegreen_sql as sql;
-use super::error::{Failure, db_error_message};
+use super::error::Failure;
+use crate::pg::{db_error_message, is_retryable};
 use crate::project::Project;
 use crate::project::objects::Objects;
 use crate::registry::bluegreen::{self as pointers, Pointer, Role};
@@ -43,11 +42,7 @@ impl BlueGreen<'_> {
     /// What `physical` exposes, read with `search_path = pg_catalog` so types print
     /// qualified.
     pub(super) async fn exposed(&self, physical: &str) -> Result<Exposed> {
-        self.client
-            .batch_execute("BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog, pg_temp")
-            .await
-            .map_err(db("reading a physical set's catalog"))?;
-        let result = async {
+        let read = async {
             let names = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
                 rows.iter().map(|r| r.get(0)).collect()
             };
@@ -89,10 +84,15 @@ impl BlueGreen<'_> {
                 types,
                 routines,
             })
-        }
-        .await;
-        let _ = self.client.batch_execute("ROLLBACK").await;
-        result.map_err(db("reading a physical set's catalog"))
+        };
+        crate::pg::rolled_back(
+            self.client,
+            "BEGIN READ ONLY; SET LOCAL search_path TO pg_catalog, pg_temp",
+            |_, e| e,
+            read,
+        )
+        .await
+        .map_err(db("reading a physical set's catalog"))
     }
 
     /// After building, before verifying: every staged set must be servable by a layer.
@@ -379,10 +379,8 @@ impl BlueGreen<'_> {
                         why: bad.why,
                     }
                 })?;
-            plan.prepare.push(format!(
-                "CREATE SCHEMA {}",
-                crate::engine::script::quote_ident(&next)
-            ));
+            plan.prepare
+                .push(format!("CREATE SCHEMA {}", crate::pg::quote_ident(&next)));
             plan.prepare.push(sql::copy_schema_privileges(&name, &next));
             plan.prepare.extend(objects);
             plan.prepare.push(sql::copy_object_privileges(&name, &next));
@@ -432,14 +430,12 @@ impl BlueGreen<'_> {
         if plan.prepare.is_empty() {
             return Ok(());
         }
-        let batch = format!("BEGIN;\n{};\nCOMMIT", plan.prepare.join(";\n"));
-        if let Err(e) = self.client.batch_execute(&batch).await {
-            let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(Error::Db {
-                context: "preparing layers",
-                source: e,
-            });
-        }
+        let batch = plan.prepare.join(";\n");
+        crate::pg::transaction(self.client, "BEGIN", |_, e| e, async {
+            self.client.batch_execute(&batch).await
+        })
+        .await
+        .map_err(db("preparing layers"))?;
         tokio::time::sleep(LAYER_SETTLE).await;
         Ok(())
     }
@@ -525,16 +521,19 @@ impl BlueGreen<'_> {
         let mut last = String::new();
         for _ in 0..options.attempts.max(1) {
             let statement = format!(
-                "BEGIN; SET LOCAL lock_timeout = '{}ms'; {}; COMMIT",
+                "SET LOCAL lock_timeout = '{}ms'; {}",
                 options.lock_timeout.as_millis(),
                 sql::drop_schema(schema)
             );
-            match self.client.batch_execute(&statement).await {
+            let dropped = crate::pg::transaction(self.client, "BEGIN", |_, e| e, async {
+                self.client.batch_execute(&statement).await
+            })
+            .await;
+            match dropped {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    let _ = self.client.batch_execute("ROLLBACK").await;
                     last = db_error_message(&e);
-                    if !retryable(&e) {
+                    if !is_retryable(&e) {
                         break;
                     }
                     tokio::time::sleep(backoff).await;

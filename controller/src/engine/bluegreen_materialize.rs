@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::bluegreen_sql::{physical_name, rewrite};
-use crate::engine::script::{quote_ident, quote_literal};
+use crate::pg::{quote_ident, quote_literal};
 use crate::project::Manifest;
 use crate::project::objects::{ObjectKind, Objects};
 

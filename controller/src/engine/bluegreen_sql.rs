@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::engine::script::{quote_ident, quote_literal};
+use crate::pg::{quote_ident, quote_literal};
 use crate::project::objects::{ObjectKind, qualified_references};
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).

@@ -56,15 +56,10 @@ pub enum Error {
         message: String,
     },
     /// Connecting failed. The target is shown redacted.
-    #[error("cannot connect to {target}: {message}")]
-    Connect {
-        /// The redacted target.
-        target: String,
-        /// Why.
-        message: String,
-    },
+    #[error(transparent)]
+    Connect(#[from] crate::pg::ConnectError),
     /// A query the engine runs itself failed.
-    #[error("{context}: {}", db_error_message(source))]
+    #[error("{context}: {}", crate::pg::db_error_message(source))]
     Db {
         /// What we were doing.
         context: &'static str,
@@ -156,101 +151,3 @@ fn reverted_suffix(reverted: &[String]) -> String {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A database error as psql would print it: severity, message, SQLSTATE, detail, hint.
-pub fn db_error_message(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!(
-                "{}: {} (SQLSTATE {})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            );
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; DETAIL: {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!("; HINT: {hint}"));
-            }
-            if let Some(r#where) = db.where_() {
-                text.push_str(&format!("; CONTEXT: {}", r#where.replace('\n', " / ")));
-            }
-            text
-        }
-        None => {
-            let mut text = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
-    }
-}
-
-/// A connection string safe to show: `postgres://***@host:port/db` for URLs, and
-/// `password=***` for key/value strings.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority_and_path, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let redacted = match authority_and_path.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://***@{host}"),
-            None => format!("{scheme}://{authority_and_path}"),
-        };
-        match query {
-            Some(q) => {
-                let params: Vec<String> = q
-                    .split('&')
-                    .map(|kv| match kv.split_once('=') {
-                        Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                        _ => kv.to_string(),
-                    })
-                    .collect();
-                format!("{redacted}?{}", params.join("&"))
-            }
-            None => redacted,
-        }
-    } else {
-        url.split_whitespace()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redact_url_hides_user_info_and_password_params() {
-        let cases = [
-            (
-                "postgres://alice:s3cret@db:5432/app",
-                "postgres://***@db:5432/app",
-            ),
-            (
-                "postgresql://alice@db/app?password=s3cret&sslmode=require",
-                "postgresql://***@db/app?password=***&sslmode=require",
-            ),
-            (
-                "host=db user=alice password=s3cret dbname=app",
-                "host=db user=alice password=*** dbname=app",
-            ),
-            ("postgres://db/app", "postgres://db/app"),
-        ];
-        for (input, want) in cases {
-            let got = redact_url(input);
-            assert_eq!(got, want);
-            assert!(!got.contains("s3cret"));
-        }
-    }
-}

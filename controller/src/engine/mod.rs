@@ -17,7 +17,7 @@ mod postgres;
 pub mod script;
 pub mod workflow;
 
-pub use error::{Error, Failure, Result, db_error_message, redact_url};
+pub use error::{Error, Failure, Result};
 pub use postgres::{
     ChangeStatus, DeployOptions, DeployReport, FailureMode, PgEngine, Progress, RevertOptions,
     RevertReport, Status, VerifyReport, VerifyResult,

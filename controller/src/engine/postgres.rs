@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use super::error::{Error, Failure, Result, db_error_message, redact_url};
+use super::error::{Error, Failure, Result};
 use super::script::{Script, Statement, StatementKind};
 use super::workflow::{self, Action, Declined, Facts, Place, Refusal};
+use crate::pg::db_error_message;
 use crate::project::{Change, Dependency, Project, ScriptKind};
 use crate::registry::workflow::{self as records, EventKind, Record, State, Transition};
 use crate::registry::{
@@ -301,44 +302,18 @@ enum Write<'a> {
 }
 
 impl PgEngine {
-    /// Connects to `url` (a `postgres://` URL or a libpq key/value string). Errors show the
-    /// target redacted.
-    pub async fn connect(url: &str, registry: Registry, committer: Committer) -> Result<PgEngine> {
-        let config: tokio_postgres::Config =
-            url.parse()
-                .map_err(|e: tokio_postgres::Error| Error::Connect {
-                    target: redact_url(url),
-                    message: db_error_message(&e),
-                })?;
-        Self::connect_config(&config, &redact_url(url), registry, committer).await
-    }
-
-    /// Connects with a prepared config; `shown` is how to name the target in errors.
-    pub async fn connect_config(
-        config: &tokio_postgres::Config,
-        shown: &str,
+    /// Connects to `target`; errors name it redacted.
+    pub async fn connect(
+        target: &crate::pg::Target,
         registry: Registry,
         committer: Committer,
     ) -> Result<PgEngine> {
-        let mut config = config.clone();
-        if config.get_application_name().is_none() {
-            config.application_name("switchyard");
-        }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| Error::Connect {
-            target: shown.to_string(),
-            message: db_error_message(&e),
-        })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error, "Connection closed");
-            }
-        });
-        let host = hostname();
+        let client = target.connect().await?;
         Ok(PgEngine {
             client,
             registry,
             committer,
-            host,
+            host: crate::pg::hostname(),
         })
     }
 
@@ -1649,11 +1624,4 @@ fn merged_variables(
 fn sha1_hex(bytes: &[u8]) -> String {
     use sha1::Digest;
     hex::encode(sha1::Sha1::digest(bytes))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -18,6 +18,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::TransactionStmtKind;
 
 use super::{Error, Result};
+use crate::pg::{quote_ident, quote_literal};
 
 /// How deep `\i` / `\ir` may nest before we call it a loop.
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -430,21 +431,6 @@ fn variable_at(bytes: &[u8], at: usize, vars: &BTreeMap<String, String>) -> Vari
             value: value.clone(),
         },
     }
-}
-
-/// psql's `:'var'`: a standard string literal, or an `E''` one when it holds backslashes.
-pub fn quote_literal(value: &str) -> String {
-    let doubled = value.replace('\'', "''");
-    if value.contains('\\') {
-        format!("E'{}'", doubled.replace('\\', "\\\\"))
-    } else {
-        format!("'{doubled}'")
-    }
-}
-
-/// psql's `:"var"`: a quoted identifier.
-pub fn quote_ident(value: &str) -> String {
-    format!("\"{}\"", value.replace('"', "\"\""))
 }
 
 enum Meta {

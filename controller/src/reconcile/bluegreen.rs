@@ -44,7 +44,7 @@ pub enum Sharing {
 pub fn sharing(ctx: &Context, source: &Environment, target: &Environment) -> Sharing {
     let same = matches!(
         (super::environment::target(ctx, source), super::environment::target(ctx, target)),
-        (Ok((_, a)), Ok((_, b))) if a == b
+        (Ok(a), Ok(b)) if a.shown() == b.shown()
     );
     match (&source.spec.schema_suffix, &target.spec.schema_suffix) {
         _ if !same => Sharing::Separate,

@@ -24,6 +24,7 @@ use crate::api::environment::{
 };
 use crate::engine::workflow::Refusal;
 use crate::engine::{self, DeployOptions, PgEngine};
+use crate::pg::Target;
 use crate::registry::Registry;
 use crate::registry::workflow as records;
 
@@ -107,60 +108,23 @@ pub fn decide(f: &Facts) -> Decision {
     }
 }
 
-/// Builds the connection config from the Secret: a `url` key, or host/port/user/password/dbname.
-/// Returns the config and a redacted description. Errors never contain the password.
+/// The connection target from the Secret's keys (see [`Target::from_keys`]), with the
+/// Environment's session timeouts and a 10 s connect timeout unless the target sets one.
+/// Errors never contain the password.
 pub fn connection(
     data: &BTreeMap<String, Vec<u8>>,
     statement_timeout: Option<Duration>,
     lock_timeout: Option<Duration>,
-) -> Result<(tokio_postgres::Config, String), String> {
+) -> Result<Target, String> {
     let get = |k: &str| {
         data.get(k)
             .map(|v| String::from_utf8_lossy(v).trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    let (mut config, shown) = if let Some(url) = get("url").or_else(|| get("uri")) {
-        let shown = engine::redact_url(&url);
-        let config: tokio_postgres::Config = url.parse().map_err(|_| {
-            format!("the Secret's url key is not a valid connection string ({shown})")
-        })?;
-        (config, shown)
-    } else {
-        let host = get("host").ok_or("the Secret has neither a url key nor a host key")?;
-        let port: u16 = match get("port") {
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("the Secret's port key is not a port: {p:?}"))?,
-            None => 5432,
-        };
-        let user = get("user")
-            .or_else(|| get("username"))
-            .ok_or("the Secret has no user key")?;
-        let dbname = get("dbname")
-            .or_else(|| get("database"))
-            .unwrap_or_else(|| user.clone());
-        let mut config = tokio_postgres::Config::new();
-        config.host(&host).port(port).user(&user).dbname(&dbname);
-        if let Some(password) = get("password") {
-            config.password(password);
-        }
-        (config, format!("postgres://***@{host}:{port}/{dbname}"))
-    };
-    // NB: set through startup options so they survive the engine's per-change RESET ALL.
-    let mut options = config.get_options().unwrap_or_default().to_string();
-    if let Some(t) = statement_timeout {
-        options.push_str(&format!(" -c statement_timeout={}", t.as_millis()));
-    }
-    if let Some(t) = lock_timeout {
-        options.push_str(&format!(" -c lock_timeout={}", t.as_millis()));
-    }
-    if !options.trim().is_empty() {
-        config.options(options.trim());
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(10));
-    }
-    Ok((config, shown))
+    let target = Target::from_keys("the Secret", get).map_err(|e| e.0)?;
+    Ok(target
+        .with_session_timeouts(statement_timeout, lock_timeout)
+        .with_default_connect_timeout(Duration::from_secs(10)))
 }
 
 /// Maps an engine error to the outcome to report, and the failure details for status.
@@ -285,11 +249,10 @@ pub fn engine_outcome(
 
 /// Reads the Secret and connects.
 pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outcome> {
-    let (config, shown) = target(ctx, env)?;
+    let target = target(ctx, env)?;
     let started = Instant::now();
-    let result = PgEngine::connect_config(
-        &config,
-        &shown,
+    let result = PgEngine::connect(
+        &target,
         Registry::new(&env.spec.database.registry),
         ctx.committer.clone(),
     )
@@ -306,10 +269,7 @@ pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outco
 /// The Environment's connection from its Secret, and the database it names with the
 /// credentials redacted (`postgres://***@host:port/db`): two Environments whose redacted
 /// targets are equal share a database.
-pub fn target(
-    ctx: &Context,
-    env: &Environment,
-) -> Result<(tokio_postgres::Config, String), Outcome> {
+pub fn target(ctx: &Context, env: &Environment) -> Result<Target, Outcome> {
     let ns = env.namespace().unwrap_or_default();
     let secret_name = &env.spec.database.secret_ref.name;
     let Some(secret) = Stores::get(&ctx.stores.secrets, &ns, secret_name) else {
@@ -1185,12 +1145,13 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect();
-        let (config, shown) = connection(
+        let target = connection(
             &data,
             Some(Duration::from_secs(5)),
             Some(Duration::from_millis(250)),
         )
         .expect("valid");
+        let (config, shown) = (target.config(), target.shown());
         assert_eq!(shown, "postgres://***@db:6543/shop");
         assert_eq!(
             config.get_options(),
@@ -1206,8 +1167,8 @@ mod tests {
             b"postgres://app:hunter2@db:5432/shop".to_vec(),
         )]
         .into();
-        let (_, shown) = connection(&data, None, None).expect("valid");
-        assert!(!shown.contains("hunter2"));
+        let target = connection(&data, None, None).expect("valid");
+        assert!(!target.shown().contains("hunter2"));
         let bad: BTreeMap<String, Vec<u8>> = [(
             "url".to_string(),
             b"postgres://app:hunter2@db:notaport/shop".to_vec(),

@@ -26,7 +26,7 @@ pub use ddl::{REGISTRY_VERSION, SWITCHYARD_VERSION};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A query failed.
-    #[error("registry: {context}: {}", crate::engine::db_error_message(source))]
+    #[error("registry: {context}: {}", crate::pg::db_error_message(source))]
     Query {
         /// What we were doing.
         context: &'static str,
@@ -261,7 +261,7 @@ impl Registry {
     pub fn new(schema: &str) -> Registry {
         Registry {
             schema: schema.to_string(),
-            quoted: crate::engine::script::quote_ident(schema),
+            quoted: crate::pg::quote_ident(schema),
         }
     }
 
