@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{CliError, DbArgs, exit, target};
 use crate::engine::bluegreen::{self, BlueGreen, PromoteOptions, StageOptions, SwapReport};
-use crate::engine::{PgEngine, Status};
+use crate::engine::{Deployer, Status};
 use crate::project::Project;
 use crate::project::objects::Objects;
 use crate::registry::Registry;
@@ -133,9 +133,9 @@ impl DiffArgs {
     }
 }
 
-async fn connect(args: &DbArgs, db: Option<&str>) -> Result<PgEngine, CliError> {
+async fn connect(args: &DbArgs, db: Option<&str>) -> Result<Deployer, CliError> {
     let target = target::resolve(db.or(args.db.as_deref())).map_err(CliError::Target)?;
-    Ok(PgEngine::connect(&target, Registry::new(&args.registry), target::committer()).await?)
+    Ok(Deployer::connect(&target, Registry::new(&args.registry), target::committer()).await?)
 }
 
 async fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
@@ -144,7 +144,7 @@ async fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
     Ok((project, objects))
 }
 
-fn bg<'c>(engine: &'c PgEngine, args: &DbArgs, layer: &LayerArgs) -> BlueGreen<'c> {
+fn bg<'c>(engine: &'c Deployer, args: &DbArgs, layer: &LayerArgs) -> BlueGreen<'c> {
     BlueGreen::new(
         engine.client(),
         Registry::new(&args.registry),
@@ -426,7 +426,7 @@ impl From<Box<bluegreen::Error>> for DiffError {
 /// sets, newest first) when the project has blue-green schemas.
 pub async fn status(
     project: &Project,
-    engine: &PgEngine,
+    engine: &Deployer,
     args: &DbArgs,
     layer: &LayerArgs,
     status: &Status,

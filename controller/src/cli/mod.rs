@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::workflow::REWORK_NOT_ALLOWED;
-use crate::engine::{self, DeployOptions, FailureMode, PgEngine, RevertOptions};
+use crate::engine::changes::schedule::REWORK_NOT_ALLOWED;
+use crate::engine::{self, DeployOptions, Deployer, FailureMode, RevertOptions};
 use crate::project::{self, Project};
 use crate::registry::Registry;
 use source::ProjectArgs;
@@ -367,7 +367,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
 }
 
 /// The project (and its git revision, with `--git`) and an engine on the target database.
-async fn open(args: &DbArgs) -> Result<((Project, Option<String>), PgEngine), CliError> {
+async fn open(args: &DbArgs) -> Result<((Project, Option<String>), Deployer), CliError> {
     let loaded = args.common.load().await?;
     let project = loaded.project;
     // What Sqitch tolerates until it needs it (a missing revert or verify script).
@@ -376,6 +376,6 @@ async fn open(args: &DbArgs) -> Result<((Project, Option<String>), PgEngine), Cl
     }
     let target = target::resolve(args.db.as_deref()).map_err(CliError::Target)?;
     let engine =
-        PgEngine::connect(&target, Registry::new(&args.registry), target::committer()).await?;
+        Deployer::connect(&target, Registry::new(&args.registry), target::committer()).await?;
     Ok(((project, loaded.revision), engine))
 }

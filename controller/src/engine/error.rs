@@ -132,7 +132,7 @@ pub enum Error {
     /// The deploy was refused before anything ran: workflow files where rework is not
     /// allowed, or workflow files that contradict what the database recorded.
     #[error(transparent)]
-    Refused(#[from] super::workflow::Refusal),
+    Refused(#[from] super::changes::schedule::Refusal),
     /// One or more changes failed verification.
     #[error("verify failed for {}", failures.iter().map(|f| f.change.as_str()).collect::<Vec<_>>().join(", "))]
     VerifyFailed {

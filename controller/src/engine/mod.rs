@@ -1,25 +1,23 @@
-//! What a database can do: deploy, revert and verify a project's changes, the way Sqitch
-//! does, with Sqitch's registry.
+//! Everything Switchyard does to a target database's own schemas, in two halves:
+//! - [`changes`]: deploy, revert and verify a plan's changes the way Sqitch does, with
+//!   Sqitch's registry, each change atomic with its registry rows; what a deploy does is
+//!   decided purely in [`changes::schedule`].
+//! - [`bluegreen`]: stage a project's stateless objects into renamed schemas, verify them,
+//!   promote by an atomic swap (or a layer repoint, for Environments sharing a database),
+//!   and roll back to a retained set.
 //!
-//! The engine takes a [`Project`](crate::project::Project) already read from disk and a
-//! connection, and owns every statement run against the target's own schemas. It knows
-//! nothing of git or Kubernetes; callers report its outcomes. What a deploy does, with the
-//! development workflow files and Sqitch's rework, is decided purely in [`workflow`].
+//! Both read scripts with [`script`], psql's way. The engine takes a
+//! [`Project`](crate::project::Project) already read from disk and a connection; it knows
+//! nothing of git or Kubernetes, and callers report its outcomes.
 
 pub mod bluegreen;
-pub mod bluegreen_guards;
-pub mod bluegreen_layer;
-mod bluegreen_layered;
-pub mod bluegreen_materialize;
-pub mod bluegreen_sql;
+pub mod changes;
 mod error;
-mod postgres;
 pub mod script;
-pub mod workflow;
 
-pub use error::{Error, Failure, Result};
-pub use postgres::{
-    ChangeStatus, DeployOptions, DeployReport, FailureMode, PgEngine, Progress, RevertOptions,
+pub use changes::{
+    ChangeStatus, DeployOptions, DeployReport, Deployer, FailureMode, Progress, RevertOptions,
     RevertReport, Status, VerifyReport, VerifyResult,
 };
+pub use error::{Error, Failure, Result};
 pub use script::{Script, Statement, StatementKind};

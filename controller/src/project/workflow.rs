@@ -11,7 +11,7 @@
 //!
 //! Owns finding these files and every check that needs only the project: exactly one
 //! suffix, names matching byte for byte, no orphans, no contradictory combinations. What
-//! they do to a database is decided in `engine::workflow`; this module never touches one.
+//! they do to a database is decided in `engine::changes::schedule`; this module never touches one.
 //!
 //! NB: names are compared as the directory listing spells them, never through the file
 //! system, so `MYSCRIPT-ignore.sql` does not match `myscript.sql` even where the file

@@ -6,7 +6,7 @@
 use crate::api::conditions::reasons;
 use crate::api::environment::{Environment, EnvironmentStatus, LiveSchema, SchemaSet};
 use crate::api::promotion::{ObjectDiff, PromotionDiff};
-use crate::engine::PgEngine;
+use crate::engine::Deployer;
 use crate::engine::bluegreen::{self, BlueGreen, PromoteOptions, StageOptions};
 use crate::project::objects::Objects;
 use crate::registry::Registry;
@@ -17,7 +17,7 @@ use super::status::Outcome;
 
 /// The blue/green engine on an Environment's connection: serving layers when the
 /// Environment has a `schemaSuffix` (it shares its database).
-pub fn engine<'c>(ctx: &Context, env: &Environment, db: &'c PgEngine) -> BlueGreen<'c> {
+pub fn engine<'c>(ctx: &Context, env: &Environment, db: &'c Deployer) -> BlueGreen<'c> {
     BlueGreen::new(
         db.client(),
         Registry::new(&env.spec.database.registry),

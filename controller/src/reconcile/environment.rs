@@ -22,8 +22,8 @@ use crate::api::environment::{
     DeployFailure, DeploymentRecord, Environment, EnvironmentStatus, FailureMode, PendingChanges,
     WorkflowChange, WorkflowState,
 };
-use crate::engine::workflow::Refusal;
-use crate::engine::{self, DeployOptions, PgEngine};
+use crate::engine::changes::schedule::Refusal;
+use crate::engine::{self, DeployOptions, Deployer};
 use crate::pg::Target;
 use crate::registry::Registry;
 use crate::registry::workflow as records;
@@ -248,10 +248,10 @@ pub fn engine_outcome(
 }
 
 /// Reads the Secret and connects.
-pub async fn connect(ctx: &Context, env: &Environment) -> Result<PgEngine, Outcome> {
+pub async fn connect(ctx: &Context, env: &Environment) -> Result<Deployer, Outcome> {
     let target = target(ctx, env)?;
     let started = Instant::now();
-    let result = PgEngine::connect(
+    let result = Deployer::connect(
         &target,
         Registry::new(&env.spec.database.registry),
         ctx.committer.clone(),
@@ -327,7 +327,7 @@ pub fn deploy_options(env: &Environment, revision: &str, to: Option<String>) -> 
 /// NB: the engine's progress callback is not `Send`, so its future cannot cross threads;
 /// it runs on a blocking thread that drives it with the runtime's handle.
 pub async fn deploy_with_progress<K, S>(
-    engine: PgEngine,
+    engine: Deployer,
     project: crate::project::Project,
     options: DeployOptions,
     api: &Api<K>,
@@ -335,7 +335,7 @@ pub async fn deploy_with_progress<K, S>(
     base: S,
     set_progress: fn(&mut S, String),
 ) -> (
-    PgEngine,
+    Deployer,
     crate::project::Project,
     engine::Result<engine::DeployReport>,
 )
@@ -842,7 +842,7 @@ async fn steps(
 async fn follow_objects(
     env: &Environment,
     ctx: &Context,
-    engine: &PgEngine,
+    engine: &Deployer,
     fetched: &Fetched,
     revision: &str,
     new: &mut EnvironmentStatus,
@@ -1068,12 +1068,12 @@ mod tests {
         assert_eq!(failure.file.as_deref(), Some("deploy/users-ignore.sql"));
         assert_eq!(
             reasons::REWORK_NOT_ALLOWED,
-            engine::workflow::REWORK_NOT_ALLOWED,
+            engine::changes::schedule::REWORK_NOT_ALLOWED,
             "the engine and the API agree on the word"
         );
         assert_eq!(
             reasons::INVALID_WORKFLOW,
-            engine::workflow::INVALID_WORKFLOW
+            engine::changes::schedule::INVALID_WORKFLOW
         );
     }
 

@@ -25,9 +25,9 @@ use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::Environment;
 use crate::api::promotion::{Promotion, PromotionPhase, PromotionStatus};
+use crate::engine::bluegreen::guards as bg_guards;
+use crate::engine::bluegreen::guards::GuardInput;
 use crate::engine::bluegreen::{Error as BgError, PromoteOptions, StageOptions, StageStep};
-use crate::engine::bluegreen_guards as bg_guards;
-use crate::engine::bluegreen_guards::GuardInput;
 
 /// The kind's name, for metrics and logs.
 pub const KIND: &str = "Promotion";
@@ -533,7 +533,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             reworked: state
                 .refused
                 .as_ref()
-                .filter(|r| r.reason() == crate::engine::workflow::REWORK_NOT_ALLOWED)
+                .filter(|r| r.reason() == crate::engine::changes::schedule::REWORK_NOT_ALLOWED)
                 .map(|r| database_project::relative(&r.to_string(), &fetched.dir)),
             allow_rework: target.spec.allow_rework,
             ..GuardInput::default()

@@ -1,5 +1,5 @@
 //! Blue/green for Environments that share one database: promote, roll back and retire
-//! by repointing layers ([`bluegreen_layer`](super::bluegreen_layer)) instead of renaming
+//! by repointing layers ([`bluegreen_layer`](super::layer_sql)) instead of renaming
 //! schemas, and promote from another Environment's layer with nothing rebuilt.
 //!
 //! Staging is shared with the renaming flow ([`BlueGreen::stage`]); only the swap
@@ -14,11 +14,11 @@ use std::time::Duration;
 /// statements in flight at the first commit end before the second.
 const LAYER_SETTLE: Duration = Duration::from_millis(50);
 
-use super::bluegreen::{BlueGreen, Error, PromoteOptions, Result, State, SwapPlan, SwapReport, db};
-use super::bluegreen_guards::{self as guards, Chain, GuardInput};
-use super::bluegreen_layer::{self as layer, Exposed, Routine};
-use super::bluegreen_sql as sql;
-use super::error::Failure;
+use super::guards::{self as guards, Chain, GuardInput};
+use super::layer_sql::{self as layer, Exposed, Routine};
+use super::sql;
+use super::{BlueGreen, Error, PromoteOptions, Result, State, SwapPlan, SwapReport, db};
+use crate::engine::Failure;
 use crate::pg::{db_error_message, is_retryable};
 use crate::project::Project;
 use crate::project::objects::Objects;

@@ -713,5 +713,4 @@ fn has_option(params: &[pg_query::protobuf::Node], name: &str) -> bool {
 }
 
 #[cfg(test)]
-#[path = "script_tests.rs"]
 mod tests;

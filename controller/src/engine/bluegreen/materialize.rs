@@ -1,6 +1,6 @@
 //! EXPERIMENTAL: the blue/green flow in Materialize's dialect, as SQL text only. It cannot
 //! run against a live Materialize here; tests compare it with golden files in
-//! `engine/testdata/materialize/`.
+//! `engine/bluegreen/testdata/materialize/`.
 //!
 //! The flow, after Materialize's mz-deploy:
 //! 1. staging clusters `<cluster>__sy_<id>` that mirror the size and replication factor of
@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use super::bluegreen_sql::{physical_name, rewrite};
+use super::sql::{physical_name, rewrite};
 use crate::pg::{quote_ident, quote_literal};
 use crate::project::Manifest;
 use crate::project::objects::{ObjectKind, Objects};
@@ -144,10 +144,10 @@ mod tests {
     use crate::project::objects;
     use crate::project::{Cluster, Engine, SchemaMode};
 
-    /// Compares with `engine/testdata/materialize/<name>`; `SWITCHYARD_BLESS=1` rewrites it.
+    /// Compares with `engine/bluegreen/testdata/materialize/<name>`; `SWITCHYARD_BLESS=1` rewrites it.
     fn golden(name: &str, got: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/engine/testdata/materialize")
+            .join("src/engine/bluegreen/testdata/materialize")
             .join(name);
         if std::env::var_os("SWITCHYARD_BLESS").is_some() {
             std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");

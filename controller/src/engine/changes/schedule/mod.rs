@@ -29,7 +29,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use super::postgres::resolve_local;
+use super::resolve_local;
 use crate::project::{Directive, Project, ScriptKind};
 use crate::registry::DeployedChange;
 use crate::registry::workflow::{EventKind, Record, State, Transition};
@@ -709,5 +709,4 @@ fn supersede(facts: &Facts<'_>, alignment: &Alignment, forward: &mut [Step]) {
 }
 
 #[cfg(test)]
-#[path = "workflow_tests.rs"]
 mod tests;
