@@ -119,9 +119,20 @@ pub mod reasons {
     pub const GUARD_SOURCE_NOT_FOUND: &str = "GuardSourceNotFound";
     /// Promotion guard: the target Environment does not exist.
     pub const GUARD_TARGET_NOT_FOUND: &str = "GuardTargetNotFound";
-    // The guards shared with the CLI (target locked or suspended, source not finalized
-    // or stale, partial promotion, stale upstreams, rework) are the engine's:
-    // `engine::bluegreen::guards`.
+    /// Promotion guard: another deployer holds the target's lock.
+    pub const GUARD_TARGET_LOCKED: &str = "GuardTargetLocked";
+    /// Promotion guard: the target is suspended (detached).
+    pub const GUARD_TARGET_SUSPENDED: &str = "GuardTargetSuspended";
+    /// Promotion guard: the source is not finalized (nothing verified is staged there).
+    pub const GUARD_SOURCE_NOT_FINALIZED: &str = "GuardSourceNotFinalized";
+    /// Promotion guard: the source is stale against the project's newest revision.
+    pub const GUARD_SOURCE_STALE: &str = "GuardSourceStale";
+    /// Promotion guard: the selection depends on changed upstream schemas it leaves out
+    /// (`includeStaleUpstreams` takes them along).
+    pub const GUARD_STALE_UPSTREAMS: &str = "GuardStaleUpstreams";
+    /// Promotion guard: a selection covers only part of what changed, without
+    /// `allowPartialPromotion`.
+    pub const GUARD_PARTIAL_PROMOTION: &str = "GuardPartialPromotion";
     /// Promotion guard: source and target use different DatabaseProjects, or are the same.
     pub const GUARD_PROJECT_MISMATCH: &str = "GuardProjectMismatch";
     /// Promotion guard: the wanted revision is not the project's current content, so it
@@ -131,6 +142,80 @@ pub mod reasons {
     /// layers (each needs its own `schemaSuffix`), so their blue-green schemas would be
     /// the same schemas.
     pub const GUARD_SHARED_DATABASE: &str = "GuardSharedDatabase";
+    /// Building or verifying the staging schemas failed; the message names the object's
+    /// file and line, and says whether the staging copy was kept.
+    pub const STAGE_FAILED: &str = "StageFailed";
+    /// The swap kept losing the race for its locks (a long transaction on the live
+    /// schemas); it is retried.
+    pub const SWAP_TIMEOUT: &str = "SwapTimeout";
+    /// The project's `objects/` cannot be staged: an invalid file, a name too long for
+    /// PostgreSQL, or an object a layer cannot serve; the message names the file.
+    pub const INVALID_OBJECTS: &str = "InvalidObjects";
+    /// A schema a layer would take is an ordinary schema that Switchyard does not manage.
+    pub const SCHEMA_CONFLICT: &str = "SchemaConflict";
+    /// A rollback found no retained set to swap back in.
+    pub const NOTHING_TO_ROLL_BACK: &str = "NothingToRollBack";
+    /// The object lacks a key it must have (a namespace); nothing can be done with it.
+    pub const MISSING_OBJECT_KEY: &str = "MissingObjectKey";
+
+    /// Every reason above, for checks that a part only ever reports reasons from here.
+    pub const ALL: &[&str] = &[
+        PROGRESSING,
+        DEPLOYING,
+        SUCCEEDED,
+        UP_TO_DATE,
+        DEPLOYED,
+        DEPLOY_FAILED,
+        VERIFY_FAILED,
+        ROLLED_BACK,
+        AWAITING_PROMOTION,
+        SUSPENDED,
+        FETCHED,
+        INVALID_PROJECT,
+        SOURCE_UNAVAILABLE,
+        INVALID_SOURCE,
+        AUTHENTICATION_FAILED,
+        REF_NOT_FOUND,
+        PATH_NOT_FOUND,
+        FETCH_FAILED,
+        UNSAFE_PATH,
+        SIZE_LIMIT_EXCEEDED,
+        INVALID_ENCODING,
+        DIGEST_MISMATCH,
+        ARTIFACT_NOT_READY,
+        CACHE_ERROR,
+        TAG_MOVED,
+        NOT_FOUND,
+        PROJECT_NOT_READY,
+        INVALID_SECRET,
+        CONNECT_FAILED,
+        LOCKED,
+        DIVERGED,
+        REWORK_NOT_ALLOWED,
+        INVALID_WORKFLOW,
+        DEPENDENCY_FAILED,
+        DATABASE_ERROR,
+        KUBE_ERROR,
+        PROMOTED,
+        SWAP_COMPLETED,
+        GUARD_SOURCE_NOT_FOUND,
+        GUARD_TARGET_NOT_FOUND,
+        GUARD_TARGET_LOCKED,
+        GUARD_TARGET_SUSPENDED,
+        GUARD_SOURCE_NOT_FINALIZED,
+        GUARD_SOURCE_STALE,
+        GUARD_STALE_UPSTREAMS,
+        GUARD_PARTIAL_PROMOTION,
+        GUARD_PROJECT_MISMATCH,
+        GUARD_REVISION_UNAVAILABLE,
+        GUARD_SHARED_DATABASE,
+        STAGE_FAILED,
+        SWAP_TIMEOUT,
+        INVALID_OBJECTS,
+        SCHEMA_CONFLICT,
+        NOTHING_TO_ROLL_BACK,
+        MISSING_OBJECT_KEY,
+    ];
 }
 
 /// The schema of `status.conditions`: `metav1.Condition` items in a list-map keyed by
@@ -154,4 +239,98 @@ pub fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema 
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{reasons, types};
+
+    /// `reasons::ALL` lists every reason constant, each once, each UpperCamelCase.
+    #[test]
+    fn all_lists_every_reason_once() {
+        let text = include_str!("conditions.rs");
+        let module = &text[text.find("pub mod reasons").unwrap_or(0)..];
+        let module = &module[..module.find("pub const ALL").unwrap_or(module.len())];
+        let declared: Vec<&str> = module
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str = \""))
+            .filter_map(|(_, rest)| rest.strip_suffix("\";"))
+            .collect();
+        let mut all = reasons::ALL.to_vec();
+        all.sort_unstable();
+        let mut sorted = declared.clone();
+        sorted.sort_unstable();
+        assert_eq!(all, sorted, "reasons::ALL and the constants differ");
+        let mut unique = sorted.clone();
+        unique.dedup();
+        assert_eq!(unique, sorted, "a reason is declared twice");
+        for reason in declared {
+            assert!(
+                reason.starts_with(|c: char| c.is_ascii_uppercase())
+                    && reason.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{reason} is not UpperCamelCase"
+            );
+        }
+    }
+
+    /// No part of the crate spells a reason as a literal: each is defined once, above, and
+    /// used by name (issue #13). Condition types that double as reasons are left out.
+    #[test]
+    fn no_reason_is_spelled_outside_this_file() {
+        let types = [
+            types::READY,
+            types::RECONCILING,
+            types::STALLED,
+            types::VALIDATED,
+            types::DEPLOYED,
+            types::VERIFIED,
+            types::PROMOTED,
+            types::STAGED,
+            types::BLOCKED,
+            types::ROLLED_BACK,
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut found = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs")
+                    || path.ends_with("api/conditions.rs")
+                    || path
+                        .file_name()
+                        .is_some_and(|n| n == "tests.rs" || n == "fixtures.rs")
+                    || path.components().any(|c| c.as_os_str() == "tests")
+                {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let product = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (n, line) in product.lines().enumerate() {
+                    // Log messages may say what happened in one word.
+                    let logged = ["trace!(", "debug!(", "info!(", "warn!(", "error!("];
+                    if line.trim_start().starts_with("//")
+                        || logged.iter().any(|m| line.contains(m))
+                    {
+                        continue;
+                    }
+                    for reason in reasons::ALL.iter().filter(|r| !types.contains(r)) {
+                        if line.contains(&format!("\"{reason}\"")) {
+                            found.push(format!("{}:{}: {reason}", path.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "reasons spelled as literals:\n{}",
+            found.join("\n")
+        );
+    }
 }

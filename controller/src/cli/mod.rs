@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::changes::schedule::REWORK_NOT_ALLOWED;
+use crate::api::conditions::reasons::REWORK_NOT_ALLOWED;
 use crate::engine::{self, DeployOptions, Deployer, FailureMode, RevertOptions};
 use crate::project::{self, Project};
 use crate::registry::Registry;

@@ -1,6 +1,11 @@
+//! What deploying, reverting and verifying changes fails with ([`Error`]), each failure
+//! knowing its condition reason and whether a retry can help, and where a script failed
+//! ([`Failure`], shared with blue/green staging).
+
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::api::conditions::reasons;
 use crate::registry::LockHolder;
 
 /// Where and why a change failed: the file and line of the statement, and the database's
@@ -151,3 +156,31 @@ fn reverted_suffix(reverted: &[String]) -> String {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The condition and event reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::ChangeFailed { .. } | Error::RevertFailed { .. } => reasons::DEPLOY_FAILED,
+            Error::VerifyFailed { .. } => reasons::VERIFY_FAILED,
+            Error::Project(_) | Error::Io { .. } | Error::Script { .. } | Error::Target { .. } => {
+                reasons::INVALID_PROJECT
+            }
+            Error::Refused(refusal) => refusal.reason(),
+            Error::Dependency { .. } => reasons::DEPENDENCY_FAILED,
+            Error::Diverged { .. } => reasons::DIVERGED,
+            Error::Locked { .. } => reasons::LOCKED,
+            Error::Connect(_) => reasons::CONNECT_FAILED,
+            Error::Db { .. } | Error::Registry(_) => reasons::DATABASE_ERROR,
+        }
+    }
+
+    /// Terminal failures need new input (a fixed script, plan or spec); the rest (a lock
+    /// held, a database down) may pass on retry.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(
+            self,
+            Error::Locked { .. } | Error::Connect(_) | Error::Db { .. } | Error::Registry(_)
+        )
+    }
+}

@@ -64,12 +64,7 @@ pub fn objects(fetched: &Fetched) -> Result<Objects, Outcome> {
 /// The outcome a blue/green failure reports: terminal when only new input can help.
 pub fn outcome(error: &bluegreen::Error, fetched: &Fetched) -> Outcome {
     let message = relative(&error.to_string(), &fetched.dir);
-    let reason = error.reason();
-    if error.is_terminal() {
-        Outcome::Terminal { reason, message }
-    } else {
-        Outcome::Transient { reason, message }
-    }
+    Outcome::failed(error.is_terminal(), error.reason(), message)
 }
 
 /// Copies the project's live and retained sets into an Environment's status. A database

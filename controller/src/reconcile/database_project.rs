@@ -176,13 +176,7 @@ fn source_outcome(error: source::Error) -> FetchError {
         | source::Error::DigestMismatch { revision, .. } => Some(revision.clone()),
         _ => None,
     };
-    let reason = error.reason();
-    let message = error.to_string();
-    let outcome = if error.is_terminal() {
-        Outcome::Terminal { reason, message }
-    } else {
-        Outcome::Transient { reason, message }
-    };
+    let outcome = Outcome::failed(error.is_terminal(), error.reason(), error.to_string());
     (outcome, attempted)
 }
 

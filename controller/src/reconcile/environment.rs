@@ -22,7 +22,6 @@ use crate::api::environment::{
     DeployFailure, DeploymentRecord, Environment, EnvironmentStatus, FailureMode, PendingChanges,
     WorkflowChange, WorkflowState,
 };
-use crate::engine::changes::schedule::Refusal;
 use crate::engine::{self, DeployOptions, Deployer};
 use crate::pg::Target;
 use crate::registry::Registry;
@@ -133,10 +132,27 @@ pub fn engine_outcome(
     fetched: &Fetched,
     revision: &str,
 ) -> (Outcome, Option<DeployFailure>) {
-    use engine::Error as E;
     let message = database_project::relative(&error.to_string(), &fetched.dir);
-    let failure = |f: &engine::Failure, reverted: &[String]| DeployFailure {
+    let details = failure_details(error, fetched, revision, &message);
+    let outcome = Outcome::failed(error.is_terminal(), error.reason(), message);
+    (outcome, details)
+}
+
+/// What status records of a failure: the change, file and line where a script failed,
+/// the workflow file a refusal names, or just the message for an invalid project.
+fn failure_details(
+    error: &engine::Error,
+    fetched: &Fetched,
+    revision: &str,
+    message: &str,
+) -> Option<DeployFailure> {
+    use engine::Error as E;
+    let plain = || DeployFailure {
         revision: Some(revision.to_string()),
+        message: message.to_string(),
+        ..Default::default()
+    };
+    let at = |f: &engine::Failure, reverted: &[String]| DeployFailure {
         change: Some(f.change.clone()),
         file: Some(database_project::relative(
             &f.path.display().to_string(),
@@ -145,105 +161,27 @@ pub fn engine_outcome(
         line: Some(f.line as i64),
         message: f.message.clone(),
         reverted: reverted.to_vec(),
+        ..plain()
     };
     match error {
         E::ChangeFailed {
-            failure: f,
-            reverted,
-            ..
-        } => (
-            Outcome::Terminal {
-                reason: reasons::DEPLOY_FAILED,
-                message,
-            },
-            Some(failure(f, reverted)),
-        ),
-        E::RevertFailed {
-            failure: f,
-            reverted,
-        } => (
-            Outcome::Terminal {
-                reason: reasons::DEPLOY_FAILED,
-                message,
-            },
-            Some(failure(f, reverted)),
-        ),
-        E::VerifyFailed { failures } => {
-            let detail = failures.first().map(|f| failure(f, &[]));
-            (
-                Outcome::Terminal {
-                    reason: reasons::VERIFY_FAILED,
-                    message,
-                },
-                detail,
-            )
+            failure, reverted, ..
         }
-        E::Project(_) | E::Io { .. } | E::Script { .. } | E::Target { .. } => (
-            Outcome::Terminal {
-                reason: reasons::INVALID_PROJECT,
-                message: message.clone(),
-            },
-            Some(DeployFailure {
-                revision: Some(revision.into()),
-                message,
-                ..Default::default()
-            }),
-        ),
-        E::Refused(refusal) => (
-            Outcome::Terminal {
-                reason: match refusal {
-                    Refusal::ReworkNotAllowed { .. } => reasons::REWORK_NOT_ALLOWED,
-                    _ => reasons::INVALID_WORKFLOW,
-                },
-                message: message.clone(),
-            },
-            Some(DeployFailure {
-                revision: Some(revision.into()),
-                change: Some(refusal.change().to_string()),
-                file: Some(refusal.file().to_string()),
-                message,
-                ..Default::default()
-            }),
-        ),
-        E::Dependency { .. } => (
-            Outcome::Terminal {
-                reason: reasons::DEPENDENCY_FAILED,
-                message: message.clone(),
-            },
-            Some(DeployFailure {
-                revision: Some(revision.into()),
-                message,
-                ..Default::default()
-            }),
-        ),
-        E::Diverged { .. } => (
-            Outcome::Terminal {
-                reason: reasons::DIVERGED,
-                message,
-            },
-            None,
-        ),
-        E::Locked { .. } => (
-            Outcome::Transient {
-                reason: reasons::LOCKED,
-                message,
-            },
-            None,
-        ),
-        E::Connect { .. } => (
-            Outcome::Transient {
-                reason: reasons::CONNECT_FAILED,
-                message,
-            },
-            None,
-        ),
-        E::Db { .. } | E::Registry(_) => (
-            Outcome::Transient {
-                reason: reasons::DATABASE_ERROR,
-                message,
-            },
-            None,
-        ),
+        | E::RevertFailed { failure, reverted } => Some(at(failure, reverted)),
+        E::VerifyFailed { failures } => failures.first().map(|f| at(f, &[])),
+        E::Refused(refusal) => Some(DeployFailure {
+            change: Some(refusal.change().to_string()),
+            file: Some(refusal.file().to_string()),
+            ..plain()
+        }),
+        E::Project(_)
+        | E::Io { .. }
+        | E::Script { .. }
+        | E::Target { .. }
+        | E::Dependency { .. } => Some(plain()),
+        E::Diverged { .. } | E::Locked { .. } | E::Connect(_) | E::Db { .. } | E::Registry(_) => {
+            None
+        }
     }
 }
 
@@ -1051,7 +989,7 @@ mod tests {
             dir: dir.path().to_owned(),
             project: crate::project::Project::load(dir.path()).expect("project"),
         };
-        let error = engine::Error::Refused(Refusal::ReworkNotAllowed {
+        let error = engine::Error::Refused(engine::changes::schedule::Refusal::ReworkNotAllowed {
             change: "users".into(),
             file: "deploy/users-ignore.sql".into(),
         });
@@ -1068,13 +1006,10 @@ mod tests {
         assert_eq!(failure.file.as_deref(), Some("deploy/users-ignore.sql"));
         assert_eq!(
             reasons::REWORK_NOT_ALLOWED,
-            engine::changes::schedule::REWORK_NOT_ALLOWED,
+            reasons::REWORK_NOT_ALLOWED,
             "the engine and the API agree on the word"
         );
-        assert_eq!(
-            reasons::INVALID_WORKFLOW,
-            engine::changes::schedule::INVALID_WORKFLOW
-        );
+        assert_eq!(reasons::INVALID_WORKFLOW, reasons::INVALID_WORKFLOW);
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) | Error::Finalizer(_) => reasons::KUBE_ERROR,
-            Error::MissingObjectKey(_) => "MissingObjectKey",
+            Error::MissingObjectKey(_) => reasons::MISSING_OBJECT_KEY,
         }
     }
 

@@ -25,7 +25,6 @@ use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::Environment;
 use crate::api::promotion::{Promotion, PromotionPhase, PromotionStatus};
-use crate::engine::bluegreen::guards as bg_guards;
 use crate::engine::bluegreen::guards::GuardInput;
 use crate::engine::bluegreen::{Error as BgError, PromoteOptions, StageOptions, StageStep};
 
@@ -105,7 +104,7 @@ pub const GUARDS: &[Guard] = &[
             .and_then(|t| t.status.as_ref().and_then(|st| st.locked_by.clone()))
             .map(|holder| {
                 (
-                    bg_guards::GUARD_TARGET_LOCKED,
+                    reasons::GUARD_TARGET_LOCKED,
                     format!("target Environment {} is locked by {holder}", i.target_name),
                 )
             })
@@ -113,7 +112,7 @@ pub const GUARDS: &[Guard] = &[
     |i| {
         i.target.filter(|t| t.spec.suspend).map(|_| {
             (
-                bg_guards::GUARD_TARGET_SUSPENDED,
+                reasons::GUARD_TARGET_SUSPENDED,
                 format!(
                     "target Environment {} is suspended (detached)",
                     i.target_name
@@ -136,14 +135,14 @@ pub const GUARDS: &[Guard] = &[
                     Some(_) => "is not Ready at its revision",
                 };
                 (
-                    bg_guards::GUARD_SOURCE_NOT_FINALIZED,
+                    reasons::GUARD_SOURCE_NOT_FINALIZED,
                     format!("source Environment {} {why}", s.name_any()),
                 )
             })
     },
     |i| match (i.source.and_then(source_revision), i.project_revision) {
         (Some(have), Some(newest)) if have != newest => Some((
-            bg_guards::GUARD_SOURCE_STALE,
+            reasons::GUARD_SOURCE_STALE,
             format!(
                 "source Environment {} holds {have} but the project is at {newest}; let it catch up first",
                 i.source_name.unwrap_or_default()
@@ -533,7 +532,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             reworked: state
                 .refused
                 .as_ref()
-                .filter(|r| r.reason() == crate::engine::changes::schedule::REWORK_NOT_ALLOWED)
+                .filter(|r| r.reason() == reasons::REWORK_NOT_ALLOWED)
                 .map(|r| database_project::relative(&r.to_string(), &fetched.dir)),
             allow_rework: target.spec.allow_rework,
             ..GuardInput::default()
@@ -1078,7 +1077,7 @@ mod tests {
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(bg_guards::GUARD_TARGET_SUSPENDED),
+                want: Some(reasons::GUARD_TARGET_SUSPENDED),
             },
             Case {
                 name: "source not ready",
@@ -1090,7 +1089,7 @@ mod tests {
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(bg_guards::GUARD_SOURCE_NOT_FINALIZED),
+                want: Some(reasons::GUARD_SOURCE_NOT_FINALIZED),
             },
             Case {
                 name: "source stale",
@@ -1102,7 +1101,7 @@ mod tests {
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:2"),
                 },
-                want: Some(bg_guards::GUARD_SOURCE_STALE),
+                want: Some(reasons::GUARD_SOURCE_STALE),
             },
             Case {
                 name: "target locked",
@@ -1114,7 +1113,7 @@ mod tests {
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
                 },
-                want: Some(bg_guards::GUARD_TARGET_LOCKED),
+                want: Some(reasons::GUARD_TARGET_LOCKED),
             },
             Case {
                 name: "from a revision needs no source",

@@ -108,6 +108,18 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// A failure: [`Outcome::Terminal`] when only new input can help, else
+    /// [`Outcome::Transient`]. Every error type says which it is (`is_terminal`).
+    pub fn failed(terminal: bool, reason: &'static str, message: String) -> Outcome {
+        if terminal {
+            Outcome::Terminal { reason, message }
+        } else {
+            Outcome::Transient { reason, message }
+        }
+    }
+}
+
 /// Maps an outcome to Ready, Reconciling and Stalled. The only writer of those three.
 pub fn summarize(
     conditions: &mut Vec<Condition>,

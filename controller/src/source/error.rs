@@ -4,6 +4,8 @@
 //! NB: messages carry redacted URLs only (`url::redact`) and never a credential; errors
 //! from gitoxide and HTTP clients are passed through `url::scrub` before they land here.
 
+use crate::api::conditions::reasons;
+
 /// Why the files of a revision were refused. Each names the offending path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -190,26 +192,26 @@ impl Error {
     /// The condition and event reason (UpperCamelCase; see `api::conditions::reasons`).
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::InvalidSpec(_) => "InvalidSource",
-            Error::InvalidCredentials(_) => "InvalidSecret",
-            Error::AuthenticationFailed { .. } => "AuthenticationFailed",
-            Error::RefNotFound { .. } => "RefNotFound",
-            Error::PathNotFound { .. } => "PathNotFound",
-            Error::Fetch { .. } | Error::Timeout { .. } => "FetchFailed",
+            Error::InvalidSpec(_) => reasons::INVALID_SOURCE,
+            Error::InvalidCredentials(_) => reasons::INVALID_SECRET,
+            Error::AuthenticationFailed { .. } => reasons::AUTHENTICATION_FAILED,
+            Error::RefNotFound { .. } => reasons::REF_NOT_FOUND,
+            Error::PathNotFound { .. } => reasons::PATH_NOT_FOUND,
+            Error::Fetch { .. } | Error::Timeout { .. } => reasons::FETCH_FAILED,
             Error::Refused { refusal, .. } => match refusal {
                 Refusal::FileTooLarge { .. }
                 | Refusal::ObjectTooLarge { .. }
                 | Refusal::TotalTooLarge { .. }
-                | Refusal::TooManyFiles { .. } => "SizeLimitExceeded",
-                Refusal::NotUtf8 { .. } => "InvalidEncoding",
+                | Refusal::TooManyFiles { .. } => reasons::SIZE_LIMIT_EXCEEDED,
+                Refusal::NotUtf8 { .. } => reasons::INVALID_ENCODING,
                 Refusal::PathEscapes { .. }
                 | Refusal::Symlink { .. }
                 | Refusal::GitDir { .. }
-                | Refusal::Submodule { .. } => "UnsafePath",
+                | Refusal::Submodule { .. } => reasons::UNSAFE_PATH,
             },
-            Error::DigestMismatch { .. } => "DigestMismatch",
-            Error::ArtifactNotReady(_) => "ArtifactNotReady",
-            Error::Cache { .. } => "CacheError",
+            Error::DigestMismatch { .. } => reasons::DIGEST_MISMATCH,
+            Error::ArtifactNotReady(_) => reasons::ARTIFACT_NOT_READY,
+            Error::Cache { .. } => reasons::CACHE_ERROR,
         }
     }
 

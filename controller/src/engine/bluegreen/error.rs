@@ -1,6 +1,7 @@
 //! Blue/green failures, each knowing its condition reason and whether a retry can help.
 
 use super::guards::Blocked;
+use crate::api::conditions::reasons;
 use crate::engine::Failure;
 use crate::pg::db_error_message;
 
@@ -83,15 +84,15 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Project(_) | Error::NameTooLong(_) | Error::Unservable { .. } => {
-                "InvalidObjects"
+                reasons::INVALID_OBJECTS
             }
-            Error::NotALayer(_) => "SchemaConflict",
-            Error::Registry(_) | Error::Db { .. } => "DatabaseError",
+            Error::NotALayer(_) => reasons::SCHEMA_CONFLICT,
+            Error::Registry(_) | Error::Db { .. } => reasons::DATABASE_ERROR,
             Error::Blocked { blocked } => blocked.reason,
-            Error::StageFailed { .. } => "StageFailed",
-            Error::SwapTimeout { .. } => "SwapTimeout",
-            Error::RolledBack { .. } => "VerifyFailed",
-            Error::NoRetained(_) => "NothingToRollBack",
+            Error::StageFailed { .. } => reasons::STAGE_FAILED,
+            Error::SwapTimeout { .. } => reasons::SWAP_TIMEOUT,
+            Error::RolledBack { .. } => reasons::VERIFY_FAILED,
+            Error::NoRetained(_) => reasons::NOTHING_TO_ROLL_BACK,
         }
     }
 

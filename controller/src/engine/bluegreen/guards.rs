@@ -5,6 +5,10 @@
 //! the first failure wins (cert-manager's policy chain). The CLI and the Promotion
 //! reconciler gather the input their own way and share these.
 
+use crate::api::conditions::reasons::{
+    GUARD_PARTIAL_PROMOTION, GUARD_SOURCE_NOT_FINALIZED, GUARD_SOURCE_STALE, GUARD_STALE_UPSTREAMS,
+    GUARD_TARGET_LOCKED, GUARD_TARGET_SUSPENDED, REWORK_NOT_ALLOWED,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::project::objects::Objects;
@@ -69,23 +73,6 @@ impl Chain {
     }
 }
 
-/// Reason: the target is locked by another deployer.
-pub const GUARD_TARGET_LOCKED: &str = "GuardTargetLocked";
-/// Reason: the target is suspended (detached).
-pub const GUARD_TARGET_SUSPENDED: &str = "GuardTargetSuspended";
-/// Reason: the source is not finalized (nothing verified staged).
-pub const GUARD_SOURCE_NOT_FINALIZED: &str = "GuardSourceNotFinalized";
-/// Reason: the source is stale against the project's newest revision.
-pub const GUARD_SOURCE_STALE: &str = "GuardSourceStale";
-/// Reason: the selection depends on changed upstreams it leaves out.
-pub const GUARD_STALE_UPSTREAMS: &str = "GuardStaleUpstreams";
-/// Reason: a partial promotion without `allowPartialPromotion`.
-pub const GUARD_PARTIAL_PROMOTION: &str = "GuardPartialPromotion";
-/// Reason: reworked changes into a target that does not allow rework. NB: not `Guard…`:
-/// it is the Environment's own refusal reason too (issue #7 names it so), one word for one
-/// refusal wherever it shows.
-pub const GUARD_REWORK_NOT_ALLOWED: &str = "ReworkNotAllowed";
-
 fn target_locked(input: &GuardInput) -> Option<Blocked> {
     input.target_locked_by.as_ref().map(|holder| Blocked {
         reason: GUARD_TARGET_LOCKED,
@@ -141,7 +128,7 @@ fn rework_not_allowed(input: &GuardInput) -> Option<Blocked> {
         .as_ref()
         .filter(|_| !input.allow_rework)
         .map(|what| Blocked {
-            reason: GUARD_REWORK_NOT_ALLOWED,
+            reason: REWORK_NOT_ALLOWED,
             message: format!("the target does not allow rework: {what}"),
         })
 }
@@ -309,7 +296,7 @@ mod tests {
                     reworked: Some("deploy/users-replace.sql: change users is reworked".into()),
                     ..Default::default()
                 },
-                want_reason: GUARD_REWORK_NOT_ALLOWED,
+                want_reason: REWORK_NOT_ALLOWED,
                 want_message: "deploy/users-replace.sql",
             },
         ];

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::guards::{self, Blocked};
+use super::guards::Blocked;
 use super::*;
 use crate::project::Project;
 use crate::project::objects::Objects;
@@ -20,7 +20,7 @@ impl BlueGreen<'_> {
         if !dry_run && let Some(holder) = self.try_lock(project.name()).await? {
             return Err(Error::Blocked {
                 blocked: Blocked {
-                    reason: guards::GUARD_TARGET_LOCKED,
+                    reason: crate::api::conditions::reasons::GUARD_TARGET_LOCKED,
                     message: format!("the target is locked by {holder}"),
                 },
             });

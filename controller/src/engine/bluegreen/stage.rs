@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::guards::{self, Blocked};
+use super::guards::Blocked;
 use super::sql;
 use super::*;
 use crate::engine::Failure;
@@ -88,7 +88,7 @@ impl BlueGreen<'_> {
         if let Some(holder) = self.try_lock(project.name()).await? {
             return Err(Error::Blocked {
                 blocked: Blocked {
-                    reason: guards::GUARD_TARGET_LOCKED,
+                    reason: crate::api::conditions::reasons::GUARD_TARGET_LOCKED,
                     message: format!("the target is locked by {holder}"),
                 },
             });

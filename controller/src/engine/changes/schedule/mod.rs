@@ -26,6 +26,7 @@
 //! recorded as deployed (rows identical to Sqitch's) without running. Where the earlier
 //! instance is deployed already, the newer one is deployed over it in plan order.
 
+use crate::api::conditions::reasons::{INVALID_WORKFLOW, REWORK_NOT_ALLOWED};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -146,12 +147,6 @@ impl Refusal {
         }
     }
 }
-
-/// Reason: a revision reworks changes a database without rework has not deployed as
-/// planned.
-pub const REWORK_NOT_ALLOWED: &str = "ReworkNotAllowed";
-/// Reason: the workflow files contradict what the database recorded.
-pub const INVALID_WORKFLOW: &str = "InvalidWorkflow";
 
 /// Why [`schedule`] gives no steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
