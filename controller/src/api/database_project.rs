@@ -73,7 +73,9 @@ pub struct ProjectSource {
 ///   `sqitch.plan`, `sqitch.conf`, `deploy__users.sql` for `deploy/users.sql`. Make it with
 ///   `kubectl create configmap shop --from-file=sqitch.plan --from-file=deploy__users.sql=deploy/users.sql …`.
 ///
-/// The revision is `cm:<name>@sha1:<digest of the files>`.
+/// The revision is `cm:<name>@sha1:<digest of the files>`. The files are checked as a git
+/// source's are (no path leaving the project, the controller's size and file-count limits,
+/// UTF-8 SQL, plan and config files) and refused with the same reasons.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapSource {

@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
-use super::{Context, Error, Result, Stores, parse_duration, project_source, requested_at};
+use super::{Context, Error, Result, Stores, parse_duration, requested_at};
 use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::database_project::{
@@ -140,32 +140,35 @@ async fn from_configmap(
             None,
         ));
     };
-    let files = project_source::files_from_configmap(&cm).map_err(|message| {
-        (
-            Outcome::Terminal {
-                reason: reasons::INVALID_PROJECT,
-                message: format!("ConfigMap {}: {message}", cm_source.name),
-            },
-            None,
+    let entries: source::configmap::Entries = cm
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .chain(
+            cm.binary_data
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.0.clone())),
         )
-    })?;
-    let digest = project_source::digest(&files);
-    let revision = project_source::revision(&cm_source.name, &digest);
-    let root = project_source::materialize(&ctx.workdir.join("projects"), &digest, &files)
+        .collect();
+    let cache = ctx.configmaps.clone();
+    let name = cm_source.name.clone();
+    let path = cm_source.path.clone().unwrap_or_default();
+    let artifact = tokio::task::spawn_blocking(move || cache.fetch(&name, &path, &entries))
+        .await
         .map_err(|e| {
             (
                 Outcome::Transient {
                     reason: reasons::SOURCE_UNAVAILABLE,
-                    message: format!("writing project files: {e}"),
+                    message: format!("unpacking ConfigMap {}: {e}", cm_source.name),
                 },
-                Some(revision.clone()),
+                None,
             )
-        })?;
-    let dir = match &cm_source.path {
-        Some(path) if !path.is_empty() => root.join(path.trim_matches('/')),
-        _ => root.clone(),
-    };
-    Ok((revision, format!("sha1:{digest}"), dir))
+        })?
+        // NB: a refused ConfigMap has no revision to record as attempted.
+        .map_err(|e| (source_outcome(e).0, None))?;
+    Ok((artifact.revision, artifact.digest, artifact.dir))
 }
 
 /// A source error as the outcome to report, with the revision it was about.

@@ -11,7 +11,6 @@ pub mod bluegreen;
 pub mod database_project;
 pub mod environment;
 pub mod leader;
-pub mod project_source;
 pub mod promotion;
 pub mod status;
 pub mod webhook;
@@ -69,6 +68,8 @@ pub struct Context {
     pub git: crate::source::GitCache,
     /// Flux artifacts, under `workdir`.
     pub flux: crate::source::flux::FluxCache,
+    /// Projects held in ConfigMaps, under `workdir`.
+    pub configmaps: crate::source::ConfigMapCache,
     /// Who the registry records as deployer.
     pub committer: Committer,
     /// Consecutive transient failures per object, for capped exponential backoff.
@@ -93,6 +94,7 @@ impl Context {
             metrics,
             git: crate::source::GitCache::new(&workdir, limits),
             flux: crate::source::flux::FluxCache::new(&workdir, limits),
+            configmaps: crate::source::ConfigMapCache::new(&workdir, limits),
             workdir,
             committer,
             failures: Mutex::new(HashMap::new()),

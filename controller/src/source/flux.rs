@@ -7,12 +7,11 @@
 //! git tree ([`super::tree`]). The artifact is keyed by digest, so an unchanged source is
 //! never downloaded twice.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::tree::{self, Limits, Listing};
-use super::{Artifact, Error, Refusal, Result};
+use super::{Artifact, Error, Result};
 
 /// What a Flux source's `status.artifact` announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,73 +177,24 @@ async fn download(url: &str, cap: u64) -> Result<Vec<u8>, String> {
 }
 
 /// Lists the entries of a gzipped tarball under `path` through the checks; returns the
-/// listing and the contents it indexes. Entries outside `path` are skipped, but their
-/// bytes still count towards the total (a decompression bomb anywhere is refused).
+/// listing and the contents it indexes (see [`tree::list_tar`]).
 fn list_tarball(
     bytes: &[u8],
     path: &str,
     limits: Limits,
     revision: &str,
 ) -> Result<(Listing<usize>, Vec<Vec<u8>>)> {
-    let refused = |refusal| Error::Refused {
-        revision: revision.into(),
-        refusal,
-    };
     let broken = |e: std::io::Error| Error::Fetch {
         url: revision.into(),
         message: format!("the artifact is not a gzipped tarball: {e}"),
     };
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
-    let mut listing = Listing::new(limits);
-    let mut contents = Vec::new();
-    let mut unpacked: u64 = 0;
-    let prefix = if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}/")
-    };
-    for entry in archive.entries().map_err(broken)? {
-        let mut entry = entry.map_err(broken)?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = entry.header().entry_type();
-        if kind.is_dir() || kind.is_pax_global_extensions() {
-            continue;
-        }
-        let full = Listing::<usize>::path(&name).map_err(refused)?;
-        let size = entry.header().size().map_err(broken)?;
-        unpacked = unpacked.saturating_add(size);
-        if unpacked > limits.max_total_size {
-            return Err(refused(Refusal::TotalTooLarge {
-                path: full,
-                limit: limits.max_total_size,
-            }));
-        }
-        let Some(relative) = full.strip_prefix(&prefix).map(str::to_string) else {
-            continue;
-        };
-        if kind.is_file() {
-            // Checked before reading, so a huge entry is never held in memory.
-            listing
-                .file(relative, size, contents.len())
-                .map_err(refused)?;
-            let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).map_err(broken)?;
-            contents.push(data);
-        } else if kind.is_symlink() {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| String::from_utf8_lossy(&t).into_owned())
-                .unwrap_or_default();
-            listing.link(relative, target).map_err(refused)?;
-        } else {
-            return Err(refused(Refusal::Symlink {
-                path: relative,
-                target: String::new(),
-                why: "is a hard link or special file, which is not supported",
-            }));
-        }
-    }
-    Ok((listing, contents))
+    tree::list_tar(
+        flate2::read::GzDecoder::new(bytes),
+        path,
+        limits,
+        revision,
+        broken,
+    )
 }
 
 #[cfg(test)]
@@ -311,7 +261,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         std::thread::spawn(move || {
-            use std::io::Write;
+            use std::io::{Read, Write};
             for stream in listener.incoming().take(1) {
                 let mut s = stream.expect("stream");
                 let mut buf = [0u8; 1024];

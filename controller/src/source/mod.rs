@@ -1,5 +1,5 @@
-//! Where project files come from: git repositories and Flux artifacts, fetched into an
-//! on-disk cache and checked before anything reads them.
+//! Where project files come from: git repositories, Flux artifacts and ConfigMaps, fetched
+//! into an on-disk cache and checked before anything reads them.
 //!
 //! Owns fetching (gitoxide; never the `git` program), the per-repository cache (shared by
 //! every project with the same URL, safe under concurrent reconciles and across restarts),
@@ -18,6 +18,7 @@
 //! ```
 
 pub mod auth;
+pub mod configmap;
 mod error;
 pub mod flux;
 pub mod git;
@@ -27,6 +28,7 @@ pub mod url;
 pub mod webhook;
 
 pub use auth::Credentials;
+pub use configmap::ConfigMapCache;
 pub use error::{Error, Refusal, Result};
 pub use git::{GitCache, GitRequest, Stats};
 pub use reference::Reference;

@@ -245,6 +245,75 @@ impl<B: Clone> Listing<B> {
     }
 }
 
+/// Lists the entries of a tar stream under `path` through the checks; returns the listing
+/// and the contents it indexes. Entries outside `path` are skipped, but their bytes still
+/// count towards the total (a decompression bomb anywhere is refused). `broken` reports a
+/// stream that is not a tar archive.
+pub fn list_tar(
+    reader: impl std::io::Read,
+    path: &str,
+    limits: Limits,
+    revision: &str,
+    broken: impl Fn(std::io::Error) -> Error,
+) -> Result<(Listing<usize>, Vec<Vec<u8>>)> {
+    use std::io::Read;
+    let refused = |refusal| Error::Refused {
+        revision: revision.into(),
+        refusal,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut listing = Listing::new(limits);
+    let mut contents = Vec::new();
+    let mut unpacked: u64 = 0;
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    for entry in archive.entries().map_err(&broken)? {
+        let mut entry = entry.map_err(&broken)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_dir() || kind.is_pax_global_extensions() {
+            continue;
+        }
+        let full = Listing::<usize>::path(&name).map_err(refused)?;
+        let size = entry.header().size().map_err(&broken)?;
+        unpacked = unpacked.saturating_add(size);
+        if unpacked > limits.max_total_size {
+            return Err(refused(Refusal::TotalTooLarge {
+                path: full,
+                limit: limits.max_total_size,
+            }));
+        }
+        let Some(relative) = full.strip_prefix(&prefix).map(str::to_string) else {
+            continue;
+        };
+        if kind.is_file() {
+            // Checked before reading, so a huge entry is never held in memory.
+            listing
+                .file(relative, size, contents.len())
+                .map_err(refused)?;
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(&broken)?;
+            contents.push(data);
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .map(|t| String::from_utf8_lossy(&t).into_owned())
+                .unwrap_or_default();
+            listing.link(relative, target).map_err(refused)?;
+        } else {
+            return Err(refused(Refusal::Symlink {
+                path: relative,
+                target: String::new(),
+                why: "is a hard link or special file, which is not supported",
+            }));
+        }
+    }
+    Ok((listing, contents))
+}
+
 /// Writes `files` under `dir`, reading each content with `read`, checks text files are
 /// UTF-8, and returns the tree's digest, `sha256:<hex>` over paths, sizes and contents in
 /// path order.
