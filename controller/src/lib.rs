@@ -26,5 +26,6 @@ pub mod pg;
 pub mod project;
 pub mod reconcile;
 pub mod registry;
+pub mod runtime;
 pub mod source;
 pub mod telemetry;

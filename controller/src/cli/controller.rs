@@ -1,31 +1,14 @@
-//! `switchyard controller` (run the operator) and `switchyard crds` (print or write the
-//! CustomResourceDefinitions).
-//!
-//! Builds the controllers and their watches; the reconcilers live in `crate::reconcile`.
+//! `switchyard controller` (run the operator: its flags, handed to [`crate::runtime`]) and
+//! `switchyard crds` (print or write the CustomResourceDefinitions).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
-use futures::FutureExt;
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::ListParams;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
 
-use crate::api::{DatabaseProject, Environment, Promotion};
-use crate::metrics::{Admin, Metrics};
-use crate::reconcile::leader::LeaderElector;
-use crate::reconcile::{Context, Stores, database_project, environment, promotion, webhook};
-use crate::registry::Committer;
+use crate::runtime;
 use crate::source::Limits;
 use crate::telemetry::{self, LogFormat};
 
@@ -138,7 +121,7 @@ pub fn crds(args: CrdsArgs) -> ExitCode {
 /// `switchyard controller`.
 pub fn main(args: ControllerArgs) -> ExitCode {
     telemetry::init(args.log_format, &args.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let tokio_runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
@@ -149,7 +132,7 @@ pub fn main(args: ControllerArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    match config(args).and_then(|config| tokio_runtime.block_on(runtime::run(config))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "Controller stopped");
@@ -159,41 +142,6 @@ pub fn main(args: ControllerArgs) -> ExitCode {
     }
 }
 
-fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
-    client: &Client,
-    ns: Option<&str>,
-) -> Api<K> {
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Exits with an install hint when a CRD is missing (the controller never installs CRDs).
-async fn check_crds(client: &Client, ns: Option<&str>) -> anyhow::Result<()> {
-    async fn one<K>(api: Api<K>) -> anyhow::Result<()>
-    where
-        K: Resource<DynamicType = ()>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug
-            + CustomResourceExt,
-    {
-        match api.list(&ListParams::default().limit(1)).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => anyhow::bail!(
-                "the CustomResourceDefinition {} is not installed; install the CRDs first: kubectl apply -k config/crd (or switchyard crds | kubectl apply -f -)",
-                K::crd_name()
-            ),
-            Err(e) => Err(anyhow::anyhow!("listing {}: {e}", K::crd_name())),
-        }
-    }
-    one(api::<DatabaseProject>(client, ns)).await?;
-    one(api::<Environment>(client, ns)).await?;
-    one(api::<Promotion>(client, ns)).await?;
-    Ok(())
-}
-
 fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -201,13 +149,8 @@ fn identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
-    let ns = args.namespace.as_deref();
-    check_crds(&client, ns).await?;
-
+/// The runtime's settings from the flags; reads the webhook secret file.
+fn config(args: ControllerArgs) -> anyhow::Result<runtime::Config> {
     let webhook_secret = match &args.webhook_secret_file {
         None => None,
         Some(path) => {
@@ -223,267 +166,27 @@ async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Some(trimmed)
         }
     };
-    let mut registry = prometheus_client::registry::Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    // NB: any replica takes webhooks, leader or not: they only annotate projects.
-    let hooks = webhook_secret.map(|secret| {
-        tracing::info!("Webhook receiver on /hooks/github, /hooks/gitlab, /hooks/generic");
-        webhook::Receiver::new(
-            secret,
-            client.clone(),
-            args.namespace.clone(),
-            metrics.clone(),
-        ) as Arc<dyn crate::metrics::Hooks>
-    });
-    let admin = Arc::new(Admin {
-        registry,
-        ready: false.into(),
-        hooks,
-    });
-    let admin_task = tokio::spawn(crate::metrics::serve(args.admin_addr, admin.clone()));
-
-    let identity = args.identity.clone().unwrap_or_else(identity);
-    let elector = args.leader_elect.then(|| {
-        LeaderElector::new(
-            client.clone(),
-            &args.lease_namespace,
-            &args.lease_name,
-            &identity,
-            Duration::from_secs(args.lease_seconds),
-        )
-    });
-    admin.ready.store(true, Ordering::Relaxed);
-    if let Some(elector) = &elector {
-        tokio::select! {
-            () = elector.acquire() => {}
-            () = shutdown_signal() => return Ok(()),
-        }
-    }
-
-    // NB: stable, not per process: the git cache is meant to outlive a restart.
-    let workdir = args
-        .workdir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("switchyard"));
-    let limits = Limits {
-        max_file_size: args.max_file_size,
-        max_total_size: args.max_total_size,
-        max_files: args.max_files,
-    };
-    let reporter = Reporter {
-        controller: "switchyard-controller".into(),
-        instance: Some(identity.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let committer = Committer {
-        name: "switchyard-controller".into(),
-        email: format!("switchyard@{identity}"),
-    };
-    let config = watcher::Config::default();
-    let controller_limits =
-        kube::runtime::controller::Config::default().concurrency(args.concurrency);
-    let stores = Stores {
-        projects: cache(api::<DatabaseProject>(&client, ns), config.clone()),
-        configmaps: cache(api::<ConfigMap>(&client, ns), config.clone()),
-        secrets: cache(api::<Secret>(&client, ns), config.clone()),
-    };
-    for ready in [
-        stores.projects.wait_until_ready().boxed(),
-        stores.configmaps.wait_until_ready().boxed(),
-        stores.secrets.wait_until_ready().boxed(),
-    ] {
-        ready
-            .await
-            .map_err(|e| anyhow::anyhow!("filling the caches: {e}"))?;
-    }
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        stores,
-        recorder,
-        metrics,
-        workdir,
-        committer,
-        limits,
-    ));
-
-    // DatabaseProject, woken by its ConfigMap and its Flux GitRepository (webhooks annotate
-    // the project itself).
-    let projects = Controller::new(api::<DatabaseProject>(&client, ns), config.clone())
-        .with_config(controller_limits.clone());
-    let project_store = projects.store();
-    let projects = projects.watches(api::<ConfigMap>(&client, ns), config.clone(), {
-        let store = project_store.clone();
-        move |cm| database_project::projects_reading_configmap(&store.state(), &cm)
-    });
-    let projects = match flux_api(&client, ns).await {
-        Some(flux) => projects.watches_with(
-            flux,
-            database_project::flux_git_repository(),
-            config.clone(),
-            move |obj| database_project::projects_reading_flux_source(&project_store.state(), &obj),
-        ),
-        None => projects,
-    };
-    let projects = projects
-        .graceful_shutdown_on(shutdown_signal())
-        .run(
-            database_project::reconcile,
-            crate::reconcile::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-
-    // Environment, woken by its DatabaseProject and by Promotions into it.
-    let envs = Controller::new(api::<Environment>(&client, ns), config.clone())
-        .with_config(controller_limits.clone());
-    let env_store = envs.store();
-    let envs = envs
-        .watches(
-            api::<DatabaseProject>(&client, ns),
-            config.clone(),
-            move |dp| {
-                let ns = dp.namespace();
-                env_store
-                    .state()
-                    .into_iter()
-                    .filter(|e| e.namespace() == ns && e.spec.project_ref.name == dp.name_any())
-                    .map(|e| ObjectRef::from_obj(e.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(api::<Promotion>(&client, ns), config.clone(), |p| {
-            let target = ObjectRef::<Environment>::new(&p.spec.to.environment);
-            match p.namespace() {
-                Some(ns) => vec![target.within(&ns)],
-                None => vec![target],
-            }
-        })
-        .graceful_shutdown_on(shutdown_signal())
-        .run(
-            environment::reconcile,
-            crate::reconcile::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-
-    // Promotion, woken by both of its Environments and by changes to itself other than
-    // its status (see `promotion_trigger`).
-    let (promo_reader, promo_writer) = kube::runtime::reflector::store();
-    let promo_trigger = kube::runtime::reflector(
-        promo_writer,
-        watcher(api::<Promotion>(&client, ns), config.clone()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .predicate_filter(promotion_trigger, Default::default());
-    let promotions =
-        Controller::for_stream(promo_trigger, promo_reader).with_config(controller_limits.clone());
-    let promo_store = promotions.store();
-    let promotions = promotions
-        .watches(
-            api::<Environment>(&client, ns),
-            config.clone(),
-            move |env| promotion::promotions_for_environment(&promo_store.state(), &env),
-        )
-        .graceful_shutdown_on(shutdown_signal())
-        .run(
-            promotion::reconcile,
-            crate::reconcile::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
-
-    tracing::info!(namespace = ns.unwrap_or("*"), %identity, "Controller started");
-    let controllers = async {
-        futures::join!(projects, envs, promotions);
-    };
-    let lost = async {
-        match &elector {
-            Some(e) => e.hold().await,
-            None => futures::future::pending::<()>().await,
-        }
-    };
-    let result = tokio::select! {
-        () = controllers => Ok(()),
-        () = lost => Err(anyhow::anyhow!("lost the leader Lease; exiting so a fresh start competes again")),
-    };
-    if let Some(e) = &elector {
-        e.release().await;
-    }
-    admin_task.abort();
-    tracing::info!("Controller stopped");
-    result
-}
-
-/// The Flux `GitRepository` API, when Flux's CRD is installed (looked for once, at start:
-/// install Flux first, or restart the controller after).
-async fn flux_api(client: &Client, ns: Option<&str>) -> Option<Api<kube::api::DynamicObject>> {
-    let resource = database_project::flux_git_repository();
-    let api: Api<kube::api::DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    match api.list(&ListParams::default().limit(1)).await {
-        Ok(_) => Some(api),
-        Err(error) => {
-            tracing::info!(%error, "Flux GitRepository not installed; sourceRef projects are read every interval");
-            None
-        }
-    }
-}
-
-/// A reflector store fed by a watch that runs for the life of the process.
-fn cache<K>(api: Api<K>, config: watcher::Config) -> kube::runtime::reflector::Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = kube::runtime::reflector::store();
-    let stream = kube::runtime::reflector(
-        writer,
-        kube::runtime::watcher(api, config).default_backoff(),
-    );
-    tokio::spawn(stream.for_each(|event| {
-        if let Err(error) = event {
-            tracing::debug!(%error, "Cache watch failed; retrying");
-        }
-        futures::future::ready(())
-    }));
-    reader
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(_) => return futures::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-/// What wakes a Promotion about itself: its spec (generation), annotations (requestedAt),
-/// finalizers (the finalizer helper's first pass) and deletion; never its own status.
-/// NB: a Promotion writes its phase while it acts; when each write woke it again, a
-/// Blocked promotion re-checked its guards, and woke its Environments, in a hot loop.
-fn promotion_trigger(p: &Promotion) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let meta = &p.metadata;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    meta.generation.hash(&mut hasher);
-    meta.annotations.hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
-    meta.deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut hasher);
-    Some(hasher.finish())
+    Ok(runtime::Config {
+        namespace: args.namespace,
+        admin_addr: args.admin_addr,
+        lease: args.leader_elect.then(|| runtime::Lease {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            duration: Duration::from_secs(args.lease_seconds),
+        }),
+        identity: args.identity.unwrap_or_else(identity),
+        concurrency: args.concurrency,
+        // NB: stable, not per process: the git cache is meant to outlive a restart.
+        workdir: args
+            .workdir
+            .unwrap_or_else(|| std::env::temp_dir().join("switchyard")),
+        limits: Limits {
+            max_file_size: args.max_file_size,
+            max_total_size: args.max_total_size,
+            max_files: args.max_files,
+        },
+        webhook_secret,
+    })
 }
 
 #[cfg(test)]

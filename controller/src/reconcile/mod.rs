@@ -10,10 +10,8 @@
 pub mod bluegreen;
 pub mod database_project;
 pub mod environment;
-pub mod leader;
 pub mod promotion;
 pub mod status;
-pub mod webhook;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

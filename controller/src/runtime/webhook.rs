@@ -21,9 +21,10 @@ use kube::{Api, Client, ResourceExt};
 use secrecy::{ExposeSecret, SecretSlice};
 use tracing::{debug, info, warn};
 
-use super::database_project::git_reference;
+use super::admin::Hooks;
 use crate::api::{DatabaseProject, REQUESTED_AT};
-use crate::metrics::{Hooks, Metrics};
+use crate::metrics::Metrics;
+use crate::reconcile::database_project::git_reference;
 use crate::source::webhook::{self, Provider};
 
 /// The field manager of the receiver's annotation patches.
@@ -94,7 +95,7 @@ impl Receiver {
                 return (503, "cannot list DatabaseProjects; retry\n".into());
             }
         };
-        let now = super::status::now().0.to_string();
+        let now = crate::reconcile::status::now().0.to_string();
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()
