@@ -12,7 +12,7 @@ use crate::project::objects::Objects;
 use crate::registry::Registry;
 
 use super::Context;
-use super::database_project::{Fetched, relative};
+use super::fetch::{Fetched, relative};
 use super::status::Outcome;
 
 /// The blue/green engine on an Environment's connection: serving layers when the
@@ -43,7 +43,7 @@ pub enum Sharing {
 /// targets are equal) and whether they serve distinct layers there.
 pub fn sharing(ctx: &Context, source: &Environment, target: &Environment) -> Sharing {
     let same = matches!(
-        (super::environment::target(ctx, source), super::environment::target(ctx, target)),
+        (super::database::target(ctx, source), super::database::target(ctx, target)),
         (Ok(a), Ok(b)) if a.shown() == b.shown()
     );
     match (&source.spec.schema_suffix, &target.spec.schema_suffix) {

@@ -8,8 +8,10 @@
 //! and a requeue.
 
 pub mod bluegreen;
+pub mod database;
 pub mod database_project;
 pub mod environment;
+pub mod fetch;
 pub mod promotion;
 pub mod status;
 

@@ -18,9 +18,7 @@ use kube::{Api, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::status::{self, Outcome, apply_status, mark_progressing, summarize};
-use super::{
-    Context, Error, Result, Stores, bluegreen, database_project, environment, requested_at,
-};
+use super::{Context, Error, Result, Stores, bluegreen, database, fetch, requested_at};
 use crate::api::FINALIZER;
 use crate::api::conditions::{reasons, types};
 use crate::api::environment::Environment;
@@ -351,7 +349,7 @@ impl Run<'_> {
         new: &mut PromotionStatus,
         step: &str,
         error: &BgError,
-        fetched: &database_project::Fetched,
+        fetched: &fetch::Fetched,
     ) -> Outcome {
         match (error, bluegreen::outcome(error, fetched)) {
             (BgError::Blocked { blocked }, _) => {
@@ -436,11 +434,10 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             message: format!("the DatabaseProject of Environment {target_name} is not found"),
         };
     };
-    let mut fetched =
-        match database_project::fetch(ctx, &dp, database_project::Want::Reported).await {
-            Ok(f) => f,
-            Err((outcome, _)) => return outcome,
-        };
+    let mut fetched = match fetch::fetch(ctx, &dp, fetch::Want::Reported).await {
+        Ok(f) => f,
+        Err((outcome, _)) => return outcome,
+    };
     let objects = match bluegreen::objects(&fetched) {
         Ok(o) => o,
         Err(outcome) => return outcome,
@@ -473,11 +470,10 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
     };
     if fetched.revision != wanted {
         // NB: git sources keep history: an earlier revision is fetched at its commit.
-        fetched =
-            match database_project::fetch(ctx, &dp, database_project::Want::Exact(&wanted)).await {
-                Ok(f) => f,
-                Err((outcome, _)) => return outcome,
-            };
+        fetched = match fetch::fetch(ctx, &dp, fetch::Want::Exact(&wanted)).await {
+            Ok(f) => f,
+            Err((outcome, _)) => return outcome,
+        };
     }
     if fetched.revision != wanted {
         return run.block(
@@ -492,7 +488,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
     new.revision = Some(wanted.clone());
 
     // Validating: what would change, and the guards on the target database.
-    let engine = match environment::connect(ctx, &target).await {
+    let engine = match database::connect(ctx, &target).await {
         Ok(e) => e,
         Err(outcome) => return outcome,
     };
@@ -502,7 +498,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
         .await
     {
         Ok(s) => s,
-        Err(e) => return environment::engine_outcome(&e, &fetched, &wanted).0,
+        Err(e) => return database::engine_outcome(&e, &fetched, &wanted).0,
     };
     let changes = pending_up_to(&fetched, &state.pending, to.as_deref());
     // Environments serving layers in one database: repoint, rebuild nothing.
@@ -533,7 +529,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
                 .refused
                 .as_ref()
                 .filter(|r| r.reason() == reasons::REWORK_NOT_ALLOWED)
-                .map(|r| database_project::relative(&r.to_string(), &fetched.dir)),
+                .map(|r| fetch::relative(&r.to_string(), &fetched.dir)),
             allow_rework: target.spec.allow_rework,
             ..GuardInput::default()
         },
@@ -592,8 +588,8 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             run.generation,
             &run.now,
         );
-        let options = environment::deploy_options(&target, &wanted, to);
-        let (e, project, result) = environment::deploy_with_progress(
+        let options = database::deploy_options(&target, &wanted, to);
+        let (e, project, result) = database::deploy_with_progress(
             engine,
             fetched.project,
             options,
@@ -617,8 +613,8 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
             }
             Err(error) => {
                 run.count("failed");
-                let (outcome, failure) = environment::engine_outcome(&error, &fetched, &wanted);
-                warn!(revision = %wanted, target = target_name, error = %database_project::relative(&error.to_string(), &fetched.dir), "Promotion failed");
+                let (outcome, failure) = database::engine_outcome(&error, &fetched, &wanted);
+                warn!(revision = %wanted, target = target_name, error = %fetch::relative(&error.to_string(), &fetched.dir), "Promotion failed");
                 if let Some(reverted) = failure.map(|f| f.reverted).filter(|r| !r.is_empty()) {
                     run.set(
                         new,
@@ -689,7 +685,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
                     "staging built",
                     ms(started),
                 );
-                let message = database_project::relative(&failure.to_string(), &fetched.dir);
+                let message = fetch::relative(&failure.to_string(), &fetched.dir);
                 return run.fail(new, types::VERIFIED, reasons::VERIFY_FAILED, message);
             }
             Err(error) => {
@@ -779,7 +775,7 @@ async fn steps(run: &Run<'_>, new: &mut PromotionStatus) -> Outcome {
                     run.count("rolled back");
                     let message = format!(
                         "verify failed after the swap; deployment {restored} is live again: {}",
-                        database_project::relative(&failure.to_string(), &fetched.dir)
+                        fetch::relative(&failure.to_string(), &fetched.dir)
                     );
                     new.phase = Some(PromotionPhase::RolledBack);
                     run.set(
@@ -851,11 +847,11 @@ async fn rollback(
     run: &Run<'_>,
     new: &mut PromotionStatus,
     target: &Environment,
-    fetched: &database_project::Fetched,
+    fetched: &fetch::Fetched,
     objects: &crate::project::objects::Objects,
     started: Instant,
 ) -> Outcome {
-    let engine = match environment::connect(run.ctx, target).await {
+    let engine = match database::connect(run.ctx, target).await {
         Ok(e) => e,
         Err(outcome) => return outcome,
     };
@@ -905,11 +901,7 @@ async fn rollback(
 }
 
 /// The pending changes up to and including the change with id `to` (all when `None`).
-fn pending_up_to(
-    fetched: &database_project::Fetched,
-    pending: &[String],
-    to: Option<&str>,
-) -> Vec<String> {
+fn pending_up_to(fetched: &fetch::Fetched, pending: &[String], to: Option<&str>) -> Vec<String> {
     let Some(last) = to.and_then(|id| {
         fetched
             .project

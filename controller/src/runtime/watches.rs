@@ -14,7 +14,7 @@ use kube::{Api, Client, CustomResourceExt, Resource, ResourceExt};
 use std::sync::Arc;
 
 use crate::api::{DatabaseProject, Environment, Promotion};
-use crate::reconcile::{Context, database_project, environment, promotion};
+use crate::reconcile::{Context, database_project, environment, fetch, promotion};
 
 /// The API of a namespaced kind, in `ns` or in all namespaces.
 pub fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
@@ -69,12 +69,11 @@ pub async fn projects(
         move |cm| database_project::projects_reading_configmap(&store.state(), &cm)
     });
     let projects = match flux_api(client, ns).await {
-        Some(flux) => projects.watches_with(
-            flux,
-            database_project::flux_git_repository(),
-            config,
-            move |obj| database_project::projects_reading_flux_source(&project_store.state(), &obj),
-        ),
+        Some(flux) => {
+            projects.watches_with(flux, fetch::flux_git_repository(), config, move |obj| {
+                database_project::projects_reading_flux_source(&project_store.state(), &obj)
+            })
+        }
         None => projects,
     };
     projects
@@ -156,7 +155,7 @@ pub fn promotions(
 /// The Flux `GitRepository` API, when Flux's CRD is installed (looked for once, at start:
 /// install Flux first, or restart the controller after).
 async fn flux_api(client: &Client, ns: Option<&str>) -> Option<Api<kube::api::DynamicObject>> {
-    let resource = database_project::flux_git_repository();
+    let resource = fetch::flux_git_repository();
     let api: Api<kube::api::DynamicObject> = match ns {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),

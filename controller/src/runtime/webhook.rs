@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::admin::Hooks;
 use crate::api::{DatabaseProject, REQUESTED_AT};
 use crate::metrics::Metrics;
-use crate::reconcile::database_project::git_reference;
+use crate::reconcile::fetch::git_reference;
 use crate::source::webhook::{self, Provider};
 
 /// The field manager of the receiver's annotation patches.
