@@ -46,39 +46,7 @@ pub(super) fn load_project(root: &Path) -> Result<Project> {
         Some(file) if file.plan_line.is_some() => root.join(&file.manifest.plan),
         _ => layout.plan_file.clone(),
     };
-    let plan_text = match std::fs::read(&plan_path) {
-        Ok(bytes) => decode(&plan_path, bytes)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let message = format!("plan file {} not found", relative(root, &plan_path));
-            // Blame the line that named the plan (or its directory), when one did.
-            let setting = |name: &str| settings.as_ref().and_then(|s| s.lines.get(name).copied());
-            let named_by = match &manifest_file {
-                Some(file) if file.plan_line.is_some() => {
-                    file.plan_line.map(|line| (manifest_path.clone(), line))
-                }
-                _ => setting("plan_file")
-                    .or_else(|| setting("top_dir"))
-                    .map(|line| (conf_path.clone(), line)),
-            };
-            return Err(match named_by {
-                Some((path, line)) => Error::Invalid {
-                    path,
-                    line,
-                    message,
-                },
-                None => Error::File {
-                    path: plan_path,
-                    message,
-                },
-            });
-        }
-        Err(source) => {
-            return Err(Error::Io {
-                path: plan_path,
-                source,
-            });
-        }
-    };
+    let plan_text = read_plan(root, &plan_path, manifest_file.as_ref(), settings.as_ref())?;
     let mut plan = plan::parse(&plan_path, &plan_text)?;
     plan.resolve_scripts(&layout.extension, |file| {
         layout.reworked_deploy_dir.join(file).exists()
@@ -89,25 +57,7 @@ pub(super) fn load_project(root: &Path) -> Result<Project> {
         .map(|s| s.variables.clone())
         .unwrap_or_default();
     let manifest = match manifest_file {
-        Some(file) => {
-            if file.manifest.project != plan.project {
-                return Err(Error::Invalid {
-                    path: manifest_path,
-                    line: file.project_line,
-                    message: format!(
-                        "project \"{}\" does not match %project \"{}\" in {}",
-                        file.manifest.project,
-                        plan.project,
-                        relative(root, &plan_path)
-                    ),
-                });
-            }
-            let mut manifest = file.manifest;
-            if file.plan_line.is_none() {
-                manifest.plan = relative(root, &plan_path);
-            }
-            manifest
-        }
+        Some(file) => checked_manifest(root, file, &plan.project, &plan_path)?,
         None => Manifest {
             project: plan.project.clone(),
             engine: Engine::Postgres,
@@ -150,6 +100,73 @@ pub(super) fn load_project(root: &Path) -> Result<Project> {
     project.workflow = scan_workflow(&project, &mut listing)?;
     project.warnings = check_scripts(&project, &mut listing)?;
     Ok(project)
+}
+
+/// The plan's text. A missing plan is blamed on the line that named it (or its
+/// directory), when one did.
+fn read_plan(
+    root: &Path,
+    plan_path: &Path,
+    manifest_file: Option<&manifest::ManifestFile>,
+    settings: Option<&SqitchSettings>,
+) -> Result<String> {
+    match std::fs::read(plan_path) {
+        Ok(bytes) => decode(plan_path, bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let message = format!("plan file {} not found", relative(root, plan_path));
+            let setting = |name: &str| settings.and_then(|s| s.lines.get(name).copied());
+            let named_by = match manifest_file {
+                Some(file) if file.plan_line.is_some() => {
+                    file.plan_line.map(|line| (root.join(MANIFEST_FILE), line))
+                }
+                _ => setting("plan_file")
+                    .or_else(|| setting("top_dir"))
+                    .map(|line| (root.join(SQITCH_CONF_FILE), line)),
+            };
+            Err(match named_by {
+                Some((path, line)) => Error::Invalid {
+                    path,
+                    line,
+                    message,
+                },
+                None => Error::File {
+                    path: plan_path.to_owned(),
+                    message,
+                },
+            })
+        }
+        Err(source) => Err(Error::Io {
+            path: plan_path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The manifest, checked against the plan's `%project`; its `plan` is where the plan
+/// was found when the manifest did not name one.
+fn checked_manifest(
+    root: &Path,
+    file: manifest::ManifestFile,
+    project: &str,
+    plan_path: &Path,
+) -> Result<Manifest> {
+    if file.manifest.project != project {
+        return Err(Error::Invalid {
+            path: root.join(MANIFEST_FILE),
+            line: file.project_line,
+            message: format!(
+                "project \"{}\" does not match %project \"{}\" in {}",
+                file.manifest.project,
+                project,
+                relative(root, plan_path)
+            ),
+        });
+    }
+    let mut manifest = file.manifest;
+    if file.plan_line.is_none() {
+        manifest.plan = relative(root, plan_path);
+    }
+    Ok(manifest)
 }
 
 /// The development workflow files in the deploy directory (see [`workflow`]).

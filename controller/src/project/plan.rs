@@ -608,6 +608,7 @@ impl<'p> Parser<'p> {
         Ok(())
     }
 
+    // long-fn: Sqitch's rules for one change line, checked in Sqitch's order (a grammar table in code).
     fn add_change(
         &mut self,
         mut change: Change,

@@ -574,6 +574,7 @@ impl Registry {
     /// before) is dated between its neighbours in plan order, so that ordering rows by
     /// `committed_at` still gives plan order: Sqitch takes its newest row as its current
     /// change and reverts newest first. The `deploy` event keeps the real time.
+    // long-fn: Sqitch's rows for one deploy (change, dependencies, tags, event), SQL text written as Sqitch writes it.
     pub async fn log_deploy_at(
         &self,
         db: &impl GenericClient,

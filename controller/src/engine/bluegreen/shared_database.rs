@@ -130,6 +130,7 @@ impl BlueGreen<'_> {
     /// Promotes into this Environment's layers: a staged deployment of its own
     /// (`from: None`), or whatever the layers with suffix `from` serve (`Some`), which
     /// rebuilds nothing. Runs under the project lock (or reports who holds it).
+    // long-fn: the layered swap as one sequence (plan, prepare, swap, verify, swap back); each step needs the sets of the one before.
     pub(super) async fn promote_layered(
         &self,
         project: &Project,

@@ -98,6 +98,7 @@ impl BlueGreen<'_> {
         result
     }
 
+    // long-fn: build, verify, then keep or drop what was built; every exit path cleans up with the names the build made.
     pub(super) async fn stage_locked(
         &self,
         project: &Project,
@@ -210,6 +211,7 @@ impl BlueGreen<'_> {
     /// Also returns where every blue-green reference points while staging: staged
     /// schemas at their staging copies, the others at their live sets.
     #[allow(clippy::type_complexity)]
+    // long-fn: the staging SQL in the order it runs (schemas, privileges, objects, stamps, checks), one script read top to bottom.
     pub(super) fn stage_plan(
         &self,
         project: &Project,

@@ -311,39 +311,8 @@ impl Deployer {
             }
             Action::Mark => (Script::default(), None, None),
         };
-        let runs_change = match &step.action {
-            Action::Deploy { superseded_by, .. } => superseded_by.is_none(),
-            Action::Replace { .. } => true,
-            Action::Cleanup { .. } | Action::Mark => false,
-        };
-        let verify = if runs_change && options.verify && !options.log_only {
-            let path = project.script_path(change, ScriptKind::Verify);
-            if path.exists() {
-                Some(Script::load_within(
-                    &path,
-                    variables,
-                    project.include_root.as_deref(),
-                )?)
-            } else {
-                None
-            }
-        } else {
-            None
-        };
-        // A deploy step's revert script, for when the failure mode must undo it.
-        let revert_path = project.script_path(change, ScriptKind::Revert);
-        let revert = if runs_change
-            && !options.log_only
-            && matches!(step.action, Action::Deploy { .. })
-            && revert_path.exists()
-        {
-            let script =
-                Script::load_within(&revert_path, variables, project.include_root.as_deref())?;
-            check_transaction_control(&script)?;
-            Some(script)
-        } else {
-            None
-        };
+        let (verify, revert) =
+            companion_scripts(project, change, &step.action, options, variables)?;
         let requires = match step.action {
             Action::Deploy { .. } | Action::Replace { .. } => {
                 let requires = self.resolve_requires(project, index, change).await?;
@@ -736,4 +705,43 @@ impl Deployer {
             kept,
         }
     }
+}
+
+/// The scripts that go with a step that runs its change: its verify script (with verify
+/// on) and, for a deploy, its revert script, for when the failure mode must undo it.
+fn companion_scripts(
+    project: &Project,
+    change: &Change,
+    action: &Action,
+    options: &DeployOptions,
+    variables: &BTreeMap<String, String>,
+) -> Result<(Option<Script>, Option<Script>)> {
+    let runs_change = match action {
+        Action::Deploy { superseded_by, .. } => superseded_by.is_none(),
+        Action::Replace { .. } => true,
+        Action::Cleanup { .. } | Action::Mark => false,
+    };
+    if !runs_change || options.log_only {
+        return Ok((None, None));
+    }
+    let existing = |kind| Some(project.script_path(change, kind)).filter(|p| p.exists());
+    let verify = match existing(ScriptKind::Verify).filter(|_| options.verify) {
+        Some(path) => Some(Script::load_within(
+            &path,
+            variables,
+            project.include_root.as_deref(),
+        )?),
+        None => None,
+    };
+    let revert = match existing(ScriptKind::Revert)
+        .filter(|_| matches!(action, Action::Deploy { .. }))
+    {
+        Some(path) => {
+            let script = Script::load_within(&path, variables, project.include_root.as_deref())?;
+            check_transaction_control(&script)?;
+            Some(script)
+        }
+        None => None,
+    };
+    Ok((verify, revert))
 }

@@ -42,6 +42,7 @@ impl Deployer {
         result
     }
 
+    // long-fn: Sqitch's revert in one pass (the --to target, other projects' requires, each change newest first); the steps share the deployed rows.
     pub(super) async fn revert_locked(
         &mut self,
         project: &Project,

@@ -26,12 +26,13 @@
 //! recorded as deployed (rows identical to Sqitch's) without running. Where the earlier
 //! instance is deployed already, the newer one is deployed over it in plan order.
 
-use crate::api::conditions::reasons::{INVALID_WORKFLOW, REWORK_NOT_ALLOWED};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use crate::api::conditions::reasons::{INVALID_WORKFLOW, REWORK_NOT_ALLOWED};
+
 use super::resolve_local;
-use crate::project::{Directive, Project, ScriptKind};
+use crate::project::{Directive, Project, ScriptKind, WorkflowFile};
 use crate::registry::DeployedChange;
 use crate::registry::workflow::{EventKind, Record, State, Transition};
 
@@ -323,161 +324,34 @@ pub fn schedule(facts: &Facts<'_>) -> Result<Schedule, Declined> {
         return Err(Declined::Refused(refusal));
     }
 
-    let mut forward: Vec<Step> = Vec::new();
-    let mut cleanups: Vec<Step> = Vec::new();
-    let mut skipped: Vec<usize> = Vec::new();
+    let mut planned = Planned::default();
     for (i, change) in plan.iter().enumerate().take(end) {
-        let deployed = alignment.row(i).map(|r| &facts.deployed[r]);
-        let record = records.get(change.id.as_str()).copied();
-        let recorded = record.map(|r| r.state);
-        let transition = |state, event, file: &str, reason: &str, hash: Option<&str>| Transition {
-            change_id: change.id.clone(),
-            change: change.name.clone(),
-            state,
-            event,
-            file: file.to_owned(),
-            reason: reason.to_owned(),
-            script_hash: hash.map(str::to_owned),
-        };
-        let deploy = |script: PathBuf, transition: Option<Transition>| Step {
+        let at = ChangeAt {
             index: i,
-            action: Action::Deploy {
-                script,
-                place: Place::End,
-                superseded_by: None,
-            },
-            transition,
+            change,
+            project,
+            deployed: alignment.row(i).map(|r| &facts.deployed[r]),
+            record: records.get(change.id.as_str()).copied(),
         };
-        let original = || project.script_path(change, ScriptKind::Deploy);
         // Without rework the files are disregarded: every change they name is deployed here
         // as planned (checked above).
-        let directive = if facts.allow_rework {
-            directive(i)
-        } else {
-            None
-        };
-        match directive {
-            None => match (deployed, record) {
-                (None, Some(r)) if r.state.ignores() => {
-                    return Err(Declined::Refused(ignore_removed(project, r)));
-                }
-                (None, _) => forward.push(deploy(original(), None)),
-                (Some(_), _) => {}
-            },
-            Some(Directive::Ignore { ignore }) => {
-                if deployed.is_none() {
-                    skipped.push(i);
-                }
-                if !recorded.is_some_and(State::ignores) {
-                    forward.push(Step {
-                        index: i,
-                        action: Action::Mark,
-                        transition: Some(transition(
-                            State::Ignored,
-                            Some(EventKind::Ignore),
-                            &ignore.relative,
-                            &ignore.reason,
-                            None,
-                        )),
-                    });
-                }
+        match directive(i).filter(|_| facts.allow_rework) {
+            None => at.as_planned(&mut planned)?,
+            Some(Directive::Ignore { ignore }) => at.ignore(ignore, &mut planned),
+            Some(Directive::Unignore { unignore, .. }) => at.unignore(unignore, &mut planned),
+            Some(d @ Directive::Cleanup { cleanup, .. }) => {
+                at.cleanup(cleanup, d.reason(), &mut planned)
             }
-            Some(Directive::Unignore { unignore, .. }) => {
-                let unignored = recorded.is_some_and(State::ignores).then(|| {
-                    transition(
-                        State::Deployed,
-                        Some(EventKind::Unignore),
-                        &unignore.relative,
-                        "",
-                        None,
-                    )
-                });
-                match (deployed, unignored) {
-                    (None, transition) => forward.push(deploy(original(), transition)),
-                    (Some(_), Some(transition)) => forward.push(Step {
-                        index: i,
-                        action: Action::Mark,
-                        transition: Some(transition),
-                    }),
-                    (Some(_), None) => {}
-                }
-            }
-            Some(d @ Directive::Cleanup { cleanup, .. }) => match deployed {
-                Some(_) if recorded != Some(State::Cleaned) => {
-                    skipped.push(i);
-                    cleanups.push(Step {
-                        index: i,
-                        action: Action::Cleanup {
-                            script: cleanup.path.clone(),
-                        },
-                        transition: Some(transition(
-                            State::Cleaned,
-                            Some(EventKind::Cleanup),
-                            &cleanup.relative,
-                            d.reason(),
-                            Some(&cleanup.sha1),
-                        )),
-                    });
-                }
-                // Cleaned here before, and deployed again since by someone else: leave it.
-                Some(_) => {}
-                None => {
-                    skipped.push(i);
-                    if !recorded.is_some_and(State::ignores) {
-                        forward.push(Step {
-                            index: i,
-                            action: Action::Mark,
-                            transition: Some(transition(
-                                State::Ignored,
-                                Some(EventKind::Ignore),
-                                &cleanup.relative,
-                                d.reason(),
-                                None,
-                            )),
-                        });
-                    }
-                }
-            },
             Some(Directive::Replace { replace, cleanup }) => {
-                let replaced = Some(transition(
-                    State::Replaced,
-                    Some(EventKind::Replace),
-                    &replace.relative,
-                    "",
-                    Some(&replace.sha1),
-                ));
-                match deployed {
-                    None => forward.push(deploy(replace.path.clone(), replaced)),
-                    Some(row) if row.script_hash.as_deref() != Some(replace.sha1.as_str()) => {
-                        forward.push(Step {
-                            index: i,
-                            action: Action::Replace {
-                                undo: cleanup.map_or_else(
-                                    || project.script_path(change, ScriptKind::Revert),
-                                    |c| c.path.clone(),
-                                ),
-                                script: replace.path.clone(),
-                            },
-                            transition: replaced,
-                        });
-                    }
-                    // Deployed with these very bytes already: only the state is missing.
-                    Some(_) if recorded != Some(State::Replaced) => forward.push(Step {
-                        index: i,
-                        action: Action::Mark,
-                        transition: Some(transition(
-                            State::Replaced,
-                            None,
-                            &replace.relative,
-                            "",
-                            Some(&replace.sha1),
-                        )),
-                    }),
-                    Some(_) => {}
-                }
+                at.replace(replace, cleanup, &mut planned)
             }
         }
     }
+    let Planned {
+        mut forward,
+        mut cleanups,
+        skipped,
+    } = planned;
     // Cleanups run first, newest first, as a revert would.
     cleanups.reverse();
     let cleaned: BTreeSet<usize> = cleanups.iter().map(|s| s.index).collect();
@@ -491,6 +365,210 @@ pub fn schedule(facts: &Facts<'_>) -> Result<Schedule, Declined> {
         skipped,
         prefix: alignment.prefix,
     })
+}
+
+/// A deploy's steps as [`schedule`] builds them, change by change.
+#[derive(Default)]
+struct Planned {
+    /// Steps in plan order.
+    forward: Vec<Step>,
+    /// Cleanups, in plan order (they run first, reversed).
+    cleanups: Vec<Step>,
+    /// Plan changes not deployed here.
+    skipped: Vec<usize>,
+}
+
+/// One plan change as the schedule sees it: its registry row and its workflow record here.
+struct ChangeAt<'p> {
+    index: usize,
+    change: &'p crate::project::Change,
+    project: &'p Project,
+    deployed: Option<&'p DeployedChange>,
+    record: Option<&'p Record>,
+}
+
+impl ChangeAt<'_> {
+    fn recorded(&self) -> Option<State> {
+        self.record.map(|r| r.state)
+    }
+
+    fn transition(
+        &self,
+        state: State,
+        event: Option<EventKind>,
+        file: &str,
+        reason: &str,
+        hash: Option<&str>,
+    ) -> Transition {
+        Transition {
+            change_id: self.change.id.clone(),
+            change: self.change.name.clone(),
+            state,
+            event,
+            file: file.to_owned(),
+            reason: reason.to_owned(),
+            script_hash: hash.map(str::to_owned),
+        }
+    }
+
+    fn deploy(&self, script: PathBuf, transition: Option<Transition>) -> Step {
+        Step {
+            index: self.index,
+            action: Action::Deploy {
+                script,
+                place: Place::End,
+                superseded_by: None,
+            },
+            transition,
+        }
+    }
+
+    fn mark(&self, transition: Transition) -> Step {
+        Step {
+            index: self.index,
+            action: Action::Mark,
+            transition: Some(transition),
+        }
+    }
+
+    /// No workflow file: deployed with its own script unless it is already; an ignore
+    /// that was recorded and then removed without an unignore is refused.
+    fn as_planned(&self, planned: &mut Planned) -> Result<(), Declined> {
+        match (self.deployed, self.record) {
+            (None, Some(r)) if r.state.ignores() => {
+                return Err(Declined::Refused(ignore_removed(self.project, r)));
+            }
+            (None, _) => planned.forward.push(self.deploy(
+                self.project.script_path(self.change, ScriptKind::Deploy),
+                None,
+            )),
+            (Some(_), _) => {}
+        }
+        Ok(())
+    }
+
+    /// `-ignore`: skipped where not deployed; the state recorded once.
+    fn ignore(&self, ignore: &WorkflowFile, planned: &mut Planned) {
+        if self.deployed.is_none() {
+            planned.skipped.push(self.index);
+        }
+        if !self.recorded().is_some_and(State::ignores) {
+            let t = self.transition(
+                State::Ignored,
+                Some(EventKind::Ignore),
+                &ignore.relative,
+                &ignore.reason,
+                None,
+            );
+            planned.forward.push(self.mark(t));
+        }
+    }
+
+    /// `-unignore`: deployed as planned where it is not; the ignore taken back where it
+    /// was recorded.
+    fn unignore(&self, unignore: &WorkflowFile, planned: &mut Planned) {
+        let unignored = self.recorded().is_some_and(State::ignores).then(|| {
+            self.transition(
+                State::Deployed,
+                Some(EventKind::Unignore),
+                &unignore.relative,
+                "",
+                None,
+            )
+        });
+        match (self.deployed, unignored) {
+            (None, transition) => planned.forward.push(self.deploy(
+                self.project.script_path(self.change, ScriptKind::Deploy),
+                transition,
+            )),
+            (Some(_), Some(transition)) => planned.forward.push(self.mark(transition)),
+            (Some(_), None) => {}
+        }
+    }
+
+    /// `-cleanup`: undone once where deployed, then ignored; ignored where not deployed.
+    fn cleanup(&self, cleanup: &WorkflowFile, reason: &str, planned: &mut Planned) {
+        match self.deployed {
+            Some(_) if self.recorded() != Some(State::Cleaned) => {
+                planned.skipped.push(self.index);
+                planned.cleanups.push(Step {
+                    index: self.index,
+                    action: Action::Cleanup {
+                        script: cleanup.path.clone(),
+                    },
+                    transition: Some(self.transition(
+                        State::Cleaned,
+                        Some(EventKind::Cleanup),
+                        &cleanup.relative,
+                        reason,
+                        Some(&cleanup.sha1),
+                    )),
+                });
+            }
+            // Cleaned here before, and deployed again since by someone else: leave it.
+            Some(_) => {}
+            None => {
+                planned.skipped.push(self.index);
+                if !self.recorded().is_some_and(State::ignores) {
+                    let t = self.transition(
+                        State::Ignored,
+                        Some(EventKind::Ignore),
+                        &cleanup.relative,
+                        reason,
+                        None,
+                    );
+                    planned.forward.push(self.mark(t));
+                }
+            }
+        }
+    }
+
+    /// `-replace`: deployed with the replacement where not deployed; where deployed with
+    /// other bytes, undone (cleanup or revert script) and deployed again.
+    fn replace(
+        &self,
+        replace: &WorkflowFile,
+        cleanup: Option<&WorkflowFile>,
+        planned: &mut Planned,
+    ) {
+        let replaced = self.transition(
+            State::Replaced,
+            Some(EventKind::Replace),
+            &replace.relative,
+            "",
+            Some(&replace.sha1),
+        );
+        match self.deployed {
+            None => planned
+                .forward
+                .push(self.deploy(replace.path.clone(), Some(replaced))),
+            Some(row) if row.script_hash.as_deref() != Some(replace.sha1.as_str()) => {
+                planned.forward.push(Step {
+                    index: self.index,
+                    action: Action::Replace {
+                        undo: cleanup.map_or_else(
+                            || self.project.script_path(self.change, ScriptKind::Revert),
+                            |c| c.path.clone(),
+                        ),
+                        script: replace.path.clone(),
+                    },
+                    transition: Some(replaced),
+                });
+            }
+            // Deployed with these very bytes already: only the state is missing.
+            Some(_) if self.recorded() != Some(State::Replaced) => {
+                let t = self.transition(
+                    State::Replaced,
+                    None,
+                    &replace.relative,
+                    "",
+                    Some(&replace.sha1),
+                );
+                planned.forward.push(self.mark(t));
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// Without rework: the first change (in plan order, before `end`) with workflow files that
