@@ -21,7 +21,7 @@ mod uri;
 pub mod workflow;
 
 #[cfg(test)]
-mod tests;
+mod testing;
 
 pub use error::{Error, Result};
 pub use manifest::{Cluster, Engine, Manifest, SchemaMode};

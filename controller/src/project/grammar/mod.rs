@@ -501,3 +501,6 @@ pub(super) fn parse_dependency(s: &str) -> Option<DependSpec> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

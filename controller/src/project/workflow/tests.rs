@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::super::{Directive, Error, FileKind, Project, ScriptKind};
+use crate::project::{Directive, Error, FileKind, Project, ScriptKind};
 
 /// `users`, then `schema/orders` (a name with a directory), `@v1`, and `users` reworked.
 const PLAN: &str = "%project=shop\n\n\

@@ -812,5 +812,4 @@ fn order(reads: Vec<Read>) -> Result<Vec<Object>> {
 }
 
 #[cfg(test)]
-#[path = "objects_tests.rs"]
 mod tests;

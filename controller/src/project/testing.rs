@@ -1,40 +1,27 @@
-//! Tests for the project reader, one file per topic. Expected ids and Sqitch's reading of
-//! odd lines were obtained once from the installed Sqitch 1.3.1 (`App::Sqitch::Plan` driven
-//! by a small Perl script, and `sqitch plan --format raw`), then hard-coded here.
-
-mod conf;
-mod find;
-mod grammar;
-mod ids;
-mod large;
-mod load;
-mod rework;
-mod uri;
-mod validation;
-mod workflow;
+//! Helpers for the project reader's tests: plan text in, a plan or its error out.
 
 use std::path::Path;
 
 use super::{Error, Plan};
 
 /// The header most tests put before their changes.
-const HEADER: &str = "%project=x\n\n";
+pub const HEADER: &str = "%project=x\n\n";
 
 /// A change or tag line's usual tail.
-const TAIL: &str = "2024-01-01T00:00:00Z M <m@x>";
+pub const TAIL: &str = "2024-01-01T00:00:00Z M <m@x>";
 
 /// Parses plan text as `sqitch.plan`.
-fn parse(text: &str) -> Result<Plan, Error> {
+pub fn parse(text: &str) -> Result<Plan, Error> {
     super::parse(Path::new("sqitch.plan"), text)
 }
 
 /// Parses plan text that must be valid.
-fn plan(text: &str) -> Plan {
+pub fn plan(text: &str) -> Plan {
     parse(text).unwrap_or_else(|e| panic!("plan should parse: {e}\n{text}"))
 }
 
 /// Parses plan text that must fail; returns the line and the message.
-fn failure(text: &str) -> (Option<usize>, String) {
+pub fn failure(text: &str) -> (Option<usize>, String) {
     match parse(text) {
         Ok(_) => panic!("plan should fail:\n{text}"),
         Err(e) => {
@@ -53,7 +40,7 @@ fn failure(text: &str) -> (Option<usize>, String) {
 }
 
 /// `HEADER` plus `lines`, each completed with `TAIL` where it has a `{}`.
-fn body(lines: &[&str]) -> String {
+pub fn body(lines: &[&str]) -> String {
     let mut text = HEADER.to_owned();
     for line in lines {
         text.push_str(&line.replace("{}", TAIL));

@@ -1,7 +1,7 @@
 //! `%uri` escaping and canonical form, against Perl's `URI` 5.17 (what Sqitch 1.3.1 uses):
 //! `URI->new($s)` and `URI->new($s)->canonical`.
 
-use super::super::uri::{as_string, canonical, has_international_host};
+use crate::project::uri::{as_string, canonical, has_international_host};
 
 #[test]
 fn uris_escape_and_canonicalise_like_perls_uri() {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::super::{Error, SqitchConf};
+use crate::project::{Error, SqitchConf};
 
 fn conf(text: &str) -> SqitchConf {
     SqitchConf::parse(Path::new("sqitch.conf"), text)

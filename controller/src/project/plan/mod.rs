@@ -997,3 +997,6 @@ fn object_id(kind: &str, info: &str) -> String {
     }
     id
 }
+
+#[cfg(test)]
+mod tests;

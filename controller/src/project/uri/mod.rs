@@ -244,3 +244,6 @@ fn canonical_urn(s: &str) -> String {
     }
     format!("urn:{}{}", nid.to_ascii_lowercase(), &body[colon..])
 }
+
+#[cfg(test)]
+mod tests;

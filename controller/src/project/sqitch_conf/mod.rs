@@ -492,3 +492,6 @@ fn quoted_end(body: &str) -> Option<usize> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

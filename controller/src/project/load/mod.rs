@@ -390,3 +390,6 @@ fn relative(root: &Path, path: &Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+#[cfg(test)]
+mod tests;

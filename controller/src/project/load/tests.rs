@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::super::{Engine, Error, Project, SchemaMode, ScriptKind};
+use crate::project::{Engine, Error, Project, SchemaMode, ScriptKind};
 
 const PLAN: &str = "%project=shop\n\n\
     users 2024-01-01T00:00:00Z Ann <ann@example.com>\n\

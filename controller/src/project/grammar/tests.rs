@@ -1,8 +1,8 @@
 //! The plan's line grammar: names, pragmas, blank and comment lines, notes, planners,
 //! timestamps and dependency specs, each case checked against what Sqitch 1.3.1 does.
 
-use super::super::grammar::{self, DependSpec};
-use super::{HEADER, TAIL, body, failure, parse, plan};
+use crate::project::grammar::{self, DependSpec};
+use crate::project::testing::{HEADER, TAIL, body, failure, parse, plan};
 
 /// Each name, as the only change of a plan: does Sqitch accept it, and under which name?
 #[test]
