@@ -315,3 +315,38 @@ pub async fn rows(url: &str, sql: &str) -> Result<Vec<String>> {
         })
         .collect())
 }
+
+/// The tables in `public`, by name: what a plan's changes created.
+pub async fn public_tables(url: &str) -> Vec<String> {
+    rows(
+        url,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("listing tables: {e}"))
+}
+
+/// The schemas whose names match the regular expression `pattern`, by name.
+pub async fn schemas_matching(url: &str, pattern: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '{}' ORDER BY 1",
+        pattern.replace('\'', "''")
+    );
+    rows(url, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("listing schemas: {e}"))
+}
+
+/// Every relation, routine and type in the physical blue-green sets (`…__sy_<id>`), with
+/// its OID: what a promotion that rebuilds nothing leaves exactly as it was.
+pub async fn physical_objects(url: &str) -> Vec<String> {
+    rows(
+        url,
+        "SELECT format('%s %s.%s', c.oid, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
+         UNION ALL SELECT format('%s %s.%s', p.oid, n.nspname, p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
+         UNION ALL SELECT format('%s %s.%s', t.oid, n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
+         ORDER BY 1",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("listing physical objects: {e}"))
+}

@@ -9,20 +9,6 @@ use e2e::postgres::{self, one, rows};
 use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 use serde_json::Value;
 
-/// Every relation, routine and type in a physical set (`…__sy_<id>`), with its OID: what
-/// a promotion that rebuilds nothing leaves exactly as it was.
-async fn physical_objects(url: &str) -> Vec<String> {
-    rows(
-        url,
-        "SELECT format('%s %s.%s', c.oid, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
-         UNION ALL SELECT format('%s %s.%s', p.oid, n.nspname, p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
-         UNION ALL SELECT format('%s %s.%s', t.oid, n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
-         ORDER BY 1",
-    )
-    .await
-    .expect("physical objects")
-}
-
 /// The physical schema a layer's view reads (pg_depend of its rewrite rule).
 async fn serves(url: &str, view: &str) -> String {
     one(
@@ -169,7 +155,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
     );
 
     // prod from dev: a pointer move; no physical object is created or touched.
-    let before = physical_objects(&db.url).await;
+    let before = e2e::postgres::physical_objects(&db.url).await;
     let schemas_before = one(&db.url, "SELECT count(*) FROM pg_namespace").await;
     let p = promote(
         &fx,
@@ -177,7 +163,11 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
         &["--schema-suffix", "_prod", "--from-suffix", "_dev"],
     );
     assert_eq!(p["live"]["api"], phys_api.as_str(), "{p:#}");
-    assert_eq!(physical_objects(&db.url).await, before, "nothing rebuilt");
+    assert_eq!(
+        e2e::postgres::physical_objects(&db.url).await,
+        before,
+        "nothing rebuilt"
+    );
     assert_eq!(
         one(&db.url, "SELECT count(*) FROM pg_namespace").await,
         (schemas_before.parse::<i32>().unwrap_or_default() + 2).to_string(),
@@ -228,7 +218,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
     );
 
     // prod from dev again: only report differs, so only report moves.
-    let before = physical_objects(&db.url).await;
+    let before = e2e::postgres::physical_objects(&db.url).await;
     let p = promote(
         &fx,
         &db.url,
@@ -236,7 +226,11 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
     );
     assert_eq!(p["live"].as_object().map(|m| m.len()), Some(1), "{p:#}");
     assert_eq!(p["retained"]["report"], format!("report__sy_{d1}").as_str());
-    assert_eq!(physical_objects(&db.url).await, before, "nothing rebuilt");
+    assert_eq!(
+        e2e::postgres::physical_objects(&db.url).await,
+        before,
+        "nothing rebuilt"
+    );
     assert_eq!(
         one(&db.url, "SELECT version FROM report_prod.summary").await,
         "v2"
@@ -296,7 +290,7 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
     objects(&fx, "v1", "v5");
 
     // Roll prod back: v1's report set serves again; no physical object changes.
-    let before = physical_objects(&db.url).await;
+    let before = e2e::postgres::physical_objects(&db.url).await;
     let rolled = json(&run_ok(&mut switchyard_on(
         &fx,
         &db.url,
@@ -311,7 +305,11 @@ async fn prod_is_promoted_from_dev_in_one_database_and_nothing_is_rebuilt() {
         serves(&db.url, "report_prod.summary").await,
         format!("report__sy_{d1}")
     );
-    assert_eq!(physical_objects(&db.url).await, before, "nothing rebuilt");
+    assert_eq!(
+        e2e::postgres::physical_objects(&db.url).await,
+        before,
+        "nothing rebuilt"
+    );
     assert_eq!(
         one(&db.url, &as_reader).await,
         "v1:2/2",

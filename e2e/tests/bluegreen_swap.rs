@@ -3,15 +3,9 @@
 //! views, materialized views and plpgsql / SQL functions before and after the swap,
 //! grants surviving the swap, a failing object, verify-after-swap failure, and guards.
 
-use e2e::postgres::{self, one, rows, snapshot};
+use e2e::postgres::{self, one, snapshot};
 use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 use serde_json::Value;
-
-async fn schemas(url: &str) -> Vec<String> {
-    rows(url, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'api%' OR nspname LIKE 'report%' ORDER BY 1")
-        .await
-        .expect("schemas")
-}
 
 /// A project with a stable `shop` schema (a table), a blue-green `api` schema with views
 /// over views, a materialized view with an index, plpgsql and SQL functions, and a verify
@@ -76,7 +70,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         .to_string();
     let s1 = format!("api__sy_{d1}");
     assert_eq!(staged["schemas"]["api"], s1.as_str());
-    assert_eq!(schemas(&db.url).await, [s1.as_str()]);
+    assert_eq!(api_schemas(&db.url).await, [s1.as_str()]);
     // During staging the functions resolve to the staging copy.
     assert_eq!(
         one(&db.url, &format!("SELECT {s1}.describe()")).await,
@@ -94,7 +88,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         &["promote", "--json"],
     )));
     assert_eq!(promoted["deployment"], d1.as_str());
-    assert_eq!(schemas(&db.url).await, ["api"]);
+    assert_eq!(api_schemas(&db.url).await, ["api"]);
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v1:2");
     assert_eq!(
         one(&db.url, "SELECT count(*) FROM api.big_orders").await,
@@ -145,7 +139,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     // Promote 2: the previous set is retained.
     run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
     let r1 = format!("api__sy_{d1}");
-    assert_eq!(schemas(&db.url).await, ["api", r1.as_str()]);
+    assert_eq!(api_schemas(&db.url).await, ["api", r1.as_str()]);
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v2:2");
     assert_eq!(
         one(&db.url, &format!("SELECT has_schema_privilege('{reader}', 'api', 'USAGE') AND has_table_privilege('{reader}', 'api.big_orders', 'SELECT') AND has_function_privilege('{reader}', 'api.version()', 'EXECUTE')")).await,
@@ -175,7 +169,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         before_oid,
         "same objects, renamed"
     );
-    assert_eq!(schemas(&db.url).await, ["api", s2.as_str()]);
+    assert_eq!(api_schemas(&db.url).await, ["api", s2.as_str()]);
 
     // Promote again: the rolled-back-from set comes back.
     let again = json(&run_ok(&mut switchyard_on(
@@ -186,7 +180,7 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
     assert_eq!(again["deployment"], d2.as_str());
     assert_eq!(one(&db.url, "SELECT api.describe()").await, "v2:2");
     assert_eq!(one(&db.url, "SELECT total FROM api.totals").await, "50");
-    assert_eq!(schemas(&db.url).await, ["api", r1.as_str()]);
+    assert_eq!(api_schemas(&db.url).await, ["api", r1.as_str()]);
 
     // Dry runs print SQL and change nothing.
     let before = snapshot(&db.url).await.expect("snapshot");
@@ -244,7 +238,7 @@ async fn a_failing_object_drops_its_staging_and_leaves_live_untouched() {
         &["stage", "--keep-failed"],
     ));
     assert_eq!(out.status.code(), Some(4));
-    assert_eq!(schemas(&db.url).await.len(), 2, "live + kept staging");
+    assert_eq!(api_schemas(&db.url).await.len(), 2, "live + kept staging");
     // A failed staging is not promotable.
     let out = output(&mut switchyard_on(&fx, &db.url, &["promote"]));
     assert_eq!(out.status.code(), Some(7));
@@ -287,7 +281,7 @@ async fn verify_failure_after_the_swap_swaps_back() {
         "v1:2",
         "the previous set is live again"
     );
-    assert_eq!(schemas(&db.url).await, ["api"]);
+    assert_eq!(api_schemas(&db.url).await, ["api"]);
 }
 
 #[tokio::test]
@@ -563,7 +557,7 @@ async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
         second["deployment"].as_str().expect("d2"),
     );
     assert_eq!(
-        schemas(&db.url).await,
+        api_schemas(&db.url).await,
         [format!("api__sy_{d1}"), format!("api__sy_{d2}")]
     );
     assert_eq!(
@@ -593,7 +587,7 @@ async fn candidates_stage_side_by_side_and_promote_by_deployment_id() {
     assert_eq!(promoted["deployment"], d1);
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v1");
     assert_eq!(
-        schemas(&db.url).await,
+        api_schemas(&db.url).await,
         ["api".to_string(), format!("api__sy_{d2}")]
     );
 }
@@ -624,7 +618,7 @@ async fn retained_sets_beyond_keep_are_dropped_unless_something_outside_depends_
     }
     // v1's set went when v3 came in; v2's is the one retained.
     assert_eq!(
-        schemas(&db.url).await,
+        api_schemas(&db.url).await,
         ["api".to_string(), format!("api__sy_{}", ids[1])]
     );
 
@@ -647,8 +641,13 @@ async fn retained_sets_beyond_keep_are_dropped_unless_something_outside_depends_
     let kept = &report["kept_for_dependents"][format!("api__sy_{}", ids[1])];
     assert!(kept.to_string().contains("pinned"), "{report}");
     assert_eq!(
-        schemas(&db.url).await.len(),
+        api_schemas(&db.url).await.len(),
         3,
         "live, the newest retained, and the pinned one"
     );
+}
+
+/// The blue-green schemas of the test projects (`api…`, `report…`), by name.
+async fn api_schemas(url: &str) -> Vec<String> {
+    e2e::postgres::schemas_matching(url, "^(api|report)").await
 }

@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 
 /// Applies `yaml` and returns kubectl's error output; panics when it was accepted.
 fn refused(env: &Env, yaml: &str) -> String {

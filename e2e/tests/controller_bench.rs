@@ -8,14 +8,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use controller_common::*;
+use e2e::controller::*;
 
 /// A TCP proxy that records every HTTP request line sent through it.
 struct Proxy {

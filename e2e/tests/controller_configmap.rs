@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 
 /// Applies ConfigMap `name` with flat keys `data` (values are plain text).
 fn flat_configmap(env: &Env, name: &str, data: &[(&str, &str)]) {

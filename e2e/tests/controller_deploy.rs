@@ -6,20 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::{Duration, Instant};
 
-use controller_common::*;
-
-async fn tables(url: &str) -> Vec<String> {
-    e2e::postgres::rows(
-        url,
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .await
-    .unwrap()
-}
+use e2e::controller::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_deploys_prod_waits_then_promotion_moves_prod() {
@@ -55,7 +44,10 @@ async fn dev_deploys_prod_waits_then_promotion_moves_prod() {
     );
 
     // Dev has the whole plan, and says so.
-    assert_eq!(tables(&dev_db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev_db.url).await,
+        ["orders", "users"]
+    );
     let dev = env.get("environment/dev");
     let revision = dev["status"]["lastAppliedRevision"]
         .as_str()
@@ -101,7 +93,7 @@ async fn dev_deploys_prod_waits_then_promotion_moves_prod() {
         serde_json::json!(["users", "orders"])
     );
     assert!(
-        tables(&prod_db.url).await.is_empty(),
+        e2e::postgres::public_tables(&prod_db.url).await.is_empty(),
         "prod must stay where it is"
     );
 
@@ -131,7 +123,10 @@ async fn dev_deploys_prod_waits_then_promotion_moves_prod() {
         sql_ms,
         elapsed.as_millis() as i64 - sql_ms
     );
-    assert_eq!(tables(&prod_db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&prod_db.url).await,
+        ["orders", "users"]
+    );
     // Prod's own status follows (the Environment watches Promotions into it).
     eventually(
         Duration::from_secs(30),
@@ -195,7 +190,10 @@ async fn config_samples_become_ready_with_kubectl_wait() {
             controller.log()
         );
     }
-    assert_eq!(tables(&prod_db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&prod_db.url).await,
+        ["orders", "users"]
+    );
     let promo = env.get("promotion/shop-dev-to-prod");
     assert!(
         condition(&promo, "Blocked").is_none(),
@@ -277,7 +275,7 @@ async fn invalid_plan_stalls_the_project_with_file_and_line_then_flat_keys_deplo
         },
     );
     assert_eq!(condition(&dev, "Stalled").unwrap()["status"], "True");
-    assert!(tables(&db.url).await.is_empty());
+    assert!(e2e::postgres::public_tables(&db.url).await.is_empty());
 
     configmap(&format!(
         "{header}users 2026-01-01T00:00:00Z Test <t@example.com> # users\n"
@@ -291,7 +289,7 @@ async fn invalid_plan_stalls_the_project_with_file_and_line_then_flat_keys_deplo
         "{}",
         controller.log()
     );
-    assert_eq!(tables(&db.url).await, ["users"]);
+    assert_eq!(e2e::postgres::public_tables(&db.url).await, ["users"]);
     assert_eq!(
         condition(&env.get("databaseproject/flat"), "Ready").unwrap()["status"],
         "True"

@@ -6,20 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
-
-async fn tables(url: &str) -> Vec<String> {
-    e2e::postgres::rows(
-        url,
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .await
-    .unwrap()
-}
+use e2e::controller::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and_delete() {
@@ -46,7 +35,10 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
         "{}",
         controller.log()
     );
-    assert_eq!(tables(&db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&db.url).await,
+        ["orders", "users"]
+    );
 
     // A good change followed by a broken one, in one revision.
     project.table("payments");
@@ -89,7 +81,10 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
     // failureMode all: the good change of this run was reverted too.
     assert_eq!(condition(&dev, "RolledBack").unwrap()["status"], "True");
     assert_eq!(failure["reverted"], serde_json::json!(["payments"]));
-    assert_eq!(tables(&db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&db.url).await,
+        ["orders", "users"]
+    );
     let events = env.events();
     assert!(
         events
@@ -127,7 +122,7 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
             .then_some(())
     });
     assert_eq!(
-        tables(&db.url).await,
+        e2e::postgres::public_tables(&db.url).await,
         ["broken", "orders", "payments", "users"]
     );
     let dev = env.get("environment/dev");
@@ -158,7 +153,9 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
     env.project_configmap("shop-files", &project);
     std::thread::sleep(Duration::from_secs(4));
     assert!(
-        !tables(&db.url).await.contains(&"later".to_string()),
+        !e2e::postgres::public_tables(&db.url)
+            .await
+            .contains(&"later".to_string()),
         "a suspended Environment deployed"
     );
     // Unsuspend resumes.
@@ -177,7 +174,11 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
             && condition(&dev, "Ready").is_some_and(|c| c["status"] == "True"))
         .then_some(())
     });
-    assert!(tables(&db.url).await.contains(&"later".to_string()));
+    assert!(
+        e2e::postgres::public_tables(&db.url)
+            .await
+            .contains(&"later".to_string())
+    );
 
     // requestedAt forces a reconcile and is echoed.
     env.ok(&[
@@ -197,7 +198,11 @@ async fn broken_change_reports_file_line_and_heals_then_suspend_requested_at_and
     env.ok(&["delete", "-n", &env.ns, "environment/dev", "--timeout=30s"]);
     let out = env.run(&["get", "-n", &env.ns, "environment/dev"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound"));
-    assert!(tables(&db.url).await.contains(&"later".to_string()));
+    assert!(
+        e2e::postgres::public_tables(&db.url)
+            .await
+            .contains(&"later".to_string())
+    );
 
     let visible = env.visible_state() + &controller.log();
     assert!(!visible.contains(PASSWORD), "the Secret's password leaked");
@@ -257,7 +262,7 @@ async fn failed_promotion_reports_rollback_and_a_new_one_succeeds() {
             .contains("users")
     );
     assert_eq!(
-        tables(&prod_db.url).await,
+        e2e::postgres::public_tables(&prod_db.url).await,
         ["orders"],
         "failure mode all reverted users"
     );
@@ -285,7 +290,10 @@ async fn failed_promotion_reports_rollback_and_a_new_one_succeeds() {
         "{}",
         controller.log()
     );
-    assert_eq!(tables(&prod_db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&prod_db.url).await,
+        ["orders", "users"]
+    );
     // The failed one stays failed: promotions are one-shot.
     assert_eq!(env.get("promotion/p1")["status"]["phase"], "Failed");
     assert!(!(env.visible_state() + &controller.log()).contains(PASSWORD));

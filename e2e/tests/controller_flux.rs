@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 use e2e::git::{GitHttp, HttpConfig, Repos};
 
 const CRD: &str = "apiVersion: apiextensions.k8s.io/v1

@@ -7,24 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 use e2e::git::{GitDaemon, GitHttp, HttpConfig, Node, Repos, Work, commit_tree};
 use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-async fn tables(url: &str) -> Vec<String> {
-    e2e::postgres::rows(
-        url,
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .await
-    .unwrap()
-}
 
 /// A work tree holding the `shop` project (users, orders), pushed to main.
 fn shop_repo(repos: &Repos, name: &str, path: &str) -> (Work, String) {
@@ -100,7 +89,10 @@ async fn a_pushed_change_reaches_the_database_and_force_pushes_and_deleted_branc
         "the exact revision deployed"
     );
     assert_eq!(dev["status"]["deployments"][0]["revision"], want.as_str());
-    assert_eq!(tables(&db.url).await, ["orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&db.url).await,
+        ["orders", "users"]
+    );
     let table = env.ok(&["get", "-n", &env.ns, "dbproj"]);
     assert!(table.contains(&want), "{table}");
 
@@ -113,7 +105,10 @@ async fn a_pushed_change_reaches_the_database_and_force_pushes_and_deleted_branc
         let dev = env.get("environment/dev");
         (status_str(&dev, "lastAppliedRevision") == want2).then_some(())
     });
-    assert_eq!(tables(&db.url).await, ["items", "orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&db.url).await,
+        ["items", "orders", "users"]
+    );
 
     // A force-push that rewrites the change's history (same plan, a new commit): followed;
     // dev has nothing to deploy and says it is up to date with the new revision.
@@ -323,8 +318,14 @@ async fn the_cache_survives_a_restart_and_two_projects_share_one_repository() {
             first.log()
         );
     }
-    assert_eq!(tables(&db_a.url).await, ["orders", "users"]);
-    assert_eq!(tables(&db_b.url).await, ["extra", "orders", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&db_a.url).await,
+        ["orders", "users"]
+    );
+    assert_eq!(
+        e2e::postgres::public_tables(&db_b.url).await,
+        ["extra", "orders", "users"]
+    );
     let repos_cached: Vec<_> = std::fs::read_dir(workdir.path().join("git"))
         .unwrap()
         .flatten()

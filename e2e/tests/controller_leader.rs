@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::{Duration, Instant};
 
-use controller_common::*;
+use e2e::controller::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_one_leader_and_failover_within_the_lease() {

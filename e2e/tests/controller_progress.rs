@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_shows_the_running_change_and_statement_timeout_applies() {

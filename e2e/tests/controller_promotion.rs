@@ -7,11 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 use e2e::postgres::one;
 use e2e::tools::Fixture;
 use serde_json::Value;
@@ -101,15 +99,6 @@ async fn until(url: &str, sql: &str, want: &str) {
     }
 }
 
-async fn schemas(url: &str) -> Vec<String> {
-    e2e::postgres::rows(
-        url,
-        "SELECT nspname::text FROM pg_namespace WHERE nspname ~ '^(api|report)' ORDER BY 1",
-    )
-    .await
-    .unwrap()
-}
-
 fn promotion(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata:\n  name: {name}\nspec:\n{spec}"
@@ -174,7 +163,7 @@ async fn promotion_stages_verifies_swaps_and_rolls_back() {
     });
     assert_eq!(dev["status"]["live"][0]["schema"], "api");
     assert_eq!(dev["status"]["live"][0]["physical"], "api");
-    assert!(schemas(&prod_db.url).await.is_empty());
+    assert!(api_schemas(&prod_db.url).await.is_empty());
 
     // Promote dev → prod: validated, staged, verified, swapped; each step timed.
     env.apply(&promotion(
@@ -217,7 +206,7 @@ async fn promotion_stages_verifies_swaps_and_rolls_back() {
         one(&prod_db.url, "SELECT total FROM api.totals").await,
         "50"
     );
-    assert_eq!(schemas(&prod_db.url).await, ["api", "report"]);
+    assert_eq!(api_schemas(&prod_db.url).await, ["api", "report"]);
     let prod = eventually(WAIT, "prod to list its live set", || {
         let prod = env.get("environment/prod");
         (prod["status"]["live"][0]["deployment"] == d1.as_str()).then_some(prod)
@@ -250,7 +239,7 @@ async fn promotion_stages_verifies_swaps_and_rolls_back() {
     );
     assert_eq!(one(&prod_db.url, "SELECT api.describe()").await, "v2:2");
     let retained = format!("api__sy_{d1}");
-    assert!(schemas(&prod_db.url).await.contains(&retained));
+    assert!(api_schemas(&prod_db.url).await.contains(&retained));
     let prod = eventually(WAIT, "prod to list the retained set", || {
         let prod = env.get("environment/prod");
         (prod["status"]["retained"][0]["deployment"] == d1.as_str()).then_some(prod)
@@ -497,18 +486,6 @@ async fn verify_failing_after_the_swap_rolls_back() {
     );
 }
 
-/// Every relation and routine of the physical sets, with OIDs: what a promotion that
-/// rebuilds nothing leaves as it was.
-async fn physical_objects(url: &str) -> Vec<String> {
-    e2e::postgres::rows(
-        url,
-        "SELECT format('%s %s.%s', c.oid, n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname ~ '__sy_[0-9]+$' \
-         UNION ALL SELECT format('%s %s.%s', p.oid, n.nspname, p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname ~ '__sy_[0-9]+$' ORDER BY 1",
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environments_sharing_a_database_promote_by_repointing_layers() {
     let env = Env::start();
@@ -539,7 +516,7 @@ async fn environments_sharing_a_database_promote_by_repointing_layers() {
     // dev serves its layers; the plain names and prod's layers don't exist.
     until(&db.url, "SELECT api_dev.describe()", "v1:2").await;
     assert_eq!(
-        schemas(&db.url)
+        api_schemas(&db.url)
             .await
             .iter()
             .filter(|s| !s.contains("__sy_"))
@@ -557,7 +534,7 @@ async fn environments_sharing_a_database_promote_by_repointing_layers() {
         .to_string();
     assert!(physical.starts_with("api__sy_"), "{physical}");
 
-    let before = physical_objects(&db.url).await;
+    let before = e2e::postgres::physical_objects(&db.url).await;
     env.apply(&promotion(
         "p1",
         "  from: {environment: dev}\n  to: {environment: prod}\n",
@@ -571,7 +548,11 @@ async fn environments_sharing_a_database_promote_by_repointing_layers() {
     assert_eq!(p1["status"]["phase"], "Succeeded");
     assert!(cond(&p1, "Staged").2.contains("nothing to build"), "{p1:#}");
     assert_eq!(cond(&p1, "Promoted").1, "SwapCompleted");
-    assert_eq!(physical_objects(&db.url).await, before, "nothing rebuilt");
+    assert_eq!(
+        e2e::postgres::physical_objects(&db.url).await,
+        before,
+        "nothing rebuilt"
+    );
     assert_eq!(one(&db.url, "SELECT api_prod.describe()").await, "v1:2");
     let prod = eventually(WAIT, "prod to list its layers", || {
         let prod = env.get("environment/prod");
@@ -602,4 +583,9 @@ async fn environments_sharing_a_database_promote_by_repointing_layers() {
     assert_eq!((status, reason), ("True", "GuardSharedDatabase"), "{p:#}");
     assert!(message.contains("schemaSuffix"), "{message}");
     assert_eq!(e2e::postgres::snapshot(&db.url).await.unwrap(), before);
+}
+
+/// The blue-green schemas of the test projects (`api…`, `report…`), by name.
+async fn api_schemas(url: &str) -> Vec<String> {
+    e2e::postgres::schemas_matching(url, "^(api|report)").await
 }

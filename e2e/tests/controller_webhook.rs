@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::{Duration, Instant};
 
-use controller_common::*;
+use e2e::controller::*;
 use e2e::git::{GitDaemon, Repos};
 use switchyard::source::webhook::sign;
 

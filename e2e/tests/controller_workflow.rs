@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod controller_common;
-
 use std::time::Duration;
 
-use controller_common::*;
+use e2e::controller::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_environment_without_allow_rework_refuses_a_reworked_revision() {

@@ -72,15 +72,6 @@ async fn fresh() -> TestDb {
     postgres::server().fresh_db().await.expect("db")
 }
 
-async fn tables(db: &TestDb) -> Vec<String> {
-    rows(
-        &db.url,
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-    )
-    .await
-    .expect("tables")
-}
-
 async fn columns(db: &TestDb, table: &str) -> Vec<String> {
     rows(
         &db.url,
@@ -211,7 +202,10 @@ async fn ignore_keeps_deployed_copies_and_deploys_no_further() {
     assert_eq!(report["deployed"], serde_json::json!(["audit"]));
 
     // Catalog: the deployed copy stays.
-    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "notes", "users"]
+    );
     // Sqitch still has notes deployed; no event of it but its deploy.
     assert_eq!(sqitch_events(&dev, "notes").await, ["deploy"]);
     assert_eq!(sqitch_changes(&dev).await.len(), 3);
@@ -236,7 +230,10 @@ async fn ignore_keeps_deployed_copies_and_deploys_no_further() {
     let dev2 = fresh().await;
     let report = sy_json(&fx, &dev2, &["deploy", "--allow-rework"]);
     assert_eq!(report["deployed"], serde_json::json!(["users", "audit"]));
-    assert_eq!(tables(&dev2).await, ["audit", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev2.url).await,
+        ["audit", "users"]
+    );
     let status = sy_json(&fx, &dev2, &["status", "--allow-rework"]);
     assert_eq!(status["up_to_date"], true, "{status:#}");
     assert_eq!(change_status(&status, "notes")["deployed"], false);
@@ -254,7 +251,10 @@ async fn ignore_keeps_deployed_copies_and_deploys_no_further() {
         "{report:#}"
     );
     assert_eq!(report["ignored"], serde_json::json!([]));
-    assert_eq!(tables(&old_prod).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&old_prod.url).await,
+        ["audit", "notes", "users"]
+    );
     assert!(
         rows(
             &old_prod.url,
@@ -276,7 +276,10 @@ async fn unignore_deploys_the_change_again_in_its_place() {
     fx.table("audit");
     let dev = fresh().await;
     sy_json(&fx, &dev, &["deploy", "--allow-rework", "--revision", "r1"]);
-    assert_eq!(tables(&dev).await, ["audit", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "users"]
+    );
 
     fx.write("deploy/notes-unignore.sql", "");
     let status = sy_json(&fx, &dev, &["status", "--allow-rework"]);
@@ -293,7 +296,10 @@ async fn unignore_deploys_the_change_again_in_its_place() {
     );
     assert_eq!(report["deployed"], serde_json::json!(["notes"]));
 
-    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "notes", "users"]
+    );
     // Sqitch's order of deployed changes is plan order, though notes came last.
     let order: Vec<String> = sqitch_changes(&dev)
         .await
@@ -332,7 +338,10 @@ async fn cleanup_undoes_a_deployed_change_once_and_ignores_it() {
     fx.table("audit");
     let dev = fresh().await;
     sy_json(&fx, &dev, &["deploy", "--allow-rework", "--revision", "r1"]);
-    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "notes", "users"]
+    );
 
     fx.write(
         "deploy/notes-cleanup.sql",
@@ -347,7 +356,10 @@ async fn cleanup_undoes_a_deployed_change_once_and_ignores_it() {
     assert_eq!(report["deployed"], serde_json::json!([]));
 
     // Catalog: what notes created is gone; the cleanup ran once.
-    assert_eq!(tables(&dev).await, ["audit", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "users"]
+    );
     assert_eq!(
         rows(&dev.url, "SELECT id::text FROM audit")
             .await
@@ -393,7 +405,10 @@ async fn cleanup_undoes_a_deployed_change_once_and_ignores_it() {
     let report = sy_json(&fx, &dev2, &["deploy", "--allow-rework"]);
     assert_eq!(report["cleaned"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["ignored"], serde_json::json!(["notes"]));
-    assert_eq!(tables(&dev2).await, ["audit", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev2.url).await,
+        ["audit", "users"]
+    );
 
     prod_refuses(&fx, "notes", "deploy/notes-cleanup.sql").await;
 }
@@ -521,7 +536,10 @@ async fn a_rollback_file_is_the_revert_script_and_needs_no_rework() {
         "{report:#}"
     );
     // The rollback file ran.
-    assert_eq!(tables(&dev).await, ["rolled_back", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["rolled_back", "users"]
+    );
     assert_eq!(sqitch_events(&dev, "notes").await, ["deploy", "revert"]);
 
     // And a replace undoes the deployed version with it, updated in place.
@@ -540,7 +558,10 @@ async fn a_rollback_file_is_the_revert_script_and_needs_no_rework() {
         serde_json::json!(["notes"]),
         "{report:#}"
     );
-    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "notes", "users"]
+    );
     assert_eq!(columns(&dev, "notes").await, ["id", "body"]);
 
     // A fresh production database takes the project with its rollback file, unreplaced.
@@ -626,7 +647,10 @@ async fn a_failure_mode_reverting_an_unignored_change_puts_its_ignore_back() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(doc["reverted"], serde_json::json!(["notes"]), "{doc:#}");
-    assert_eq!(tables(&dev).await, ["audit", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "users"]
+    );
     assert_eq!(
         workflow_state(&dev, "notes").await,
         ignored,
@@ -640,7 +664,10 @@ async fn a_failure_mode_reverting_an_unignored_change_puts_its_ignore_back() {
         serde_json::json!(["notes"]),
         "{report:#}"
     );
-    assert_eq!(tables(&dev).await, ["audit", "notes", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["audit", "notes", "users"]
+    );
 
     // A revert forgets what the workflow recorded for the change it reverts; the files
     // decide again on the next deploy.
@@ -787,7 +814,10 @@ async fn sqitch_status_and_log_stay_coherent_after_ignore_cleanup_and_replace() 
     assert_eq!(report["replaced"], serde_json::json!(["reshaped"]));
     assert_eq!(report["ignored"], serde_json::json!(["kept", "late"]));
     assert_eq!(report["deployed"], serde_json::json!(["last"]));
-    assert_eq!(tables(&dev).await, ["kept", "last", "reshaped", "users"]);
+    assert_eq!(
+        e2e::postgres::public_tables(&dev.url).await,
+        ["kept", "last", "reshaped", "users"]
+    );
 
     // sqitch status: its current change is the newest deployed one, and it has nothing
     // to deploy (it does not look behind its current change, so the gaps at scrapped and
@@ -849,7 +879,11 @@ async fn sqitch_status_and_log_stay_coherent_after_ignore_cleanup_and_replace() 
 
     // Sqitch can take the whole database back down through the registry we left.
     run_ok(sqitch(fx.path()).args(["revert", "-y"]).arg(&target));
-    assert!(tables(&dev).await.is_empty(), "{:?}", tables(&dev).await);
+    assert!(
+        e2e::postgres::public_tables(&dev.url).await.is_empty(),
+        "{:?}",
+        e2e::postgres::public_tables(&dev.url).await
+    );
     let status = sy_json(&fx, &dev, &["status", "--allow-rework"]);
     assert_eq!(status["deployed"], serde_json::json!([]), "{status:#}");
 }
@@ -946,7 +980,7 @@ async fn a_sqitch_rework_runs_only_the_newest_version_on_a_fresh_database() {
 
     // Reverting everything goes through each version's revert script, as Sqitch would.
     sy_json(&fx, &ours, &["revert", "--all"]);
-    assert!(tables(&ours).await.is_empty());
+    assert!(e2e::postgres::public_tables(&ours.url).await.is_empty());
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tracing::debug;
 
@@ -124,16 +123,7 @@ pub fn target(ctx: &Context, env: &Environment) -> Result<Target, Outcome> {
             message: format!("Secret {secret_name} not found"),
         });
     };
-    let secret: &Secret = &secret;
-    let mut data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.clone(), v.0.clone()))
-        .collect();
-    for (k, v) in secret.string_data.iter().flatten() {
-        data.insert(k.clone(), v.clone().into_bytes());
-    }
+    let data = fetch::secret_data(&secret);
     let statement_timeout = env
         .spec
         .statement_timeout

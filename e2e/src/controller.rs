@@ -1,15 +1,16 @@
-//! Shared by the controller e2e tests: a cluster (the harness, or KUBECONFIG) with the CRDs
+//! The controller end to end, shared by the `controller_*` tests: a cluster (the harness, or KUBECONFIG) with the CRDs
 //! applied by real kubectl, a random namespace, projects as ConfigMaps, and the real
 //! `switchyard controller` as a subprocess.
 
-#![allow(dead_code, clippy::unwrap_used)]
+// NB: test infrastructure: a failed step panics with what went wrong, as a test would.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::apiserver::Cluster;
-use e2e::tools::{Fixture, switchyard_bin};
+use crate::apiserver::Cluster;
+use crate::tools::{Fixture, switchyard_bin};
 use serde_json::Value;
 
 /// The password every test's Secret carries; no log, event or status may show it.
@@ -17,21 +18,24 @@ pub const PASSWORD: &str = "Pw-7b3e9c41-never-print-me";
 
 /// A cluster with the CRDs and a namespace.
 pub struct Env {
+    /// The harness, or the cluster `KUBECONFIG` names.
     pub cluster: Cluster,
+    /// The test's own namespace.
     pub ns: String,
     kubectl: PathBuf,
     cache: tempfile::TempDir,
+    /// Where controller logs and generated files go.
     pub logs: tempfile::TempDir,
 }
 
 impl Env {
     /// Starts (or connects to) a cluster, applies `crds/` with kubectl, creates a namespace.
     pub fn start() -> Env {
-        let cluster = e2e::apiserver::cluster().unwrap();
+        let cluster = crate::apiserver::cluster().unwrap();
         let env = Env {
             cluster,
             ns: format!("sy-{}-{}", std::process::id(), rand_suffix()),
-            kubectl: e2e::apiserver::testing::kubectl().unwrap(),
+            kubectl: crate::apiserver::testing::kubectl().unwrap(),
             cache: tempfile::tempdir().unwrap(),
             logs: tempfile::tempdir().unwrap(),
         };
@@ -147,7 +151,7 @@ impl Env {
     }
 
     /// A Secret `name` with a `url` key for `url`, with [`PASSWORD`] as the password.
-    pub fn db_secret(&self, name: &str, db: &e2e::postgres::TestDb) {
+    pub fn db_secret(&self, name: &str, db: &crate::postgres::TestDb) {
         let url = format!(
             "postgres://app:{PASSWORD}@127.0.0.1:{}/{}",
             db.port, db.name
@@ -246,8 +250,11 @@ impl Env {
 
 /// A running controller; killed on drop.
 pub struct Controller {
+    /// The `switchyard controller` process.
     pub child: Child,
+    /// Its log file (stderr and stdout).
     pub log: PathBuf,
+    /// Its admin port (`/metrics`, `/healthz`, webhooks).
     pub admin_port: u16,
 }
 
@@ -258,34 +265,14 @@ impl Controller {
     }
     /// GETs `path` from the admin port; (status code, body).
     pub fn admin(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
-            return (0, String::new());
-        };
-        let _ = write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        );
-        let mut text = String::new();
-        let _ = s.read_to_string(&mut text);
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (code, body)
+        self.exchange(
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            &[],
+        )
     }
 
     /// POSTs `body` to `path` on the admin port with `headers`; (status code, body).
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-        use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
-            return (0, String::new());
-        };
         let mut head = format!(
             "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
@@ -294,6 +281,16 @@ impl Controller {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
+        self.exchange(&head, body)
+    }
+
+    /// One HTTP/1.1 request on the admin port; (status code, body), `(0, "")` when the
+    /// port does not answer.
+    fn exchange(&self, head: &str, body: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)) else {
+            return (0, String::new());
+        };
         let _ = s.write_all(head.as_bytes());
         let _ = s.write_all(body);
         let mut text = String::new();
@@ -386,9 +383,9 @@ pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 /// A fresh database with a login role that has [`PASSWORD`].
-pub async fn database() -> e2e::postgres::TestDb {
-    let db = e2e::postgres::server().fresh_db().await.unwrap();
-    let admin = e2e::postgres::connect(&db.url).await.unwrap();
+pub async fn database() -> crate::postgres::TestDb {
+    let db = crate::postgres::server().fresh_db().await.unwrap();
+    let admin = crate::postgres::connect(&db.url).await.unwrap();
     let _ = admin
         .batch_execute(&format!(
             "CREATE ROLE app LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
