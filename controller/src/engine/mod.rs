@@ -1,14 +1,7 @@
-//! Everything Switchyard does to a target database's own schemas, in two halves:
-//! - [`changes`]: deploy, revert and verify a plan's changes the way Sqitch does, with
-//!   Sqitch's registry, each change atomic with its registry rows; what a deploy does is
-//!   decided purely in [`changes::schedule`].
-//! - [`bluegreen`]: stage a project's stateless objects into renamed schemas, verify them,
-//!   promote by an atomic swap (or a layer repoint, for Environments sharing a database),
-//!   and roll back to a retained set.
-//!
-//! Both read scripts with [`script`], psql's way. The engine takes a
-//! [`Project`](crate::project::Project) already read from disk and a connection; it knows
-//! nothing of git or Kubernetes, and callers report its outcomes.
+//! Everything Switchyard does to a target database's own schemas: [`changes`] (deploy,
+//! revert and verify a plan's changes as Sqitch does) and [`bluegreen`] (stage, swap and
+//! roll back stateless objects), both reading scripts with [`script`].
+//! Knows nothing of git or Kubernetes; callers report its outcomes.
 
 pub mod bluegreen;
 pub mod changes;

@@ -1,10 +1,5 @@
-//! The character classes Sqitch's plan grammar is written in, as Perl applies them to a
-//! plan read as UTF-8: `[[:blank:]]`, `[[:digit:]]`, `\w` (for `\b`), `\s` and Sqitch's own
-//! "punctuation" set.
-//!
-//! NB: these follow Perl 5.36 (Unicode 14). `blank`, `digit` and `space` are exact; `word`
-//! is exact for ASCII and Latin-1 and close elsewhere (it only matters for the `\b` that
-//! ends a name, i.e. for names whose last character is an uncommon non-ASCII symbol).
+//! The character classes Sqitch's plan grammar is written in, as Perl 5.36 applies them to
+//! a plan read as UTF-8 (`[[:blank:]]`, `[[:digit:]]`, `\w`, `\s`, Sqitch's punctuation).
 
 /// Perl's `[[:blank:]]` (`\h`) on a character string: horizontal whitespace.
 pub(super) fn is_blank(c: char) -> bool {

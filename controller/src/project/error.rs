@@ -1,3 +1,6 @@
+//! `project::Error`: what can be wrong with a project on disk, always naming the file
+//! (and the line, where there is one).
+
 use std::path::PathBuf;
 
 /// Everything that can be wrong with a project on disk. Every variant names the file, and

@@ -1,13 +1,7 @@
-//! Reads a project directory at one revision: `switchyard.yaml` (or a plain Sqitch
-//! `sqitch.conf`), the Sqitch plan, the deploy / revert / verify scripts, and the
-//! development workflow files beside the deploy scripts ([`workflow`]).
-//!
-//! Owns parsing and validation of what is on disk. It never touches a database, git or
-//! Kubernetes: callers hand it a directory and get back a [`Project`] or an [`Error`] that
-//! names the file and line.
-//!
-//! The plan is read as Sqitch 1.3 reads it (`App::Sqitch::Plan`), ids included, so that
-//! `sqitch` and `switchyard` agree about the same registry.
+//! Reads a project directory at one revision: `switchyard.yaml` or a plain `sqitch.conf`,
+//! the Sqitch plan, scripts, `objects/` and the development workflow files, into a
+//! [`Project`] or an [`Error`] naming the file and line.
+//! Never touches a database, git or Kubernetes.
 
 mod chars;
 mod error;

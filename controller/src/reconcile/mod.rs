@@ -1,11 +1,6 @@
-//! One reconciler per kind, thin: read state, decide, call the engine, write status.
-//!
-//! Owns the Kubernetes side of the controller: watches, finalizers, status, events. Holds
-//! no SQL: everything that touches a database goes through [`crate::engine`].
-//!
-//! Every reconciler has the same skeleton (STYLE rule 11): a root span, a metrics timer,
-//! the finalizer, the suspend check, ordered steps, `status::summarize`, one status patch,
-//! and a requeue.
+//! One reconciler per kind, each a few named steps: read state, decide, call the engine,
+//! write status. Owns the Kubernetes side (finalizers, status, events, backoff).
+//! Holds no SQL: everything that touches a database goes through [`crate::engine`].
 
 pub mod bluegreen;
 pub mod database;

@@ -1,11 +1,6 @@
-//! Switchyard's blue/green bookkeeping: which physical schema is live, retained or staged
-//! for each logical schema, in `switchyard.schema_pointers`.
-//!
-//! Migration step 2 of the `switchyard` schema adds what staging needs to the v1 table
-//! (the candidate's state, the definition hash it was built from, its objects for diffs)
-//! without touching the v1 DDL, since databases may already have it.
-//!
-//! Owns every statement on `schema_pointers`. Knows nothing of objects or Kubernetes.
+//! Switchyard's blue/green bookkeeping in `switchyard.schema_pointers` and
+//! `switchyard.layers`: which physical set is live, retained or staged per logical schema
+//! and layer.
 
 use tokio_postgres::GenericClient;
 

@@ -1,17 +1,7 @@
-//! The registry inside the target database.
-//!
-//! Two schemas:
-//! - `sqitch` (configurable, as Sqitch's `--registry`): Sqitch 1.3's own tables, created and
-//!   upgraded to registry version 1.1 exactly as Sqitch does, and written row for row as
-//!   Sqitch writes them, so `sqitch status` / `sqitch log` and `switchyard` read the same
-//!   history.
-//! - `switchyard`: switchyard's own bookkeeping (lock holders, deployments, schema
-//!   pointers, development workflow states), which Sqitch never sees. Its numbered
-//!   migration steps (1 in `ddl`, 2 and 3 in `bluegreen`, 4 in `workflow`) are idempotent and run
-//!   in order by [`Registry::ensure`].
-//!
-//! Owns every SQL statement that touches those schemas. Knows nothing of scripts, git or
-//! Kubernetes.
+//! The registry inside the target database: Sqitch's own tables (`sqitch`, created,
+//! upgraded and written exactly as Sqitch 1.3 does) and switchyard's (`switchyard`: locks,
+//! deployment runs, schema pointers, workflow states).
+//! Owns every statement on those schemas; knows nothing of scripts, git or Kubernetes.
 
 pub mod bluegreen;
 mod ddl;

@@ -1,16 +1,6 @@
-//! Switchyard's record of the development workflow (`-ignore`, `-unignore`, `-cleanup`,
-//! `-replace` files) in one database: the state each such change is in here, and the
-//! workflow events, in `switchyard.workflow` and `switchyard.workflow_events`.
-//!
-//! Migration step 4 of the `switchyard` schema. Sqitch's own tables never learn these
-//! words: what a workflow step does to Sqitch's view is written as Sqitch writes it (a
-//! cleanup is a `revert` event, a replace a `revert` and a `deploy` event), by the caller,
-//! in the same transaction as the row here.
-//!
-//! Rows are keyed by the Sqitch registry schema too, so environments sharing one database
-//! with registries of their own (`--registry`) keep their own states.
-//!
-//! Owns every statement on those two tables. Knows nothing of files or Kubernetes.
+//! Switchyard's record of the development workflow in one database: each reworked change's
+//! state (`switchyard.workflow`) and the workflow events (`switchyard.workflow_events`),
+//! written as Sqitch's own rows would read.
 
 use tokio_postgres::GenericClient;
 

@@ -1,16 +1,7 @@
-//! The webhook receiver: a push to a repository reconciles, at once, every DatabaseProject
-//! that follows that repository and ref, so a merge reaches the databases in seconds
-//! rather than an interval.
-//!
-//! Served on the admin port under `/hooks/github`, `/hooks/gitlab` and `/hooks/generic`
-//! (see `crate::source::webhook` for how each is authenticated). Requests without a valid
-//! signature are refused with 401 and change nothing.
-//!
-//! As Flux's notification-controller does, the receiver asks for a reconcile by setting
-//! the `switchyard.dev/requestedAt` annotation on each matching project, rather than
-//! through memory: any replica can take the request (the leader reconciles), and the
-//! request is visible on the object. The reconcile then looks at the repository itself, so
-//! a payload can only make the controller look sooner, never deploy what is not in git.
+//! The webhook receiver: a signed push sets `switchyard.dev/requestedAt` on every
+//! DatabaseProject that follows that repository and ref, so a merge deploys in seconds.
+//! Owns only the HTTP side; authenticating payloads is `source::webhook`'s, reconciling is
+//! the reconcilers'.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

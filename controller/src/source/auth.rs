@@ -1,13 +1,5 @@
-//! Credentials for a repository, read from a Secret's data in the keys Flux uses. Pure.
-//!
-//! | key | use |
-//! |---|---|
-//! | `username`, `password` | https basic auth (the password may be a token) |
-//! | `bearerToken` | https `Authorization: Bearer` |
-//! | `identity`, `known_hosts` | ssh: a private key and the host keys to trust (both required) |
-//! | `ca.crt` (or `caFile`) | https: a PEM bundle that replaces the system roots |
-//!
-//! Secret values live in [`SecretString`] and never reach `Debug` or `Display`.
+//! Credentials for a repository, read from a Secret's data in the keys Flux uses (basic,
+//! bearer, ssh identity and known_hosts, a CA). Pure; never logs a credential.
 
 use std::collections::BTreeMap;
 

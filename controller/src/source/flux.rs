@@ -1,11 +1,6 @@
-//! Flux interop: the artifact of a Flux `GitRepository` (source.toolkit.fluxcd.io/v1), a
-//! gzipped tarball that Flux's source-controller serves over HTTP and announces in
-//! `status.artifact` with its URL, revision and digest.
-//!
-//! The tarball is downloaded (capped in size), its sha256 compared with the announced
-//! digest before anything is unpacked, and its entries listed through the same checks as a
-//! git tree ([`super::tree`]). The artifact is keyed by digest, so an unchanged source is
-//! never downloaded twice.
+//! Flux interop: download the artifact a Flux `GitRepository` announces, check its digest,
+//! and publish its checked tree. Never sees a Kubernetes type: callers hand over the
+//! announced URL, revision and digest.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,19 +1,6 @@
-//! Fetching from git with gitoxide into the shared cache, and extracting checked artifacts.
-//!
-//! One bare, shallow repository per URL under `<cache>/git/`, shared by every project that
-//! names the URL and guarded by a file lock while it is written, so concurrent reconciles
-//! (and several controller processes on one volume) never corrupt it. A look at the remote
-//! ([`GitCache::latest`]) is one ref lookup (protocol v2 `ls-refs`, filtered to the one ref
-//! wanted); when the commit it names is already extracted, that is all it costs. A new
-//! commit is fetched at depth 1 with no tags, so only its own objects travel. Artifacts are
-//! keyed by commit (and path), so they survive restarts and are never written twice.
-//!
-//! Transports: `git://`, `http(s)://` (reqwest with rustls; a custom CA replaces the system
-//! roots) and `ssh://` / `user@host:path`. NB: gitoxide has no ssh client of its own; it
-//! runs the system `ssh` program. Switchyard runs it with no user configuration, the
-//! Secret's key, and `StrictHostKeyChecking=yes` against the Secret's `known_hosts` only.
-//! Repositories are opened isolated: no system or user git configuration, no environment
-//! overrides, no credential helpers.
+//! Fetching from git with gitoxide into the shared on-disk cache (one bare, shallow
+//! repository per URL, under a file lock), and extracting checked artifacts.
+//! Never runs the `git` program and never sees a Kubernetes type.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

@@ -1,21 +1,7 @@
 //! Where project files come from: git repositories, Flux artifacts and ConfigMaps, fetched
 //! into an on-disk cache and checked before anything reads them.
-//!
-//! Owns fetching (gitoxide; never the `git` program), the per-repository cache (shared by
-//! every project with the same URL, safe under concurrent reconciles and across restarts),
-//! credentials, the safety checks on what a repository holds, artifact digests, Flux
-//! artifact downloads, and webhook payloads. It never imports `kube`: callers hand it plain
-//! requests (a URL, a reference, credentials read from a Secret) and get back an
-//! [`Artifact`], a directory that [`Project::load`](crate::project::Project::load) reads.
-//!
-//! Layout of the cache directory:
-//!
-//! ```text
-//! <cache>/git/<host-path>-<hash>/repo.git   a bare repository, shallow, one per URL
-//! <cache>/git/<host-path>-<hash>.lock       held while fetching into it (a file lock)
-//! <cache>/artifacts/<key>/tree/…            a checked project tree, immutable once renamed in
-//! <cache>/artifacts/<key>/digest            `sha256:<hex>` of that tree
-//! ```
+//! Never imports `kube`: callers hand it plain requests and get back an [`Artifact`], a
+//! directory that [`Project::load`](crate::project::Project::load) reads.
 
 pub mod auth;
 pub mod configmap;

@@ -1,16 +1,6 @@
-//! The safety checks on what a source holds, and writing a checked tree into the cache.
-//!
-//! Git trees and Flux tarballs are both listed into a [`Listing`] first: names, sizes and
-//! links, no contents. The listing refuses (naming the path) anything that could escape
-//! the project directory or exhaust the disk, before a byte is written: `..`, absolute or
-//! odd names, `.git` entries, submodules, symlinks that leave the directory, point at a
-//! directory or loop, files over the per-file limit, more than the total or the file count.
-//! Symlinks that stay inside are resolved and written as copies of their target, so the
-//! cache holds no links at all and nothing read from it can lead outside.
-//!
-//! [`publish`] then writes the files into a temporary directory beside the artifact and
-//! renames it into place, so a half-written tree is never seen, and a second writer of the
-//! same key simply finds the first one's.
+//! The safety checks on what a source holds (paths, links, `.git`, sizes, counts,
+//! encodings), applied to a listing before a byte is written, and publishing a checked tree
+//! into the cache by atomic rename.
 
 use std::collections::BTreeMap;
 use std::io::Write;

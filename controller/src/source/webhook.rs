@@ -1,15 +1,5 @@
-//! Push webhooks: authenticating a request and reading which repository and ref it is
-//! about. Pure; the HTTP endpoint and the reconcile it triggers live in
-//! `reconcile::webhook`.
-//!
-//! | provider | path | authenticated by |
-//! |---|---|---|
-//! | GitHub | `/hooks/github` | `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` |
-//! | GitLab | `/hooks/gitlab` | `X-Gitlab-Token: <the secret>` (GitLab sends the token itself) |
-//! | anything else | `/hooks/generic` | `X-Signature: sha256=<hex HMAC-SHA256 of the body>` (as Flux's `generic-hmac`) |
-//!
-//! The generic payload is `{"url": "<repository URL>", "ref": "refs/heads/main"}`; `ref` may
-//! be left out to mean every ref.
+//! Push webhooks: authenticating a request (GitHub, GitLab, generic HMAC) and reading which
+//! repository and ref it is about. Pure; the HTTP endpoint is `runtime::webhook`.
 
 use hmac::{KeyInit, Mac};
 use subtle::ConstantTimeEq;

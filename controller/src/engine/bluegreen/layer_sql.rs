@@ -1,20 +1,6 @@
-//! Layers: how several Environments in one database serve the same verified physical
-//! schemas, so a promotion between them rebuilds nothing (issue #5, same-database
-//! environments). Pure: names, the catalog shape a layer is generated from, and the SQL.
-//!
-//! An Environment with a `schemaSuffix` serves each blue-green schema `api` as the layer
-//! `api<suffix>`: a schema of thin objects over a physical set `api__sy_<id>` that is
-//! built once by `stage` and never renamed afterwards:
-//! - a view `SELECT * FROM <physical>.<relation>` per view and materialized view;
-//! - a SQL wrapper per function (`BEGIN ATOMIC` where PostgreSQL allows it, so it binds
-//!   by OID; a quoted body for polymorphic functions, and `CALL` for procedures);
-//! - a domain per enum, composite, range and domain type.
-//!
-//! Repointing a layer rebuilds only these thin objects (catalog rows, no data) under a
-//! temporary name, then swaps it in by renames in one short transaction, as staging does
-//! for whole sets; so one physical set can be live in dev's layer and in prod's at once,
-//! and promoting dev to prod moves prod's layer onto dev's verified set. What renames can do and layers cannot, and the measured costs, are in
-//! BENCHMARKS.md ("Same-database environments").
+//! Layers, pure: the names, the catalog shape and the SQL of a layer `api<suffix>` that
+//! serves one verified physical set to an Environment sharing a database, so a promotion
+//! between them rebuilds nothing.
 
 use crate::pg::quote_ident;
 

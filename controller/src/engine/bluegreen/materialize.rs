@@ -1,18 +1,6 @@
-//! EXPERIMENTAL: the blue/green flow in Materialize's dialect, as SQL text only. It cannot
-//! run against a live Materialize here; tests compare it with golden files in
-//! `engine/bluegreen/testdata/materialize/`.
-//!
-//! The flow, after Materialize's mz-deploy:
-//! 1. staging clusters `<cluster>__sy_<id>` that mirror the size and replication factor of
-//!    their production counterparts (from `switchyard.yaml`'s `clusters`);
-//! 2. staging schemas `<schema>__sy_<id>`, objects built there with blue-green references
-//!    rewritten, materialized views and indexes created `IN CLUSTER` the staging cluster;
-//! 3. wait until every object of the staging schemas is hydrated (a query to poll);
-//! 4. one transaction of `ALTER SCHEMA … SWAP WITH …` and `ALTER CLUSTER … SWAP WITH …`.
-//!
-//! Objects name no cluster (libpg_query cannot parse `IN CLUSTER`); they go to the
-//! project's first cluster. Sinks never live in swapped schemas: `objects/` cannot define
-//! them (the reader accepts only views, materialized views, functions, types and indexes).
+//! EXPERIMENTAL: the blue/green flow in Materialize's dialect (staging clusters, `SWAP
+//! WITH`), as SQL text only, checked against golden files in
+//! `engine/bluegreen/testdata/materialize/`; never run against a live Materialize here.
 
 use std::collections::BTreeMap;
 

@@ -1,16 +1,8 @@
 //! Blue/green for a project's stateless objects: stage `objects/` into `<schema>__sy_<id>`,
-//! promote by swapping sets in one transaction, roll back to a retained set; layers serve
-//! one physical set to several Environments in one database.
-//!
-//! Gather, decide, act: [`BlueGreen`] reads the pointers and the catalog, the pure
-//! functions in [`sql`], [`layer_sql`], [`guards`] and [`sets`] decide and write the SQL,
-//! and the same statements run or print (`dry_run`). It knows nothing of Kubernetes: a
-//! reconciler calls [`BlueGreen::stage`], [`BlueGreen::promote`] and
-//! [`BlueGreen::rollback`] and maps the outcome to conditions with [`Error::reason`].
-//! Must not touch stable schemas: the plan's changes are [`crate::engine::changes`]'s.
-//!
-//! Staging and swapping take the project's deploy lock (`Registry::try_lock`), so they
-//! never interleave with a deploy of the same project.
+//! promote by an atomic swap (or a layer repoint), roll back to a retained set.
+//! [`BlueGreen`] gathers and acts; [`sql`], [`layer_sql`], [`guards`] and [`sets`] decide.
+//! Must not touch stable schemas (the plan's changes are [`crate::engine::changes`]'s) or
+//! know of Kubernetes.
 
 mod error;
 pub mod guards;
@@ -58,7 +50,7 @@ pub struct BlueGreen<'c> {
     pub(super) registry: Registry,
     pub(super) committer: Committer,
     /// `Some(suffix)`: serve layers `<schema><suffix>` over physical sets that never move
-    /// ([`bluegreen_layer`](super::layer_sql)); `None`: rename schemas into place.
+    /// ([`layer_sql`](super::layer_sql)); `None`: rename schemas into place.
     pub(super) suffix: Option<String>,
 }
 
@@ -71,7 +63,7 @@ pub(super) struct State {
 }
 
 impl<'c> BlueGreen<'c> {
-    /// Works on `client` (e.g. [`PgEngine::client`](super::PgEngine::client)).
+    /// Works on `client` (e.g. [`Deployer::client`](crate::engine::Deployer::client)).
     pub fn new(client: &'c Client, registry: Registry, committer: Committer) -> BlueGreen<'c> {
         BlueGreen {
             client,

@@ -1,11 +1,6 @@
-//! Blue/green for Environments that share one database: promote, roll back and retire
-//! by repointing layers ([`bluegreen_layer`](super::layer_sql)) instead of renaming
-//! schemas, and promote from another Environment's layer with nothing rebuilt.
-//!
-//! Staging is shared with the renaming flow ([`BlueGreen::stage`]); only the swap
-//! differs. The swap transaction renames the old layer aside and builds the new one, so
-//! readers of the old layer are never queued behind a drop; the old layer is dropped
-//! after the commit, unless something outside depends on it.
+//! Blue/green for Environments that share one database: promote, roll back and retire by
+//! repointing layers ([`layer_sql`](super::layer_sql)) instead of renaming schemas, and
+//! promote from another Environment's layer with nothing rebuilt.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -1,18 +1,6 @@
 //! The SQL blue/green runs on PostgreSQL, generated without a connection: staging names,
-//! reference rewriting, function `search_path` stamping, grant copying and checking, the
-//! swap and the retention check. Pure, so `--dry-run` prints exactly what would run and
-//! tests compare text.
-//!
-//! Name binding (issue #5):
-//! - views, materialized views, indexes and `BEGIN ATOMIC` SQL functions bind by OID when
-//!   created, so they are created with every blue-green reference pointed at its staging
-//!   copy (schema tokens rewritten with PostgreSQL's scanner) and follow the objects
-//!   through the renames;
-//! - plpgsql bodies and SQL bodies without `BEGIN ATOMIC` resolve names at run time, so
-//!   their qualifiers on blue-green schemas are dropped and every routine gets a pinned
-//!   `search_path`: the staging schemas while staged, re-stamped to the logical names in
-//!   the swap transaction (and again on rollback). NB: a pinned `search_path` stops SQL
-//!   functions from being inlined; correctness wins over that.
+//! reference rewriting, `search_path` stamping, grants, the swap and retention checks.
+//! Pure, so `--dry-run` prints exactly what would run.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,12 +1,7 @@
-//! Deploying, reverting and verifying a plan's changes, the way Sqitch does, with
-//! Sqitch's registry in the target database. [`Deployer`] gathers the facts, the pure
-//! [`schedule`] decides what a deploy does, and the [`runner`] runs each change.
-//!
-//! Each change's script and its registry rows commit in one transaction. The script's own
-//! `BEGIN` / `COMMIT` are absorbed into that transaction. A script holding a statement that
-//! cannot run in a transaction block is replayed as psql would run it, in autocommit, and
-//! the registry records it only after it succeeded. Must not touch blue-green schemas
-//! (that is [`crate::engine::bluegreen`]) or know of Kubernetes.
+//! Deploying, reverting and verifying a plan's changes as Sqitch does, each change's script
+//! atomic with its registry rows: [`Deployer`] gathers, [`schedule`] decides (pure),
+//! `runner` runs.
+//! Must not touch blue-green schemas ([`crate::engine::bluegreen`]) or know of Kubernetes.
 
 mod deploy;
 mod record;

@@ -1,15 +1,6 @@
-//! Turns a SQL script file into statements the engine can run, the way psql would read it.
-//!
-//! Three passes:
-//! 1. a psql-aware lexer substitutes variables (`:name`, `:'name'`, `:"name"`) and handles
-//!    the meta-commands Sqitch projects use (`\set`, `\unset`, `\echo`, `\i`, `\ir`, …),
-//!    rejecting the rest with the file and line;
-//! 2. libpg_query, the real PostgreSQL parser, splits the text into statements;
-//! 3. each statement is classified: transaction control the script does itself (`BEGIN`,
-//!    `COMMIT`), statements that cannot run inside a transaction block (`CREATE INDEX
-//!    CONCURRENTLY`, `VACUUM`, …), and everything else.
-//!
-//! Owns no database access: it only reads files.
+//! Reads a SQL script the way psql would (variables, meta-commands, `\i`) and splits it
+//! into classified statements with libpg_query, naming the file and line of anything it
+//! refuses. Runs nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,3 +1,6 @@
+//! The script reader: psql variables and meta-commands, statement splitting and
+//! classification, and errors that name the file and line.
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,11 +1,6 @@
-//! The line grammar of a Sqitch plan: blank and comment lines, pragmas, change and tag
-//! lines, dependency specs and timestamps.
-//!
-//! Sqitch reads each line with a few backtracking regular expressions (`App::Sqitch::Plan`,
-//! `Plan::Depend`); the functions here find the same match Perl's engine finds first, so a
-//! line means here what it means to Sqitch, down to the odd cases (a planner name keeps all
-//! but the last blank before `<`, a name ending in punctuation is cut short, …). Pure: no
-//! I/O, no knowledge of the rest of the plan.
+//! The line grammar of a Sqitch plan (pragmas, change and tag lines, dependency specs,
+//! timestamps), finding the match Perl's backtracking regexes find, so every line means
+//! what it means to Sqitch.
 
 use super::chars::{is_blank, is_digit, is_punct, is_word};
 

@@ -1,20 +1,6 @@
-//! `objects/<schema>/*.sql`: the stateless definitions of blue-green schemas (views,
-//! materialized views, functions and procedures, types, and indexes on materialized
-//! views), latest version only, and the order they must be created in.
-//!
-//! Each file defines one object with its first statement; it may follow it with
-//! `COMMENT ON`, `GRANT`, `REVOKE`, `ALTER … OWNER TO` and `CREATE INDEX` (on the
-//! object it defines). `objects/<schema>/verify.sql` is the schema's verify script, not an
-//! object.
-//!
-//! Dependencies come from libpg_query, the real PostgreSQL parser: the parse tree names
-//! the statement's kind and target, its relations and functions, and the scanner finds
-//! every schema-qualified name. A reference to a blue-green schema's object that
-//! `objects/` does not define, a dependency cycle, or an object aimed at a `stable`
-//! schema is an [`Error::Invalid`] naming the file and line.
-//!
-//! Owns no database access and knows nothing of staging names: the engine rewrites
-//! references with [`qualified_references`] when it builds a staging copy.
+//! `objects/<schema>/*.sql`: the stateless definitions of blue-green schemas (one object
+//! per file, latest version only) and the order they must be created in, from their real
+//! dependencies. Runs nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,11 +1,6 @@
-//! The Sqitch plan format, read as Sqitch 1.3 reads it, and change / tag ids computed as
-//! Sqitch computes them.
-//!
-//! [`parse`] is pure: text in, [`Plan`] out. It checks everything Sqitch checks while reading
-//! a plan (syntax, names, timestamps, duplicates, dependencies on earlier changes) and one
-//! thing Sqitch lets through (a change that both requires and conflicts with the same
-//! thing). Script files of reworked changes depend on what is on disk; [`Plan::resolve_scripts`]
-//! settles them once the caller knows the deploy directory.
+//! The Sqitch plan format read as Sqitch 1.3 reads it, with change and tag ids computed as
+//! Sqitch computes them. [`parse`] is pure: text in, [`Plan`] or an error naming the line
+//! out.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,14 +1,5 @@
-//! The parts of `sqitch.conf` (git-config syntax) that change where things live.
-//!
-//! Reads the file as Sqitch's `Config::GitLike` does (sections, `[section "sub"]`, the old
-//! `[section.sub]`, `#`/`;` comments, quoted values, escapes, continuation lines, keys
-//! without a value), then answers Sqitch's own lookups: a setting comes from the target,
-//! else the engine, else `core` (`App::Sqitch::Target::_fetch`). Only the project's own
-//! `sqitch.conf` is read: a controller has no user or system Sqitch configuration.
-//!
-//! NB: values keep Sqitch's quirks: blanks at the end of a value become one space (Sqitch
-//! trims only `core.engine`), and `\"` inside a quoted value stays `\"`. Windows line ends
-//! are accepted (Sqitch would keep the `\r` in values).
+//! The parts of `sqitch.conf` (git-config syntax, read as Sqitch's `Config::GitLike` reads
+//! it) that change where things live, with Sqitch's target → engine → core lookup.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

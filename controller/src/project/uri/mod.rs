@@ -1,11 +1,5 @@
-//! The plan's `%uri`, as Sqitch hands it to Perl's `URI` module: `URI->new` escapes it (that
-//! string goes to the registry's `projects.uri`) and `->canonical` normalises it (that string
-//! goes into every change and tag id).
-//!
-//! Covers what `URI` 5.17 does for generic URIs, the server schemes (`http`, `https`, `ftp`,
-//! `ssh`, …: lower-case host, default port dropped), `http`'s empty path and `urn` NIDs.
-//! Internationalised host names (which `URI` converts to punycode) are refused by the caller
-//! rather than guessed at.
+//! The plan's `%uri` as Perl's `URI` module treats it for Sqitch: escaped (the registry's
+//! `projects.uri`) and canonicalised (what every change and tag id hashes).
 
 /// `URI`'s unreserved characters: `A-Za-z0-9` and `-_.!~*'()`.
 fn is_unreserved(b: u8) -> bool {

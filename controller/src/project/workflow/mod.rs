@@ -1,21 +1,6 @@
-//! Development workflow files (after Liquibase's): a file beside a change's deploy script,
-//! with the same base name and one suffix, that changes how the change is treated.
-//!
-//! | file | meaning |
-//! |---|---|
-//! | `deploy/C-ignore.sql` | `C` is abandoned in place; the content is the reason |
-//! | `deploy/C-unignore.sql` | takes an ignore back (only beside `C-ignore.sql`) |
-//! | `deploy/C-cleanup.sql` | `C` is ignored, and undone once where it was deployed |
-//! | `deploy/C-replace.sql` | replaces `C`'s deploy script |
-//! | `deploy/C-rollback.sql` | `C`'s revert script, kept beside the deploy script |
-//!
-//! Owns finding these files and every check that needs only the project: exactly one
-//! suffix, names matching byte for byte, no orphans, no contradictory combinations. What
-//! they do to a database is decided in `engine::changes::schedule`; this module never touches one.
-//!
-//! NB: names are compared as the directory listing spells them, never through the file
-//! system, so `MYSCRIPT-ignore.sql` does not match `myscript.sql` even where the file
-//! system would open one for the other.
+//! Development workflow files (after Liquibase's): `-ignore`, `-unignore`, `-cleanup`,
+//! `-replace` and `-rollback` files beside a change's deploy script, read and checked by
+//! name. What they do to a database is decided in `engine::changes::schedule`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,10 +1,6 @@
-//! Reconciles `Environment`: compares the project's plan with the database's registry,
-//! deploys pending changes when `autoDeploy` is on, swaps in changed blue-green schemas,
-//! and reports what the database holds.
-//!
-//! One reconcile is a few named steps: [`gather`] (the project, its files, the database's
-//! state), [`decide`] (pure), [`act::act`] and [`act::follow_objects`], and
-//! [`report::report`]. Holds no SQL: the engine does every database operation.
+//! Reconciles `Environment` in named steps: `gather` the project and the database's
+//! state, [`decide`] (pure), `act` (deploy, follow objects), `report` what the database
+//! holds. Holds no SQL.
 
 mod act;
 mod decide;

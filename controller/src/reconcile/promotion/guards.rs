@@ -36,7 +36,7 @@ fn source_revision(source: &Environment) -> Option<&str> {
 }
 
 /// The guards that need only the Kubernetes objects, in order; the first refusal wins.
-/// The engine adds those that need the target database ([`bg_guards::Chain`]): its lock,
+/// The engine adds those that need the target database ([`crate::engine::bluegreen::guards::Chain`]): its lock,
 /// a partial selection, stale upstreams.
 pub const GUARDS: &[Guard] = &[
     |i| {

@@ -1,15 +1,7 @@
-//! Reconciles `Promotion`: checks the guards, works out what would change, then deploys
-//! the source's revision into the target Environment's database, stages its blue-green
-//! schemas, verifies them and swaps them in (or, with `rollback: true`, swaps the newest
-//! retained set back). Each step is a condition with its reason and duration; the phase
-//! says where it is.
-//!
-//! One reconcile is a few named steps, each its own function: [`validate::objects`] and
-//! [`validate::plan`] (Validating), [`stage::deploy_changes`] and [`stage::stage_objects`]
-//! (Staging, Verifying), [`swap::swap_in`] and [`swap::succeed`] (Swapping). Holds no SQL.
-//!
-//! One-shot: once Succeeded, Failed or RolledBack, a Promotion does nothing more until its
-//! spec changes or `switchyard.dev/requestedAt` asks again.
+//! Reconciles `Promotion` in named steps, one condition each: `validate` (guards, revision,
+//! plan), `stage` (deploy changes, stage and verify objects), `swap` (swap in, succeed; or
+//! roll back). One-shot: a finished Promotion waits for a new generation or requestedAt.
+//! Holds no SQL.
 
 mod guards;
 mod stage;

@@ -1,30 +1,6 @@
-//! What a deploy does with one database, decided from gathered facts: the plan, its
-//! development workflow files, the registry's deployed changes and recorded workflow
-//! states, and whether this database allows rework.
-//!
-//! Pure: [`schedule`] turns [`Facts`] into the ordered [`Step`]s of a deploy, or says why
-//! the deploy is refused before anything runs. `postgres.rs` gathers the facts and runs the
-//! steps; `status` shows the same schedule as pending work.
-//!
-//! How each workflow step reads in Sqitch's registry (so `sqitch status` and `sqitch log`
-//! stay coherent):
-//! - ignore, deployed: nothing changes for Sqitch; the change stays deployed.
-//! - ignore, not deployed: the change is skipped. Sqitch sees a gap in its deployed
-//!   changes; as it only looks at its newest deployed change, `sqitch status` reports the
-//!   database up to date once a change after the gap is deployed (while the skipped change
-//!   is the plan's last, it lists it as undeployed), and `sqitch verify` reports the gap.
-//! - cleanup, deployed: a `revert` of the change (its rows go, a `revert` event).
-//! - replace, deployed: a `revert` event and a `deploy` event of the same change carrying
-//!   the replacement's script hash; the `changes` row stays where it was.
-//! - replace, or unignore, of a change not deployed: a `deploy` of it, dated between its
-//!   neighbours so Sqitch's order of deployed changes stays plan order.
-//!
-//! Sqitch's own rework (`sqitch rework`, `C@tag.sql` copies): Sqitch requires reworked
-//! scripts to be idempotent, each instance applicable over the other. When one deploy
-//! would run an earlier instance and later the newest instance of the same change, with
-//! nothing in between requiring the earlier one, only the newest runs: the earlier one is
-//! recorded as deployed (rows identical to Sqitch's) without running. Where the earlier
-//! instance is deployed already, the newer one is deployed over it in plan order.
+//! What a deploy does with one database, decided purely from gathered facts (the plan, its
+//! workflow files, the registry's rows and workflow states, whether rework is allowed):
+//! [`schedule`] gives the ordered [`Step`]s or why the deploy is refused. No I/O.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
