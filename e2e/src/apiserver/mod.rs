@@ -5,11 +5,13 @@
 //! Modules: `store` (objects, resourceVersion, history, write semantics), `resources` (which
 //! kinds exist), `discovery`, `openapi`, `validation` and `cel` (CRD schema admission), `patch`
 //! and `ssa` (PATCH bodies, server-side apply, managedFields), `watch`, `table`, `selector`,
-//! `status` (errors) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
+//! `status` (errors), `events` (core and `events.k8s.io` Events as one store) and `http`
+//! (routing). [`ApiServer`] runs it on its own thread and runtime,
 //! so sync and async tests alike can use it; [`cluster`] picks it or a real cluster.
 
 pub mod cel;
 pub mod discovery;
+pub mod events;
 pub mod http;
 pub mod openapi;
 pub mod patch;
