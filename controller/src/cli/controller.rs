@@ -213,10 +213,23 @@ fn identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-async fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let client = Client::try_default()
+/// A client for `$KUBECONFIG` or the in-cluster config that names itself
+/// `switchyard/<version>`: audit logs, API priority and fairness, and field managers of
+/// non-apply writes (the Recorder's) see the controller, not an anonymous client.
+async fn client() -> anyhow::Result<Client> {
+    use hyper::header::{HeaderValue, USER_AGENT};
+    let mut config = kube::Config::infer()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
+    let agent = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+    config
+        .headers
+        .push((USER_AGENT, HeaderValue::from_static(agent)));
+    Client::try_from(config).map_err(|e| anyhow::anyhow!("cannot build the client: {e}"))
+}
+
+async fn run(args: ControllerArgs) -> anyhow::Result<()> {
+    let client = client().await?;
     let ns = args.namespace.as_deref();
     check_crds(&client, ns).await?;
 
