@@ -134,7 +134,8 @@ pub fn grants(objects: &[Value], sa: &str) -> Vec<Grant> {
         for (role, ns) in bound(binding) {
             let Some(r) = of_kind(objects, role_kind).into_iter().find(|r| {
                 r["metadata"]["name"] == role.as_str()
-                    && (role_kind == "ClusterRole" || r["metadata"]["namespace"] == ns.as_str())
+                    && (role_kind == "ClusterRole"
+                        || r["metadata"]["namespace"].as_str().unwrap_or("") == ns)
             }) else {
                 continue;
             };
