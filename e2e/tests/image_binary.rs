@@ -113,7 +113,7 @@ fn the_sandbox_leaves_only_the_workdir_writable() {
     assert!(text.contains("work-ok"), "{text}");
     assert!(
         !text.contains("wrote"),
-        "something besides /work is writable: {text}"
+        "something besides the workdir is writable: {text}"
     );
 }
 
