@@ -92,6 +92,16 @@ fn install_upgrade_and_uninstall_keep_the_crds_and_the_users_resources() {
     install.extend(toggles);
     helm_ok(kc, &install);
 
+    assert_installed(kc);
+    let deployment = get(kc, "deployment/sy-switchyard", NS).unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    users_environment(kc);
+    upgrade(kc, &chart, &toggles);
+    uninstall(kc);
+}
+
+/// Every object the toggles ask for exists.
+fn assert_installed(kc: &Path) {
     for (what, ns) in [
         ("deployment/sy-switchyard", NS),
         ("serviceaccount/sy-switchyard", NS),
@@ -109,20 +119,23 @@ fn install_upgrade_and_uninstall_keep_the_crds_and_the_users_resources() {
     ] {
         assert!(get(kc, what, ns).is_some(), "{what} was not installed");
     }
-    let deployment = get(kc, "deployment/sy-switchyard", NS).unwrap();
-    assert_eq!(deployment["spec"]["replicas"], 1);
+}
 
-    // A user's resource, through the CRD the chart installed.
+/// A user's resource, through the CRD the chart installed.
+fn users_environment(kc: &Path) {
     let env = "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: dev\nspec:\n  projectRef:\n    name: shop\n  database:\n    secretRef:\n      name: dev-db\n";
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), env).unwrap();
     let path = file.path().display().to_string();
     assert!(kubectl(kc, &["apply", "-n", "default", "-f", &path]).0);
+}
 
+/// More replicas and one toggle off.
+fn upgrade(kc: &Path, chart: &str, toggles: &[&str]) {
     let mut upgrade = vec![
         "upgrade",
         "sy",
-        &chart,
+        chart,
         "-n",
         NS,
         "--set",
@@ -149,7 +162,10 @@ fn install_upgrade_and_uninstall_keep_the_crds_and_the_users_resources() {
     );
     let history = helm_ok(kc, &["history", "sy", "-n", NS]);
     assert!(history.lines().count() >= 3, "{history}");
+}
 
+/// Everything goes but the CRDs and what users made with them.
+fn uninstall(kc: &Path) {
     helm_ok(kc, &["uninstall", "sy", "-n", NS]);
     for what in [
         "deployment/sy-switchyard",

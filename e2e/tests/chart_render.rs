@@ -123,14 +123,19 @@ fn the_default_deployment_is_hardened() {
 }
 
 #[test]
-fn every_toggle_renders_what_it_says() {
+fn crds_enabled_and_keep_turn_the_crds_and_their_keep_annotation_off() {
     let objects = render(&["crds.enabled=false"]).unwrap();
     assert!(of_kind(&objects, "CustomResourceDefinition").is_empty());
     let objects = render(&["crds.keep=false"]).unwrap();
-    for crd in of_kind(&objects, "CustomResourceDefinition") {
+    let crds = of_kind(&objects, "CustomResourceDefinition");
+    assert_eq!(crds.len(), 3);
+    for crd in crds {
         assert!(crd["metadata"]["annotations"].is_null(), "{crd}");
     }
+}
 
+#[test]
+fn every_toggle_renders_what_it_says() {
     let mut sets = EVERY_TOGGLE.to_vec();
     sets.extend([
         "replicaCount=2",
@@ -207,7 +212,10 @@ fn every_toggle_renders_what_it_says() {
     let json: Value =
         serde_json::from_str(dashboard["data"]["switchyard.json"].as_str().unwrap()).unwrap();
     assert_eq!(json["uid"], "switchyard");
+}
 
+#[test]
+fn watch_namespaces_and_leader_election_shape_the_rbac() {
     // One namespace: a Role and RoleBinding there, nothing cluster-wide for the controller.
     let objects = render(&["watchNamespaces[0]=apps"]).unwrap();
     assert!(args(&objects).contains(&"--namespace=apps".to_string()));
