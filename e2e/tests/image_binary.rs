@@ -50,7 +50,6 @@ fn sandboxed(work: &Path, envs: &[(&str, &str)], program: &str, args: &[&str]) -
     // NB: the workdir is bound at its own path: a read-only root has no room for new
     // mount points.
     let work = work.to_str().unwrap();
-    let tmp = format!("{work}/tmp");
     c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
     c.args(["--bind", work, work, "--remount-ro", "/dev"]);
     c.args([
@@ -59,7 +58,7 @@ fn sandboxed(work: &Path, envs: &[(&str, &str)], program: &str, args: &[&str]) -
         "--die-with-parent",
         "--clearenv",
     ]);
-    c.args(["--setenv", "HOME", work, "--setenv", "TMPDIR", &tmp]);
+    c.args(["--setenv", "HOME", work, "--setenv", "TMPDIR", work]);
     for (k, v) in envs {
         c.args(["--setenv", k, v]);
     }
