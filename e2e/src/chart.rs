@@ -37,24 +37,23 @@ pub fn helm() -> anyhow::Result<PathBuf> {
     bail!("no helm 4 found: run scripts/install-deps or set HELM")
 }
 
+/// A helm command with its own cache, config and data homes (never the user's), against
+/// `kubeconfig` when given.
+pub fn command(kubeconfig: Option<&Path>) -> anyhow::Result<Command> {
+    let mut c = Command::new(helm()?);
+    let home = std::env::temp_dir().join("switchyard-helm");
+    c.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    if let Some(kc) = kubeconfig {
+        c.arg("--kubeconfig").arg(kc).env_remove("KUBECONFIG");
+    }
+    Ok(c)
+}
+
 /// Runs helm with `args`; (success, stdout, stderr).
 pub fn run(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let out = Command::new(helm()?)
-        .args(args)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("switchyard-helm/cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("switchyard-helm/config"),
-        )
-        .env(
-            "HELM_DATA_HOME",
-            std::env::temp_dir().join("switchyard-helm/data"),
-        )
-        .output()
-        .context("running helm")?;
+    let out = command(None)?.args(args).output().context("running helm")?;
     Ok((
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

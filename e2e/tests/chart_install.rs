@@ -6,12 +6,23 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
-use e2e::chart::{chart_dir, helm};
+use e2e::chart::chart_dir;
 use serde_json::Value;
 
 const NS: &str = "switchyard-system";
+
+/// stdout then stderr, echoed for the test's log.
+fn text(args: &[&str], out: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("$ {}\n{text}", args.join(" "));
+    text
+}
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(e2e::apiserver::testing::kubectl().unwrap())
@@ -21,13 +32,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String) {
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("$ kubectl {}\n{text}", args.join(" "));
-    (out.status.success(), text)
+    (out.status.success(), text(args, &out))
 }
 
 fn get(kubeconfig: &Path, what: &str, ns: &str) -> Option<Value> {
@@ -36,30 +41,12 @@ fn get(kubeconfig: &Path, what: &str, ns: &str) -> Option<Value> {
 }
 
 fn helm_ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new(helm().unwrap())
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
+    let out = e2e::chart::command(Some(kubeconfig))
+        .unwrap()
         .args(args)
-        .env_remove("KUBECONFIG")
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("switchyard-helm/cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("switchyard-helm/config"),
-        )
-        .env(
-            "HELM_DATA_HOME",
-            std::env::temp_dir().join("switchyard-helm/data"),
-        )
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(args, &out);
     assert!(out.status.success(), "helm {args:?} failed:\n{text}");
     text
 }
