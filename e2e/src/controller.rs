@@ -224,27 +224,25 @@ impl Env {
         all
     }
 
-    /// Events in the namespace as (reason, note/message) pairs.
+    /// Events in the namespace as (reason, message) pairs, as `kubectl get events` (core
+    /// `v1`) lists them. The controller writes `events.k8s.io/v1`; both are one store, so
+    /// reading both would count each event twice.
     pub fn events(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for kind in ["events.events.k8s.io", "events"] {
-            let v: Value = serde_json::from_slice(
-                &self
-                    .run(&["get", "-n", &self.ns, kind, "-o", "json"])
-                    .stdout,
-            )
-            .unwrap_or_default();
-            for item in v["items"].as_array().into_iter().flatten() {
-                let reason = item["reason"].as_str().unwrap_or_default().to_string();
-                let note = item["note"]
-                    .as_str()
-                    .or(item["message"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                out.push((reason, note));
-            }
-        }
-        out
+        let v: Value = serde_json::from_slice(
+            &self
+                .run(&["get", "-n", &self.ns, "events", "-o", "json"])
+                .stdout,
+        )
+        .unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                let text = |k: &str| item[k].as_str().unwrap_or_default().to_string();
+                (text("reason"), text("message"))
+            })
+            .collect()
     }
 }
 

@@ -2,6 +2,7 @@
 //! start for themselves and never leave running.
 
 pub mod apiserver;
+pub mod chart;
 pub mod controller;
 pub mod git;
 pub mod postgres;

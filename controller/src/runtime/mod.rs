@@ -63,9 +63,7 @@ pub struct Lease {
 
 /// Runs the operator until a shutdown signal, or until the leader Lease is lost.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
+    let client = client().await?;
     let ns = config.namespace.as_deref();
     watches::check_crds(&client, ns).await?;
 
@@ -110,6 +108,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     admin_task.abort();
     tracing::info!("Controller stopped");
     result
+}
+
+/// A client for `$KUBECONFIG` or the in-cluster config that names itself
+/// `switchyard/<version>`: audit logs, API priority and fairness, and field managers of
+/// non-apply writes (the Recorder's) see the controller, not an anonymous client.
+async fn client() -> anyhow::Result<Client> {
+    use hyper::header::{HeaderValue, USER_AGENT};
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
+    let agent = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+    config
+        .headers
+        .push((USER_AGENT, HeaderValue::from_static(agent)));
+    Client::try_from(config).map_err(|e| anyhow::anyhow!("cannot build the client: {e}"))
 }
 
 /// The admin port's state, with the webhook receiver when a secret is configured.

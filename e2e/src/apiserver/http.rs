@@ -61,6 +61,8 @@ impl hyper::body::Body for Body {
 pub struct Server {
     /// The objects.
     pub store: Arc<Store>,
+    /// What was asked of it.
+    pub requests: Arc<super::requests::RequestLog>,
     /// Required bearer token, if any.
     pub token: Option<String>,
     /// How often watches get a BOOKMARK.
@@ -348,6 +350,16 @@ fn resource(
         [p, n, s] => (*p, Some(*n), Some(*s)),
         _ => return Err(ApiError::no_route()),
     };
+    // Recorded before the type is looked up: RBAC is checked for kinds that do not exist too.
+    srv.requests.record(super::requests::Request {
+        verb: super::requests::verb(ctx.method.as_str(), name.is_some(), ctx.query.flag("watch"))
+            .into(),
+        group: group.into(),
+        resource: plural.into(),
+        subresource: sub.unwrap_or("").into(),
+        namespace: ns.unwrap_or("").into(),
+        user_agent: ctx.user_agent.clone(),
+    });
     let rt = types
         .iter()
         .find(|t| t.group == group && t.version == version && t.plural == plural)

@@ -5,15 +5,18 @@
 //! Modules: `store` (objects, resourceVersion, history, write semantics), `resources` (which
 //! kinds exist), `discovery`, `openapi`, `validation` and `cel` (CRD schema admission), `patch`
 //! and `ssa` (PATCH bodies, server-side apply, managedFields), `watch`, `table`, `selector`,
-//! `status` (errors) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
+//! `status` (errors), `events` (core and `events.k8s.io` Events as one store), `requests`
+//! (the request log) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
 //! so sync and async tests alike can use it; [`cluster`] picks it or a real cluster.
 
 pub mod cel;
 pub mod discovery;
+pub mod events;
 pub mod http;
 pub mod openapi;
 pub mod patch;
 pub mod proto;
+pub mod requests;
 pub mod resources;
 pub mod selector;
 pub mod ssa;
@@ -50,6 +53,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Answer aggregated discovery (`apidiscovery.k8s.io/v2`) when a client asks for it.
     pub aggregated_discovery: bool,
+    /// A file every resource request is appended to (default: `$KUBE_HARNESS_REQUEST_LOG`).
+    pub request_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
             aggregated_discovery: true,
+            request_log: std::env::var_os(requests::LOG_ENV).map(PathBuf::from),
         }
     }
 }
@@ -70,6 +76,7 @@ pub struct ApiServer {
     url: String,
     kubeconfig: PathBuf,
     store: Arc<Store>,
+    requests: Arc<requests::RequestLog>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -116,8 +123,10 @@ impl ApiServer {
         };
         let store = Arc::new(Store::new(config.history_limit));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let requests = Arc::new(requests::RequestLog::new(config.request_log.clone()));
         let srv = Arc::new(http::Server {
             store: store.clone(),
+            requests: requests.clone(),
             token: config.token.clone(),
             bookmark_interval: config.bookmark_interval,
             addr: addr.to_string(),
@@ -147,6 +156,7 @@ impl ApiServer {
             url,
             kubeconfig,
             store,
+            requests,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
@@ -166,6 +176,11 @@ impl ApiServer {
     /// The store, for tests that look underneath the API.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Every resource request served so far (see [`requests`]).
+    pub fn requests(&self) -> Vec<requests::Request> {
+        self.requests.entries()
     }
 
     /// A kube-rs client for this server.

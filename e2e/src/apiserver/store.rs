@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::events;
 use super::resources::{self, ResourceType};
 use super::ssa::{self, ManagedOp};
 use super::status::{ApiError, ApiResult, FieldError};
@@ -274,7 +275,7 @@ impl Store {
     // === writes ===
 
     /// POST: creates an object.
-    pub fn create(&self, o: &WriteOpts<'_>, mut obj: Value) -> ApiResult<Value> {
+    pub fn create(&self, o: &WriteOpts<'_>, obj: Value) -> ApiResult<Value> {
         let rt = o.rt;
         if !obj.is_object() {
             return Err(ApiError::bad_request(
@@ -282,6 +283,7 @@ impl Store {
             ));
         }
         check_type_meta(rt, &obj)?;
+        let mut obj = events::to_storage(rt, obj);
         let mut st = self.lock();
         let body_ns = str_field(meta(&obj), "namespace").to_string();
         if rt.namespaced {
@@ -451,7 +453,7 @@ impl Store {
         o: &WriteOpts<'_>,
         name: &str,
         old: Value,
-        mut obj: Value,
+        obj: Value,
         require_rv: bool,
     ) -> ApiResult<(Value, bool)> {
         let rt = o.rt;
@@ -461,6 +463,7 @@ impl Store {
             ));
         }
         check_type_meta(rt, &obj)?;
+        let mut obj = events::to_storage(rt, obj);
         let body_name = str_field(meta(&obj), "name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -861,13 +864,14 @@ fn check_type_meta(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
 fn storage_api_version(st: &State, rt: &ResourceType) -> String {
     st.types
         .iter()
-        .find(|t| t.group == rt.group && t.plural == rt.plural && t.storage)
+        .find(|t| t.key() == rt.key() && t.storage)
         .map(ResourceType::api_version)
         .unwrap_or_else(|| rt.api_version())
 }
 
 /// The object as a client of `rt`'s version sees it.
-pub fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = events::present(rt, obj);
     obj["apiVersion"] = json!(rt.api_version());
     obj
 }
