@@ -2,6 +2,8 @@
 //! start for themselves and never leave running.
 
 pub mod apiserver;
+pub mod chaos;
 pub mod git;
+pub mod invariants;
 pub mod postgres;
 pub mod tools;

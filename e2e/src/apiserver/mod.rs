@@ -10,6 +10,7 @@
 
 pub mod cel;
 pub mod discovery;
+pub mod faults;
 pub mod http;
 pub mod openapi;
 pub mod patch;
@@ -70,6 +71,7 @@ pub struct ApiServer {
     url: String,
     kubeconfig: PathBuf,
     store: Arc<Store>,
+    faults: Arc<faults::Faults>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -116,6 +118,7 @@ impl ApiServer {
         };
         let store = Arc::new(Store::new(config.history_limit));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let faults = Arc::new(faults::Faults::default());
         let srv = Arc::new(http::Server {
             store: store.clone(),
             token: config.token.clone(),
@@ -123,6 +126,7 @@ impl ApiServer {
             addr: addr.to_string(),
             aggregated_discovery: config.aggregated_discovery,
             shutdown: stop_rx,
+            faults: faults.clone(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -147,6 +151,7 @@ impl ApiServer {
             url,
             kubeconfig,
             store,
+            faults,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
@@ -166,6 +171,11 @@ impl ApiServer {
     /// The store, for tests that look underneath the API.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The fault injector (off until a test enables it; see `faults`).
+    pub fn faults(&self) -> &Arc<faults::Faults> {
+        &self.faults
     }
 
     /// A kube-rs client for this server.
