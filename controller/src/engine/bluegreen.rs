@@ -659,6 +659,25 @@ impl<'c> BlueGreen<'c> {
 
     // === stage ===
 
+    /// Drops staging sets still `building`: a stage builds under the project lock, which
+    /// the caller holds now, so their builder died (killed, connection lost) and nobody
+    /// will finish them.
+    async fn drop_abandoned(&self, project: &Project) -> Result<()> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        for p in all
+            .iter()
+            .filter(|p| p.role == Role::Staged && p.state == "building")
+        {
+            tracing::info!(schema = %p.physical, "Dropping an abandoned staging set");
+            self.client
+                .batch_execute(&sql::drop_schema(&p.physical))
+                .await
+                .map_err(db("dropping an abandoned staging schema"))?;
+            pointers::forget(self.client, project.name(), &p.physical).await?;
+        }
+        Ok(())
+    }
+
     /// Builds every changed (or named) blue-green schema into `<schema>__sy_<id>`, copies
     /// and checks grants, and runs `objects/<schema>/verify.sql` against the staging
     /// schemas. On failure drops what it created unless `keep_failed`.
@@ -697,6 +716,7 @@ impl<'c> BlueGreen<'c> {
         options: &StageOptions,
     ) -> Result<StageReport> {
         self.ensure_registry(project, "stage").await?;
+        self.drop_abandoned(project).await?;
         let state = self.state(project).await?;
         if schemas_to_stage(objects, &self.live(&state), &options.redeploy).is_empty() {
             return Ok(StageReport {
