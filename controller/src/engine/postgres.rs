@@ -300,6 +300,50 @@ enum Write<'a> {
     Nothing,
 }
 
+/// How often the server checks, while a statement runs, that the client is still there.
+const CLIENT_CHECK: &str = "-c client_connection_check_interval=1000";
+
+/// Connects asking the server to watch the client's socket while statements run.
+///
+/// NB: PostgreSQL notices a vanished client (a killed pod, a SIGKILLed CLI) only when it
+/// next writes to it, so a deployer killed in a long statement kept the project lock (and
+/// its transaction) until that statement ended (issue #17). From PostgreSQL 14, on Linux,
+/// `client_connection_check_interval` makes it notice within a second. It is a startup
+/// option, so `RESET ALL` keeps it. Servers that refuse it (older, other platforms,
+/// Materialize) get the connection without it.
+async fn connect_checked(
+    mut config: tokio_postgres::Config,
+) -> std::result::Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    tokio_postgres::Error,
+> {
+    let plain = config.clone();
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {CLIENT_CHECK}"),
+        _ => CLIENT_CHECK.to_string(),
+    };
+    config.options(&options);
+    match config.connect(NoTls).await {
+        Err(e)
+            if e.code().is_some_and(|c| {
+                [
+                    tokio_postgres::error::SqlState::UNDEFINED_OBJECT,
+                    tokio_postgres::error::SqlState::INVALID_PARAMETER_VALUE,
+                    tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED,
+                ]
+                .contains(c)
+            }) =>
+        {
+            tracing::debug!(error = %e, "Connecting without client_connection_check_interval");
+            plain.connect(NoTls).await
+        }
+        other => other,
+    }
+}
+
 impl PgEngine {
     /// Connects to `url` (a `postgres://` URL or a libpq key/value string). Errors show the
     /// target redacted.
@@ -324,7 +368,7 @@ impl PgEngine {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| Error::Connect {
+        let (client, connection) = connect_checked(config).await.map_err(|e| Error::Connect {
             target: shown.to_string(),
             message: db_error_message(&e),
         })?;
