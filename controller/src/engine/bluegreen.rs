@@ -306,6 +306,43 @@ pub struct SchemaDiff {
     pub removed: Vec<String>,
 }
 
+/// The newest staged set when it was built from exactly these definitions of exactly
+/// these schemas and verified: staging again would only build its twin and leave it
+/// behind for ever (a stage followed by a crash instead of its promote, or `stage` run
+/// twice). Promote verifies again after the swap, as always.
+fn verified_candidate(
+    project: &Project,
+    objects: &Objects,
+    all: &[Pointer],
+    schemas: &[String],
+) -> Option<StageReport> {
+    let newest = &all.iter().find(|p| p.role == Role::Staged)?.deployment;
+    let set: Vec<&Pointer> = all
+        .iter()
+        .filter(|p| p.role == Role::Staged && &p.deployment == newest)
+        .collect();
+    let same = set.len() == schemas.len()
+        && set.iter().all(|p| {
+            p.state == "verified"
+                && schemas.contains(&p.logical)
+                && p.definition_hash == objects.schema_hash(&p.logical)
+        });
+    same.then(|| StageReport {
+        project: project.name().into(),
+        deployment: newest.clone(),
+        schemas: set
+            .iter()
+            .map(|p| (p.logical.clone(), p.physical.clone()))
+            .collect(),
+        objects: objects
+            .ordered
+            .iter()
+            .filter(|o| schemas.contains(&o.name.schema))
+            .count(),
+        ..StageReport::default()
+    })
+}
+
 /// Groups pointers into live, retained and staged sets.
 pub fn sets(all: &[Pointer]) -> Sets {
     let mut out = Sets::default();
@@ -718,12 +755,18 @@ impl<'c> BlueGreen<'c> {
         self.ensure_registry(project, "stage").await?;
         self.drop_abandoned(project).await?;
         let state = self.state(project).await?;
-        if schemas_to_stage(objects, &self.live(&state), &options.redeploy).is_empty() {
+        let to_stage = schemas_to_stage(objects, &self.live(&state), &options.redeploy);
+        if to_stage.is_empty() {
             return Ok(StageReport {
                 project: project.name().into(),
                 up_to_date: true,
                 ..StageReport::default()
             });
+        }
+        if options.redeploy.is_empty()
+            && let Some(report) = verified_candidate(project, objects, &state.all, &to_stage)
+        {
+            return Ok(report);
         }
         let run = self.start_run(project, "stage").await?;
         let id = run.to_string();
