@@ -6,4 +6,5 @@ pub mod chaos;
 pub mod git;
 pub mod invariants;
 pub mod postgres;
+pub mod reliability;
 pub mod tools;

@@ -16,97 +16,11 @@ use controller_common::*;
 use e2e::chaos::{self, Rng};
 use e2e::invariants;
 use e2e::postgres::{one, rows};
+use e2e::reliability::{phase_at, project, promotion};
 use e2e::tools::{Fixture, run_ok, switchyard_on};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(180);
-
-/// Round `r` of the project: a stable schema `shop` with tables `t0..=t<r>` (one change
-/// each), and a blue-green schema `api` whose objects say which round built them.
-fn project(round: usize) -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "t0",
-        &[],
-        "CREATE SCHEMA shop;\nCREATE TABLE shop.t0 (id int PRIMARY KEY);\nINSERT INTO shop.t0 VALUES (1), (2);\n",
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.t0 WHERE false;\n",
-    );
-    for i in 1..=round {
-        fx.change(
-            &format!("t{i}"),
-            &[],
-            &format!("CREATE TABLE shop.t{i} (id int);\nINSERT INTO shop.t{i} SELECT generate_series(1, 1000);\nSELECT pg_sleep(0.41);\n"),
-            &format!("DROP TABLE shop.t{i};\n"),
-            &format!("SELECT 1 FROM shop.t{i} WHERE false;\n"),
-        );
-    }
-    fx.write(
-        "objects/api/rows.sql",
-        "CREATE VIEW api.rows AS SELECT id FROM shop.t0;\n",
-    );
-    fx.write(
-        "objects/api/version.sql",
-        &format!(
-            "CREATE FUNCTION api.version() RETURNS text LANGUAGE sql AS $$ SELECT 'v{round}'::text $$;\n"
-        ),
-    );
-    // Verified against the staged set and again after the swap: slow enough that kills
-    // land inside staging and swapping, not only between them.
-    fx.write(
-        "objects/api/verify.sql",
-        "SELECT pg_sleep(0.42);\nSELECT 1 / (SELECT count(*)::int FROM api.rows);\n",
-    );
-    fx.write(
-        "objects/api/totals.sql",
-        "CREATE MATERIALIZED VIEW api.totals AS SELECT count(*) AS n FROM api.rows;\n",
-    );
-    fx
-}
-
-fn promotion(name: &str) -> String {
-    format!(
-        "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata:\n  name: {name}\nspec:\n  from:\n    environment: dev\n  to:\n    environment: prod\n"
-    )
-}
-
-/// What the controller's sessions were doing in the database at the moment of a kill.
-async fn phase_at(url: &str) -> &'static str {
-    let active = rows(
-        url,
-        "SELECT query FROM pg_stat_activity WHERE application_name = 'switchyard' \
-          AND state <> 'idle' AND pid <> pg_backend_pid()",
-    )
-    .await
-    .unwrap_or_default()
-    .join("\n")
-    .to_lowercase();
-    let building = rows(
-        url,
-        "SELECT 1 FROM switchyard.schema_pointers WHERE role = 'staged' AND state = 'building'",
-    )
-    .await
-    .is_ok_and(|r| !r.is_empty());
-    match () {
-        _ if active.is_empty() => "idle",
-        _ if active.contains("drop schema") => "cleanup",
-        _ if active.contains("pg_sleep(0.41)") => "deploy",
-        _ if building => "stage",
-        _ if active.contains("pg_sleep(0.42)") => "swap",
-        _ if active.contains("rename") || active.contains("_dev") || active.contains("_prod") => {
-            "swap"
-        }
-        _ if active.contains("sqitch") || active.contains("switchyard.") => "registry",
-        _ => {
-            eprintln!("unclassified activity at a kill: {active}");
-            "other"
-        }
-    }
-}
 
 fn is_ready(obj: &Value) -> bool {
     condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
@@ -159,9 +73,19 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
             env.apply(&promotion(&name));
             promotions.push(name);
         }
-        tokio::time::sleep(rng.between(Duration::from_millis(100), Duration::from_millis(3000)))
-            .await;
-        *phases.entry(phase_at(&db.url).await).or_default() += 1;
+        // Aim each kill at one phase (seeded), polling what the controller's sessions are
+        // doing; kill anyway when that phase does not come within the deadline.
+        let aim = *rng.pick(&["deploy", "stage", "swap", "cleanup", "any"]);
+        let deadline =
+            Instant::now() + rng.between(Duration::from_millis(500), Duration::from_millis(4000));
+        let phase = loop {
+            let phase = phase_at(&db.url).await;
+            if phase == aim || (aim == "any" && phase != "idle") || Instant::now() >= deadline {
+                break phase;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        *phases.entry(phase).or_default() += 1;
         controller.kill();
         controller = env.controller(&format!("c{round}"), &[]);
     }
@@ -389,4 +313,158 @@ async fn a_killed_deployer_releases_the_lock_during_a_long_statement() {
         one(&db.url, "SELECT count(*) FROM sqitch.changes").await,
         "0"
     );
+}
+
+/// Every object's name whose status is not Ready=True, or still Reconciling; a Promotion
+/// that ended Blocked by a guard counts as answered.
+fn unsettled(env: &Env) -> Vec<String> {
+    let mut out = Vec::new();
+    for kind in ["databaseprojects", "environments", "promotions"] {
+        for obj in env.get(kind)["items"].as_array().unwrap() {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let reconciling = condition(obj, "Reconciling").is_some_and(|c| c["status"] == "True");
+            let blocked = obj["status"]["phase"] == "Blocked";
+            if reconciling || (!is_ready(obj) && !blocked) {
+                out.push(format!("{kind}/{name}: {:#}", obj["status"]));
+            }
+        }
+    }
+    out
+}
+
+/// The harness answers with 409s, 500s, 410 Expired watches, cut watches and slow
+/// responses at random while revisions and Promotions flow. Every revision still lands,
+/// every Promotion finishes, statuses converge with nothing stuck in Reconciling, and an
+/// idle controller does not hammer a failing server (requests counted per minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_faults_converge_without_a_hot_loop() {
+    let mut rng = Rng::for_test("api_server_faults_converge_without_a_hot_loop");
+    let rounds = chaos::size(3, 10);
+    let idle = Duration::from_secs(chaos::size(30, 60) as u64);
+    let env = Env::start();
+    let Some(harness) = env.cluster.harness() else {
+        eprintln!("skipped: fault injection needs the harness, not a real cluster");
+        return;
+    };
+    let faults = harness.faults().clone();
+    let db = database().await;
+    env.db_secret("shared-db", &db);
+    env.project_configmap("shop-files", &project(0));
+    env.apply(&project_yaml("shop", "shop-files"));
+    env.apply(&env_yaml(
+        "dev",
+        "shop",
+        "shared-db",
+        true,
+        "  schemaSuffix: _dev\n",
+    ));
+    env.apply(&env_yaml(
+        "prod",
+        "shop",
+        "shared-db",
+        false,
+        "  schemaSuffix: _prod\n",
+    ));
+    faults.enable(rng.next_u64(), e2e::apiserver::faults::Profile::chaos());
+    let controller = env.controller("c", &[]);
+
+    let started = Instant::now();
+    for round in 1..=rounds {
+        env.project_configmap("shop-files", &project(round));
+        eventually(WAIT, &format!("dev to deploy round {round}"), || {
+            let dev = env.get("environment/dev");
+            (is_ready(&dev) && dev["status"]["lastChange"] == format!("t{round}")).then_some(())
+        });
+        let name = format!("p{round}");
+        env.apply(&promotion(&name));
+        eventually(WAIT, &format!("{name} to succeed"), || {
+            (env.get(&format!("promotion/{name}"))["status"]["phase"] == "Succeeded").then_some(())
+        });
+        assert_eq!(
+            one(&db.url, "SELECT api_prod.version()").await,
+            format!("v{round}")
+        );
+    }
+    let busy = started.elapsed();
+    eventually(WAIT, "every status to settle", || {
+        unsettled(&env).is_empty().then_some(())
+    });
+
+    // Idle, faults still on: count what the controller sends.
+    let from = Instant::now();
+    tokio::time::sleep(idle).await;
+    let seen = faults.seen_since(from);
+    let minutes = idle.as_secs_f64() / 60.0;
+    let watches = seen.iter().filter(|s| s.watch).count() as f64 / minutes;
+    let others = seen.iter().filter(|s| !s.watch).count() as f64 / minutes;
+    let injected = faults.injected();
+    faults.disable();
+    let still = unsettled(&env);
+    assert!(
+        still.is_empty(),
+        "unsettled under faults:\n{}",
+        still.join("\n")
+    );
+    eprintln!("faults injected: {injected:?}; busy {busy:.0?}");
+    chaos::figure("API faults injected", format!("{injected:?}"));
+    chaos::figure("API rounds under faults (revision + Promotion)", rounds);
+    chaos::figure(
+        "idle requests per minute under faults (watch starts / other)",
+        format!("{watches:.0} / {others:.0}"),
+    );
+    for kind in [
+        e2e::apiserver::faults::Kind::Conflict,
+        e2e::apiserver::faults::Kind::ServerError,
+        e2e::apiserver::faults::Kind::Gone,
+        e2e::apiserver::faults::Kind::DropWatch,
+        e2e::apiserver::faults::Kind::Slow,
+    ] {
+        assert!(
+            injected.get(&kind).copied().unwrap_or(0) > 0,
+            "no {kind:?} injected: {injected:?}"
+        );
+    }
+    // A hot loop shows as hundreds of requests a minute; a controller that backs off
+    // sends a few dozen while its watches are cut every few seconds.
+    assert!(
+        others < 120.0,
+        "{others:.0} requests/min besides watches while idle"
+    );
+    assert!(
+        watches < 240.0,
+        "{watches:.0} watch (re)starts/min while idle"
+    );
+    assert!(!(env.visible_state() + &controller.log()).contains(PASSWORD));
+}
+
+/// Regression (issue #17): a verified staging set whose promote never came (the
+/// controller killed between the two, or `stage` run twice) stayed behind for ever, as
+/// every later stage built a twin beside it. Staging the same definitions again reuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staging_twice_reuses_the_verified_set_and_leaves_nothing_behind() {
+    let db = database().await;
+    let fx = project(1);
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    let first = e2e::tools::json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
+    let second = e2e::tools::json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--json"],
+    )));
+    assert_eq!(first["deployment"], second["deployment"], "{second}");
+    run_ok(&mut switchyard_on(&fx, &db.url, &["promote"]));
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    // A changed definition is staged anew, and the stale candidate does not linger.
+    let fx2 = project(2);
+    run_ok(&mut switchyard_on(&fx2, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&fx2, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&fx2, &db.url, &["promote"]));
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
