@@ -113,6 +113,14 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
                 .then_some(())
         });
     }
+    // One more revision with no kill: the first blue/green run after the crashes must
+    // clean up whatever they left (abandoned staging, unserved shared sets).
+    let last = last + 1;
+    env.project_configmap("shop-files", &project(last));
+    eventually(WAIT, "dev to deploy one more revision", || {
+        let dev = env.get("environment/dev");
+        (is_ready(&dev) && dev["status"]["lastChange"] == format!("t{last}")).then_some(())
+    });
     env.apply(&promotion("final"));
     assert!(
         env.wait("promotion/final", "condition=Ready", WAIT),
@@ -184,7 +192,7 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
     chaos::figure("controller SIGKILLs", kills);
     chaos::figure("SIGKILLs by phase", format!("{phases:?}"));
     chaos::figure(
-        "recovery after the last SIGKILL (s)",
+        "all Ready again after the last SIGKILL, with one more revision and Promotion (s)",
         format!("{:.1}", recovery.as_secs_f64()),
     );
     assert!(!(env.visible_state() + &controller.log()).contains(PASSWORD));
@@ -467,4 +475,54 @@ async fn staging_twice_reuses_the_verified_set_and_leaves_nothing_behind() {
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
     let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A repoint killed between forgetting a layer row and dropping
+/// the shared set it pointed at leaves that set, served by no layer, until the next
+/// blue/green run: that run drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_set_no_layer_serves_is_dropped_by_the_next_promote() {
+    let db = database().await;
+    let fx = project(1);
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--schema-suffix", "_dev"],
+    ));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--schema-suffix", "_dev"],
+    ));
+    // What the killed repoint left: a shared set whose layer row is gone.
+    e2e::postgres::connect(&db.url)
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE SCHEMA api__sy_999; CREATE VIEW api__sy_999.rows AS SELECT 1 AS id; \
+             INSERT INTO switchyard.schema_pointers (project, logical_schema, physical_schema, deployment_id, role, state) \
+             VALUES ('shop', 'api', 'api__sy_999', '999', 'shared', 'ready')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        invariants::orphaned_sets(&db.url, 2).await.unwrap(),
+        ["shared set api__sy_999 served by no layer"]
+    );
+    let fx = project(2);
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--schema-suffix", "_dev"],
+    ));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--schema-suffix", "_dev"],
+    ));
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(one(&db.url, "SELECT api_dev.version()").await, "v2");
 }
