@@ -526,3 +526,154 @@ async fn a_shared_set_no_layer_serves_is_dropped_by_the_next_promote() {
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(one(&db.url, "SELECT api_dev.version()").await, "v2");
 }
+
+/// A plain project of `n` slow changes (tables `c1..=c<n>`, 0.2 s each), for races.
+fn slow_project(n: usize) -> Fixture {
+    let mut fx = Fixture::new("race");
+    for i in 1..=n {
+        fx.change(
+            &format!("c{i}"),
+            &[],
+            &format!("CREATE TABLE c{i} (id int);\nSELECT pg_sleep(0.2);\n"),
+            &format!("DROP TABLE c{i};\n"),
+            &format!("SELECT 1 FROM c{i} WHERE false;\n"),
+        );
+    }
+    fx
+}
+
+/// Two controller replicas (without leader election, as during a botched rollout), a person
+/// running `switchyard deploy` twice and the real `sqitch deploy`, all at once against one
+/// database: one deploys at a time, the refused ones name the holder, no change is applied
+/// twice, and `sqitch status` agrees with the registry at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_cli_and_sqitch_racing_for_one_database() {
+    let n = chaos::size(15, 40);
+    let env = Env::start();
+    let db = database().await;
+    let fx = slow_project(n);
+    env.db_secret("db", &db);
+    env.project_configmap("race-files", &fx);
+    env.apply(&project_yaml("race", "race-files"));
+    env.apply(&env_yaml("dev", "race", "db", true, ""));
+    // Everyone at once: the CLI first, so the others find the lock taken.
+    let mut first = switchyard_on(&fx, &db.url, &["deploy"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_psql(&db.url, "SELECT count(*) FROM switchyard.locks", "1");
+    let sqitch = e2e::tools::sqitch(fx.path())
+        .arg("deploy")
+        .arg(e2e::tools::sqitch_target(&db.url))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = env.controller("a", &[]);
+    let b = env.controller("b", &[]);
+    let second = e2e::tools::output(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    let second_err = String::from_utf8_lossy(&second.stderr).into_owned();
+    let mut saw_locked = false;
+    let first_out = loop {
+        if !saw_locked {
+            let dev = env.get("environment/dev");
+            saw_locked = condition(&dev, "Ready").is_some_and(|c| c["reason"] == "Locked")
+                || dev["status"]["lockedBy"].is_string();
+        }
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sqitch = sqitch.wait_with_output().unwrap();
+    assert!(first_out.success(), "the first deploy failed");
+    let sqitch_said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&sqitch.stdout),
+        String::from_utf8_lossy(&sqitch.stderr)
+    );
+    // Sqitch waits for the lock (its own message), then finds nothing left to deploy;
+    // it must never run a change switchyard is running or has run.
+    assert_eq!(sqitch.status.code(), Some(0), "{sqitch_said}");
+    assert!(!sqitch_said.contains("not ok"), "{sqitch_said}");
+    assert_eq!(second.status.code(), Some(3), "{second_err}");
+    assert!(
+        second_err.contains("locked by") && second_err.contains("deploy since"),
+        "the refusal must name the holder: {second_err}"
+    );
+    eventually(WAIT, "dev Ready", || {
+        is_ready(&env.get("environment/dev")).then_some(())
+    });
+
+    let mut broken = invariants::applied_twice(&db.url).await.unwrap();
+    broken.extend(invariants::locks_left(&db.url).await.unwrap());
+    assert!(
+        broken.is_empty(),
+        "{broken:#?}\nsqitch: {}",
+        String::from_utf8_lossy(&sqitch.stderr)
+    );
+    let tables = rows(
+        &db.url,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename::bytea",
+    )
+    .await
+    .unwrap();
+    let mut changes = invariants::deployed_changes(&db.url).await.unwrap();
+    changes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(tables, changes);
+    assert_eq!(changes.len(), n);
+    let status = run_ok(
+        e2e::tools::sqitch(fx.path())
+            .arg("status")
+            .arg(e2e::tools::sqitch_target(&db.url)),
+    );
+    assert!(
+        status.contains("Nothing to deploy (up-to-date)"),
+        "{status}"
+    );
+    eprintln!(
+        "sqitch deploy: {:?}\n{}{}",
+        sqitch.status.code(),
+        String::from_utf8_lossy(&sqitch.stdout),
+        String::from_utf8_lossy(&sqitch.stderr)
+    );
+    chaos::figure(
+        "racing deployers (2 replicas, 2 CLI, sqitch)",
+        format!(
+            "{n} changes, each applied once; second CLI exit 3 naming the holder; controller showed the lock: {saw_locked}; sqitch exit {:?}",
+            sqitch.status.code()
+        ),
+    );
+    drop((a, b));
+}
+
+/// While the real `sqitch` holds its deploy lock, `switchyard deploy` is refused (exit 3)
+/// and names Sqitch as the holder, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_while_sqitch_holds_its_lock_is_refused_naming_sqitch() {
+    let db = database().await;
+    let fx = slow_project(2);
+    // What `sqitch deploy` holds for its whole run (App::Sqitch::Engine::pg).
+    let holder = e2e::postgres::connect(&db.url).await.unwrap();
+    holder
+        .batch_execute("SET application_name = 'sqitch'; SELECT pg_advisory_lock(75474063)")
+        .await
+        .unwrap();
+    let out = e2e::tools::output(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("locked by sqitch"), "{err}");
+    assert_eq!(
+        one(
+            &db.url,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .await,
+        "0"
+    );
+    holder
+        .batch_execute("SELECT pg_advisory_unlock(75474063)")
+        .await
+        .unwrap();
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+}
