@@ -46,7 +46,7 @@ pub async fn locks_left(url: &str) -> Result<Vec<String>> {
 
 /// Blue/green sets that nothing accounts for: physical schemas (`…__sy_<id>`) no pointer
 /// names, pointers to schemas that do not exist, staging left behind, shared sets no layer
-/// serves or retains, and more retained sets per schema (and per layer suffix) than `keep`.
+/// serves or retains, layers prepared for a swap that never came, and more retained sets per schema (and per layer suffix) than `keep`.
 pub async fn orphaned_sets(url: &str, keep: usize) -> Result<Vec<String>> {
     if !has_table(url, "switchyard", "schema_pointers").await? {
         return rows(
@@ -65,6 +65,9 @@ pub async fn orphaned_sets(url: &str, keep: usize) -> Result<Vec<String>> {
          SELECT 'pointer ' || p.role || ' ' || p.physical_schema || ' to a missing schema' \
            FROM switchyard.schema_pointers p \
           WHERE NOT EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = p.physical_schema) \
+         UNION ALL \
+         SELECT 'prepared layer ' || nspname || ' never swapped in' FROM pg_namespace \
+          WHERE nspname ~ '__sy_next_[0-9]+$' \
          UNION ALL \
          SELECT 'staged set ' || physical_schema || ' (' || state || ') left behind' FROM switchyard.schema_pointers \
           WHERE role = 'staged' \

@@ -160,7 +160,26 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
     let mut broken = invariants::applied_twice(&db.url).await.unwrap();
     broken.extend(invariants::locks_left(&db.url).await.unwrap());
     broken.extend(invariants::orphaned_sets(&db.url, 2).await.unwrap());
-    assert!(broken.is_empty(), "after {kills} kills: {broken:#?}");
+    if !broken.is_empty() {
+        let dump = rows(
+            &db.url,
+            "SELECT 'layer ' || suffix || ' ' || logical_schema || ' ' || physical_schema || ' ' || role FROM switchyard.layers \
+             UNION ALL SELECT 'pointer ' || physical_schema || ' ' || role || ' ' || state FROM switchyard.schema_pointers \
+             UNION ALL SELECT DISTINCT 'depends ' || dn.nspname || '.' || dc.relname || ' -> ' || rn.nspname \
+               FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass \
+               JOIN pg_class dc ON dc.oid = r.ev_class JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+               JOIN pg_class rc ON rc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass \
+               JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE rn.nspname <> dn.nspname AND rn.nspname ~ '__sy_' \
+             ORDER BY 1",
+        )
+        .await
+        .unwrap();
+        panic!(
+            "after {kills} kills: {broken:#?}\n{}\n{}",
+            dump.join("\n"),
+            controller.log()
+        );
+    }
 
     // The registry equals the catalog, and both equal a clean run's.
     let tables = rows(
@@ -676,4 +695,61 @@ async fn a_deploy_while_sqitch_holds_its_lock_is_refused_naming_sqitch() {
         .await
         .unwrap();
     run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+}
+
+/// Regression (issue #17): a repoint killed after preparing the next layer
+/// (`api_dev__sy_next_<run>`, committed on its own) and before the swap left that layer for
+/// ever, and with it the physical set it reads, which no cleanup would drop while the
+/// layer depended on it. The next swap of that layer drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_prepared_by_a_killed_repoint_is_dropped_by_the_next_swap() {
+    let db = database().await;
+    let fx = project(1);
+    run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["stage", "--schema-suffix", "_dev"],
+    ));
+    run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--schema-suffix", "_dev"],
+    ));
+    let physical = one(
+        &db.url,
+        "SELECT physical_schema FROM switchyard.layers WHERE role = 'live'",
+    )
+    .await;
+    // What the killed repoint left: a prepared layer over the live set.
+    e2e::postgres::connect(&db.url)
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE SCHEMA api_dev__sy_next_999; \
+             CREATE VIEW api_dev__sy_next_999.rows AS SELECT * FROM {physical}.rows"
+        ))
+        .await
+        .unwrap();
+    for round in [2, 3, 4] {
+        let fx = project(round);
+        run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+        run_ok(&mut switchyard_on(
+            &fx,
+            &db.url,
+            &["stage", "--schema-suffix", "_dev"],
+        ));
+        run_ok(&mut switchyard_on(
+            &fx,
+            &db.url,
+            &["promote", "--schema-suffix", "_dev"],
+        ));
+    }
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        one(&db.url, &format!("SELECT count(*) FROM pg_namespace WHERE nspname IN ('api_dev__sy_next_999', '{physical}')")).await,
+        "0",
+        "the prepared layer and the set only it read must go"
+    );
 }
