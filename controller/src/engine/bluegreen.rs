@@ -306,6 +306,10 @@ pub struct SchemaDiff {
     pub removed: Vec<String>,
 }
 
+/// Staged candidates kept per blue-green schema, the newest first (as `keep` for retained
+/// sets): room to stage two side by side and promote either by its deployment id.
+const CANDIDATES_KEPT: usize = 2;
+
 /// The newest staged set when it was built from exactly these definitions of exactly
 /// these schemas and verified: staging again would only build its twin and leave it
 /// behind for ever (a stage followed by a crash instead of its promote, or `stage` run
@@ -699,6 +703,32 @@ impl<'c> BlueGreen<'c> {
     /// Drops staging sets still `building`: a stage builds under the project lock, which
     /// the caller holds now, so their builder died (killed, connection lost) and nobody
     /// will finish them.
+    /// Drops the oldest staged candidates of `schemas` so that, with the one about to be
+    /// built, at most [`CANDIDATES_KEPT`] stay: one never promoted (the controller killed
+    /// between stage and promote while the project moved on) would otherwise stay for ever.
+    async fn drop_superseded(
+        &self,
+        project: &Project,
+        all: &[Pointer],
+        schemas: &[String],
+    ) -> Result<()> {
+        for logical in schemas {
+            for old in all
+                .iter()
+                .filter(|p| p.role == Role::Staged && &p.logical == logical)
+                .skip(CANDIDATES_KEPT - 1)
+            {
+                tracing::info!(schema = %old.physical, "Dropping a superseded staging set");
+                self.client
+                    .batch_execute(&sql::drop_schema(&old.physical))
+                    .await
+                    .map_err(db("dropping a superseded staging schema"))?;
+                pointers::forget(self.client, project.name(), &old.physical).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn drop_abandoned(&self, project: &Project) -> Result<()> {
         let all = pointers::pointers(self.client, project.name()).await?;
         for p in all
@@ -768,6 +798,7 @@ impl<'c> BlueGreen<'c> {
         {
             return Ok(report);
         }
+        self.drop_superseded(project, &state.all, &to_stage).await?;
         let run = self.start_run(project, "stage").await?;
         let id = run.to_string();
         let (report, refs, steps) = self.stage_plan(project, objects, &state, options, &id)?;
