@@ -45,8 +45,8 @@ pub async fn locks_left(url: &str) -> Result<Vec<String>> {
 }
 
 /// Blue/green sets that nothing accounts for: physical schemas (`…__sy_<id>`) no pointer
-/// names, pointers to schemas that do not exist, staging left behind, shared sets no layer
-/// serves or retains, layers prepared for a swap that never came, and more retained sets per schema (and per layer suffix) than `keep`.
+/// names, pointers to schemas that do not exist, staging left half-built, shared sets no layer
+/// serves or retains, layers prepared for a swap that never came, and more retained or staged sets per schema (and retained per layer suffix) than `keep`.
 pub async fn orphaned_sets(url: &str, keep: usize) -> Result<Vec<String>> {
     if !has_table(url, "switchyard", "schema_pointers").await? {
         return rows(
@@ -69,8 +69,8 @@ pub async fn orphaned_sets(url: &str, keep: usize) -> Result<Vec<String>> {
          SELECT 'prepared layer ' || nspname || ' never swapped in' FROM pg_namespace \
           WHERE nspname ~ '__sy_next_[0-9]+$' \
          UNION ALL \
-         SELECT 'staged set ' || physical_schema || ' (' || state || ') left behind' FROM switchyard.schema_pointers \
-          WHERE role = 'staged' \
+         SELECT 'staged set ' || physical_schema || ' left half-built' FROM switchyard.schema_pointers \
+          WHERE role = 'staged' AND state = 'building' \
          ORDER BY 1",
     )
     .await?;
@@ -78,9 +78,9 @@ pub async fn orphaned_sets(url: &str, keep: usize) -> Result<Vec<String>> {
         rows(
             url,
             &format!(
-                "SELECT 'logical ' || logical_schema || ' retains ' || count(*) || ' sets' \
-                   FROM switchyard.schema_pointers WHERE role = 'retained' \
-                  GROUP BY project, logical_schema HAVING count(*) > {keep} ORDER BY 1"
+                "SELECT 'logical ' || logical_schema || ' keeps ' || count(*) || ' ' || role || ' sets' \
+                   FROM switchyard.schema_pointers WHERE role IN ('retained', 'staged') \
+                  GROUP BY project, logical_schema, role HAVING count(*) > {keep} ORDER BY 1"
             ),
         )
         .await?,

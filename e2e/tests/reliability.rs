@@ -753,3 +753,20 @@ async fn a_layer_prepared_by_a_killed_repoint_is_dropped_by_the_next_swap() {
         "the prepared layer and the set only it read must go"
     );
 }
+
+/// Regression (issue #17): verified candidates that were never promoted, each built from
+/// an older revision (a controller killed between stage and promote while the project
+/// moved on), piled up for ever. Staging keeps the newest candidates within retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_candidates_are_kept_within_retention() {
+    let db = database().await;
+    for round in 1..=4 {
+        let fx = project(round);
+        run_ok(&mut switchyard_on(&fx, &db.url, &["deploy"]));
+        run_ok(&mut switchyard_on(&fx, &db.url, &["stage"]));
+    }
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    run_ok(&mut switchyard_on(&project(4), &db.url, &["promote"]));
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v4");
+}
