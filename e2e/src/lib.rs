@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod chaos;
+pub mod fuzz;
 pub mod git;
 pub mod invariants;
 pub mod postgres;
