@@ -60,7 +60,11 @@ fn objects(input: &[u8], dir: &Path) -> Result<(), String> {
         b"project: shop\nschemas:\n  shop: stable\n  api: blue-green\n  shop_api: blue-green\n",
     )?;
     // An object lives in the directory of its schema.
-    let schema = if text(input).contains("shop_api.") { "shop_api" } else { "api" };
+    let schema = if text(input).contains("shop_api.") {
+        "shop_api"
+    } else {
+        "api"
+    };
     write(dir, &format!("objects/{schema}/x.sql"), input)?;
     let project = Project::load(dir).map_err(|e| e.to_string())?;
     Objects::load(&project).map(drop).map_err(|e| e.to_string())
