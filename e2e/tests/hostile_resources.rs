@@ -331,3 +331,59 @@ async fn a_configmap_without_project_tar_names_the_missing_key() {
     );
     assert!(!message.contains("/tmp/"), "{ready}");
 }
+
+/// Regression (issue #17): two Environments deploying blue-green schemas into one database
+/// without schema suffixes swapped each other's sets in and out for ever, both reporting
+/// Ready. The one created later is Stalled, naming the other and `schemaSuffix`; the first
+/// goes on serving its own objects, and the swapping stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_environments_claiming_one_database_without_suffixes_do_not_fight() {
+    let env = Env::start();
+    let db = database().await;
+    env.db_secret("db", &db);
+    env.project_configmap("bg-files", &blue_green_shop());
+    let other = blue_green_shop();
+    other.write(
+        "objects/api/one.sql",
+        "CREATE VIEW api.one AS SELECT 2 AS one;\n",
+    );
+    env.project_configmap("bg2-files", &other);
+    env.apply(&project_yaml("bg", "bg-files"));
+    env.apply(&project_yaml("bg2", "bg2-files"));
+    env.apply(&env_yaml("first", "bg", "db", true, ""));
+    let controller = env.controller("c", &[]);
+    assert!(
+        env.wait("environment/first", "condition=Ready", WAIT),
+        "{}",
+        controller.log()
+    );
+    env.apply(&env_yaml("second", "bg2", "db", true, ""));
+    let want = Want {
+        object: "environment/second",
+        condition: "Stalled",
+        status: "True",
+        reason: "GuardSharedDatabase",
+        message: &["first", "schemaSuffix"],
+    };
+    eventually(WAIT, "second to be Stalled", || check(&env, &want).ok());
+    let swaps = || {
+        e2e::postgres::rows(
+            &db.url,
+            "SELECT count(*) FROM switchyard.deployments WHERE operation = 'promote'",
+        )
+    };
+    let before = swaps().await.unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        swaps().await.unwrap(),
+        before,
+        "the Environments still swap"
+    );
+    assert_eq!(
+        e2e::postgres::one(&db.url, "SELECT one FROM api.one").await,
+        "1"
+    );
+    assert!(
+        condition(&env.get("environment/first"), "Ready").is_some_and(|c| c["status"] == "True")
+    );
+}

@@ -598,6 +598,11 @@ async fn steps(
             message: format!("waiting for the project files of {seen} (have {revision})"),
         };
     }
+    if let Some(refused) =
+        super::shared_database::refuse_if_claimed(ctx, env, &fetched.project).await
+    {
+        return refused;
+    }
     let mut engine = match connect(ctx, env).await {
         Ok(e) => e,
         Err(outcome) => return outcome,

@@ -13,6 +13,7 @@ pub mod environment;
 pub mod leader;
 pub mod project_source;
 pub mod promotion;
+pub mod shared_database;
 pub mod status;
 pub mod webhook;
 
