@@ -123,3 +123,43 @@ async fn has_table(url: &str, schema: &str, table: &str) -> Result<bool> {
     .await?;
     Ok(!found.is_empty())
 }
+
+/// Where the registry and the catalog disagree for a project whose every change creates
+/// one table of its own name in `schema`: a table no change accounts for (half a change
+/// committed) or a change whose table is missing (bookkeeping committed apart from it).
+pub async fn registry_against_catalog(url: &str, schema: &str) -> Result<Vec<String>> {
+    let tables = rows(
+        url,
+        &format!("SELECT tablename FROM pg_tables WHERE schemaname = '{schema}'"),
+    )
+    .await?;
+    let changes = deployed_changes(url).await?;
+    let mut found: Vec<String> = tables
+        .iter()
+        .filter(|t| !changes.contains(t))
+        .map(|t| format!("table {schema}.{t} that no deployed change accounts for"))
+        .collect();
+    found.extend(
+        changes
+            .iter()
+            .filter(|c| !tables.contains(c))
+            .map(|c| format!("change {c} recorded without its table")),
+    );
+    Ok(found)
+}
+
+/// The blue/green bookkeeping and which layer views read which set, for failure reports.
+pub async fn describe_sets(url: &str) -> Result<Vec<String>> {
+    rows(
+        url,
+        "SELECT 'layer ' || suffix || ' ' || logical_schema || ' ' || physical_schema || ' ' || role FROM switchyard.layers \
+         UNION ALL SELECT 'pointer ' || physical_schema || ' ' || role || ' ' || state FROM switchyard.schema_pointers \
+         UNION ALL SELECT DISTINCT 'depends ' || dn.nspname || '.' || dc.relname || ' -> ' || rn.nspname \
+           FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass \
+           JOIN pg_class dc ON dc.oid = r.ev_class JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
+           JOIN pg_class rc ON rc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass \
+           JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE rn.nspname <> dn.nspname AND rn.nspname ~ '__sy_' \
+         ORDER BY 1",
+    )
+    .await
+}

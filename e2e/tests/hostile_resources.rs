@@ -80,83 +80,9 @@ fn check(env: &Env, want: &Want) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("{c}")) }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resources_wrong_in_context_get_specific_conditions_and_change_nothing() {
-    let env = Env::start();
-    let shop_db = database().await;
-    let untouched = database().await;
-    let bg_db = database().await;
-    env.db_secret("bg-db", &bg_db);
-    env.db_secret("shop-db", &shop_db);
-    env.db_secret("untouched-db", &untouched);
-    env.project_configmap("shop-files", &shop());
-    env.project_configmap("other-files", &other_project());
-    env.project_configmap("bg-files", &blue_green_shop());
-    let broken = shop();
-    broken.write(
-        "sqitch.plan",
-        "%project=shop\n\nusers 2026-13-01T00:00:01Z A <a@b.c>\n",
-    );
-    env.project_configmap("broken-files", &broken);
-    env.apply(&project_yaml("shop", "shop-files"));
-    env.apply(&project_yaml("other", "other-files"));
-    env.apply(&project_yaml("bg", "bg-files"));
-    env.apply(&project_yaml("broken", "broken-files"));
-    env.apply(&project_yaml("no-configmap", "nothing-here"));
-    let free = free_port();
-    env.apply(&secret_yaml(
-        "wrong-key",
-        "connection",
-        "postgres://x@127.0.0.1/db",
-    ));
-    env.apply(&secret_yaml(
-        "bad-url",
-        "url",
-        &format!("postgres://app:{PASSWORD}@127.0.0.1:notaport/db"),
-    ));
-    env.apply(&secret_yaml(
-        "unreachable",
-        "url",
-        &format!("postgres://app:{PASSWORD}@127.0.0.1:{free}/db"),
-    ));
-
-    env.apply(&env_yaml("shop", "shop", "shop-db", true, ""));
-    env.apply(&env_yaml("missing-secret", "shop", "nope", true, ""));
-    env.apply(&env_yaml("wrong-key", "shop", "wrong-key", true, ""));
-    env.apply(&env_yaml("bad-url", "shop", "bad-url", true, ""));
-    env.apply(&env_yaml("unreachable", "shop", "unreachable", true, ""));
-    env.apply(&env_yaml(
-        "missing-project",
-        "ghost",
-        "untouched-db",
-        true,
-        "",
-    ));
-    env.apply(&env_yaml("broken", "broken", "untouched-db", true, ""));
-    let controller = env.controller("c", &[]);
-    assert!(
-        env.wait("environment/shop", "condition=Ready", WAIT),
-        "{}",
-        controller.log()
-    );
-    // shop is deployed; now the wrong ones that touch its database.
-    let before_shop = snapshot(&shop_db.url).await.unwrap();
-    let before_untouched = snapshot(&untouched.url).await.unwrap();
-    env.apply(&env_yaml("other", "other", "shop-db", true, ""));
-    env.apply(&env_yaml("bg-a", "bg", "bg-db", true, ""));
-    assert!(
-        env.wait("environment/bg-a", "condition=Ready", WAIT),
-        "{}",
-        controller.log()
-    );
-    let before_bg = snapshot(&bg_db.url).await.unwrap();
-    env.apply(&env_yaml("bg-b", "bg", "bg-db", false, ""));
-    env.apply(&promotion_yaml("across-projects", "shop", "other"));
-    env.apply(&promotion_yaml("to-nothing", "shop", "ghost-env"));
-    env.apply(&promotion_yaml("from-nothing", "ghost-env", "shop"));
-    env.apply(&promotion_yaml("same-database", "bg-a", "bg-b"));
-
-    let wants = [
+/// What each wrong resource must say.
+fn wants() -> Vec<Want> {
+    vec![
         Want {
             object: "environment/missing-secret",
             condition: "Ready",
@@ -248,25 +174,58 @@ async fn resources_wrong_in_context_get_specific_conditions_and_change_nothing()
             reason: "GuardSharedDatabase",
             message: &["schemaSuffix"],
         },
-    ];
-    let mut failures = Vec::new();
-    for want in &wants {
-        let mut last = String::new();
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::time::Instant::now() < deadline {
-            match check(&env, want) {
-                Ok(()) => {
-                    last.clear();
-                    break;
-                }
-                Err(why) => last = why,
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        if !last.is_empty() {
-            failures.push(format!("{} ({}): {last}", want.object, want.reason));
-        }
-    }
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_wrong_in_context_get_specific_conditions_and_change_nothing() {
+    let env = Env::start();
+    let shop_db = database().await;
+    let untouched = database().await;
+    let bg_db = database().await;
+    env.db_secret("bg-db", &bg_db);
+    apply_sources_and_secrets(&env, &shop_db, &untouched);
+    env.apply(&env_yaml("shop", "shop", "shop-db", true, ""));
+    env.apply(&env_yaml("missing-secret", "shop", "nope", true, ""));
+    env.apply(&env_yaml("wrong-key", "shop", "wrong-key", true, ""));
+    env.apply(&env_yaml("bad-url", "shop", "bad-url", true, ""));
+    env.apply(&env_yaml("unreachable", "shop", "unreachable", true, ""));
+    env.apply(&env_yaml(
+        "missing-project",
+        "ghost",
+        "untouched-db",
+        true,
+        "",
+    ));
+    env.apply(&env_yaml("broken", "broken", "untouched-db", true, ""));
+    let controller = env.controller("c", &[]);
+    assert!(
+        env.wait("environment/shop", "condition=Ready", WAIT),
+        "{}",
+        controller.log()
+    );
+    // shop is deployed; now the wrong ones that touch its database.
+    let before_shop = snapshot(&shop_db.url).await.unwrap();
+    let before_untouched = snapshot(&untouched.url).await.unwrap();
+    env.apply(&env_yaml("other", "other", "shop-db", true, ""));
+    env.apply(&env_yaml("bg-a", "bg", "bg-db", true, ""));
+    assert!(
+        env.wait("environment/bg-a", "condition=Ready", WAIT),
+        "{}",
+        controller.log()
+    );
+    let before_bg = snapshot(&bg_db.url).await.unwrap();
+    env.apply(&env_yaml("bg-b", "bg", "bg-db", false, ""));
+    env.apply(&promotion_yaml("across-projects", "shop", "other"));
+    env.apply(&promotion_yaml("to-nothing", "shop", "ghost-env"));
+    env.apply(&promotion_yaml("from-nothing", "ghost-env", "shop"));
+    env.apply(&promotion_yaml("same-database", "bg-a", "bg-b"));
+
+    let wants = wants();
+    let mut failures: Vec<String> = wants
+        .iter()
+        .filter_map(|want| reached(&env, want).err())
+        .collect();
     // Nothing in either database changed: no table, schema or function came or went
     // (the registry records the failed attempt only as a `fail` event and a project row).
     let after_shop = snapshot(&shop_db.url).await.unwrap();
@@ -386,4 +345,59 @@ async fn two_environments_claiming_one_database_without_suffixes_do_not_fight() 
     assert!(
         condition(&env.get("environment/first"), "Ready").is_some_and(|c| c["status"] == "True")
     );
+}
+
+/// Waits for `want`, or says what the object showed instead.
+fn reached(env: &Env, want: &Want) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match check(env, want) {
+            Ok(()) => return Ok(()),
+            Err(why) if std::time::Instant::now() >= deadline => {
+                return Err(format!("{} ({}): {why}", want.object, want.reason));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// The projects (good, broken, missing) and Secrets (good, wrong key, bad URL, unreachable)
+/// the cases use.
+fn apply_sources_and_secrets(
+    env: &Env,
+    shop_db: &e2e::postgres::TestDb,
+    untouched: &e2e::postgres::TestDb,
+) {
+    env.db_secret("shop-db", shop_db);
+    env.db_secret("untouched-db", untouched);
+    env.project_configmap("shop-files", &shop());
+    env.project_configmap("other-files", &other_project());
+    env.project_configmap("bg-files", &blue_green_shop());
+    let broken = shop();
+    broken.write(
+        "sqitch.plan",
+        "%project=shop\n\nusers 2026-13-01T00:00:01Z A <a@b.c>\n",
+    );
+    env.project_configmap("broken-files", &broken);
+    env.apply(&project_yaml("shop", "shop-files"));
+    env.apply(&project_yaml("other", "other-files"));
+    env.apply(&project_yaml("bg", "bg-files"));
+    env.apply(&project_yaml("broken", "broken-files"));
+    env.apply(&project_yaml("no-configmap", "nothing-here"));
+    let free = free_port();
+    env.apply(&secret_yaml(
+        "wrong-key",
+        "connection",
+        "postgres://x@127.0.0.1/db",
+    ));
+    env.apply(&secret_yaml(
+        "bad-url",
+        "url",
+        &format!("postgres://app:{PASSWORD}@127.0.0.1:notaport/db"),
+    ));
+    env.apply(&secret_yaml(
+        "unreachable",
+        "url",
+        &format!("postgres://app:{PASSWORD}@127.0.0.1:{free}/db"),
+    ));
 }

@@ -53,7 +53,7 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
         false,
         "  schemaSuffix: _prod\n",
     ));
-    let mut controller = env.controller("c0", &[]);
+    let controller = env.controller("c0", &[]);
     assert!(
         env.wait("environment/dev", "condition=Ready", WAIT),
         "{}",
@@ -61,47 +61,90 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
     );
 
     let started = Instant::now();
-    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut promotions = Vec::new();
-    for round in 1..=kills {
-        // Two new revisions every three rounds, a Promotion every other round: work in
-        // flight of every kind when the kill comes.
-        let revision = round - round / 3;
-        env.project_configmap("shop-files", &project(revision));
-        if round % 2 == 0 {
-            let name = format!("p{round}");
-            env.apply(&promotion(&name));
-            promotions.push(name);
-        }
-        // Aim each kill at one phase (seeded), polling what the controller's sessions are
-        // doing; kill anyway when that phase does not come within the deadline.
-        let aim = *rng.pick(&["deploy", "stage", "swap", "cleanup", "any"]);
-        let deadline =
-            Instant::now() + rng.between(Duration::from_millis(500), Duration::from_millis(4000));
-        let phase = loop {
-            let phase = phase_at(&db.url).await;
-            if phase == aim || (aim == "any" && phase != "idle") || Instant::now() >= deadline {
-                break phase;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
-        *phases.entry(phase).or_default() += 1;
-        controller.kill();
-        controller = env.controller(&format!("c{round}"), &[]);
-    }
+    let (controller, phases, promotions) =
+        kill_at_random(&env, &db.url, &mut rng, kills, controller).await;
     let last = kills - kills / 3;
     eprintln!(
         "killed {kills} times in {:.0?}: {phases:?}",
         started.elapsed()
     );
 
-    // Let it settle by itself, then promote the last revision once more.
+    // Let it settle by itself, then one more revision and Promotion with no kill.
     let settled = Instant::now();
+    let last = settle(&env, last, &promotions, &controller);
+    let recovery = settled.elapsed();
+    assert_eq!(
+        one(&db.url, "SELECT api_dev.version()").await,
+        format!("v{last}")
+    );
+    assert_eq!(
+        one(&db.url, "SELECT api_prod.version()").await,
+        format!("v{last}")
+    );
+
+    // Everything Ready without a person; nothing stuck in Reconciling.
+    let not_ready = unsettled(&env);
+    assert!(
+        not_ready.is_empty(),
+        "not Ready after the kills:\n{}",
+        not_ready.join("\n")
+    );
+
+    let mut broken = invariants::applied_twice(&db.url).await.unwrap();
+    broken.extend(invariants::locks_left(&db.url).await.unwrap());
+    broken.extend(invariants::orphaned_sets(&db.url, 2).await.unwrap());
+    if !broken.is_empty() {
+        let dump = invariants::describe_sets(&db.url).await.unwrap();
+        panic!(
+            "after {kills} kills: {broken:#?}\n{}\n{}",
+            dump.join("\n"),
+            controller.log()
+        );
+    }
+
+    // The registry equals the catalog, and both equal a clean run's.
+    let disagree = invariants::registry_against_catalog(&db.url, "shop")
+        .await
+        .unwrap();
+    assert!(
+        disagree.is_empty(),
+        "registry and catalog disagree: {disagree:?}"
+    );
+    let clean = clean_run(last).await;
+    assert_eq!(registry_rows(&db.url).await, registry_rows(&clean).await);
+    assert_eq!(
+        rows(
+            &db.url,
+            "SELECT (SELECT count(*) FROM api_prod.rows) || ' ' || (SELECT n FROM api_prod.totals)"
+        )
+        .await
+        .unwrap(),
+        rows(
+            &clean,
+            "SELECT (SELECT count(*) FROM api_prod.rows) || ' ' || (SELECT n FROM api_prod.totals)"
+        )
+        .await
+        .unwrap(),
+    );
+
+    chaos::figure("controller SIGKILLs", kills);
+    chaos::figure("SIGKILLs by phase", format!("{phases:?}"));
+    chaos::figure(
+        "all Ready again after the last SIGKILL, with one more revision and Promotion (s)",
+        format!("{:.1}", recovery.as_secs_f64()),
+    );
+    assert!(!(env.visible_state() + &controller.log()).contains(PASSWORD));
+}
+
+/// Waits for dev to deploy revision `last` and every Promotion to finish, then pushes one
+/// more revision with no kill (the first blue/green run after the crashes must clean up
+/// what they left) and promotes it. Returns that revision.
+fn settle(env: &Env, last: usize, promotions: &[String], controller: &Controller) -> usize {
     eventually(WAIT, "dev to deploy the last revision", || {
         let dev = env.get("environment/dev");
         (is_ready(&dev) && dev["status"]["lastChange"] == format!("t{last}")).then_some(())
     });
-    for name in &promotions {
+    for name in promotions {
         eventually(WAIT, &format!("promotion/{name} to finish"), || {
             let p = env.get(&format!("promotion/{name}"));
             let phase = p["status"]["phase"]
@@ -127,94 +170,48 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
         "{}",
         controller.log()
     );
-    let recovery = settled.elapsed();
-    assert_eq!(
-        one(&db.url, "SELECT api_dev.version()").await,
-        format!("v{last}")
-    );
-    assert_eq!(
-        one(&db.url, "SELECT api_prod.version()").await,
-        format!("v{last}")
-    );
+    last
+}
 
-    // Everything Ready without a person; nothing stuck in Reconciling.
-    let mut not_ready = Vec::new();
-    for kind in ["databaseprojects", "environments", "promotions"] {
-        for obj in env.get(kind)["items"].as_array().unwrap() {
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-            let reconciling = condition(obj, "Reconciling").is_some_and(|c| c["status"] == "True");
-            let phase = obj["status"]["phase"].as_str().unwrap_or_default();
-            // A Promotion overtaken by a newer one may end Blocked by a guard; that is an
-            // answer, not a hang. Any other object must be Ready.
-            if reconciling || (!is_ready(obj) && phase != "Blocked") {
-                not_ready.push(format!("{kind}/{name}: {:#}", obj["status"]));
-            }
+/// Pushes revisions and Promotions and SIGKILLs the controller `kills` times, each kill
+/// aimed (seeded) at a phase of its work; restarts it each time. Returns the last
+/// controller, where the kills landed, and the Promotions made.
+async fn kill_at_random(
+    env: &Env,
+    url: &str,
+    rng: &mut Rng,
+    kills: usize,
+    mut controller: Controller,
+) -> (Controller, BTreeMap<&'static str, usize>, Vec<String>) {
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut promotions = Vec::new();
+    for round in 1..=kills {
+        // Two new revisions every three rounds, a Promotion every other round: work in
+        // flight of every kind when the kill comes.
+        let revision = round - round / 3;
+        env.project_configmap("shop-files", &project(revision));
+        if round % 2 == 0 {
+            let name = format!("p{round}");
+            env.apply(&promotion(&name));
+            promotions.push(name);
         }
+        // Aim each kill at one phase (seeded), polling what the controller's sessions are
+        // doing; kill anyway when that phase does not come within the deadline.
+        let aim = *rng.pick(&["deploy", "stage", "swap", "cleanup", "any"]);
+        let deadline =
+            Instant::now() + rng.between(Duration::from_millis(500), Duration::from_millis(4000));
+        let phase = loop {
+            let phase = phase_at(url).await;
+            if phase == aim || (aim == "any" && phase != "idle") || Instant::now() >= deadline {
+                break phase;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        *phases.entry(phase).or_default() += 1;
+        controller.kill();
+        controller = env.controller(&format!("c{round}"), &[]);
     }
-    assert!(
-        not_ready.is_empty(),
-        "not Ready after the kills:\n{}",
-        not_ready.join("\n")
-    );
-
-    let mut broken = invariants::applied_twice(&db.url).await.unwrap();
-    broken.extend(invariants::locks_left(&db.url).await.unwrap());
-    broken.extend(invariants::orphaned_sets(&db.url, 2).await.unwrap());
-    if !broken.is_empty() {
-        let dump = rows(
-            &db.url,
-            "SELECT 'layer ' || suffix || ' ' || logical_schema || ' ' || physical_schema || ' ' || role FROM switchyard.layers \
-             UNION ALL SELECT 'pointer ' || physical_schema || ' ' || role || ' ' || state FROM switchyard.schema_pointers \
-             UNION ALL SELECT DISTINCT 'depends ' || dn.nspname || '.' || dc.relname || ' -> ' || rn.nspname \
-               FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass \
-               JOIN pg_class dc ON dc.oid = r.ev_class JOIN pg_namespace dn ON dn.oid = dc.relnamespace \
-               JOIN pg_class rc ON rc.oid = d.refobjid AND d.refclassid = 'pg_class'::regclass \
-               JOIN pg_namespace rn ON rn.oid = rc.relnamespace WHERE rn.nspname <> dn.nspname AND rn.nspname ~ '__sy_' \
-             ORDER BY 1",
-        )
-        .await
-        .unwrap();
-        panic!(
-            "after {kills} kills: {broken:#?}\n{}\n{}",
-            dump.join("\n"),
-            controller.log()
-        );
-    }
-
-    // The registry equals the catalog, and both equal a clean run's.
-    let tables = rows(
-        &db.url,
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'shop' ORDER BY tablename::bytea",
-    )
-    .await
-    .unwrap();
-    let mut changes = invariants::deployed_changes(&db.url).await.unwrap();
-    changes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    assert_eq!(tables, changes, "registry and catalog disagree");
-    let clean = clean_run(last).await;
-    assert_eq!(registry_rows(&db.url).await, registry_rows(&clean).await);
-    assert_eq!(
-        rows(
-            &db.url,
-            "SELECT (SELECT count(*) FROM api_prod.rows) || ' ' || (SELECT n FROM api_prod.totals)"
-        )
-        .await
-        .unwrap(),
-        rows(
-            &clean,
-            "SELECT (SELECT count(*) FROM api_prod.rows) || ' ' || (SELECT n FROM api_prod.totals)"
-        )
-        .await
-        .unwrap(),
-    );
-
-    chaos::figure("controller SIGKILLs", kills);
-    chaos::figure("SIGKILLs by phase", format!("{phases:?}"));
-    chaos::figure(
-        "all Ready again after the last SIGKILL, with one more revision and Promotion (s)",
-        format!("{:.1}", recovery.as_secs_f64()),
-    );
-    assert!(!(env.visible_state() + &controller.log()).contains(PASSWORD));
+    (controller, phases, promotions)
 }
 
 /// The same project deployed by the CLI into a fresh database with no fault.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use controller_common::*;
 use e2e::chaos::{self, Rng};
 use e2e::invariants;
-use e2e::postgres::{one, rows, server};
+use e2e::postgres::{one, server};
 use e2e::reliability::{phase_at, project};
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -91,28 +91,8 @@ async fn database_faults_at_random_points_are_survived() {
         *phases.entry(phase).or_default() += 1;
         *done.entry(fault).or_default() += 1;
         let struck = Instant::now();
-        match fault {
-            Fault::RestartFast | Fault::RestartImmediate => {
-                let mode = if fault == Fault::RestartFast {
-                    "fast"
-                } else {
-                    "immediate"
-                };
-                server().stop_with(mode).unwrap();
-                tokio::time::sleep(rng.between(Duration::from_millis(200), Duration::from_secs(3)))
-                    .await;
-                server().restart().unwrap();
-            }
-            Fault::TerminateSessions => {
-                admin(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE application_name = 'switchyard'",
-                )
-                .await;
-            }
-            Fault::RefuseConnections => {
-                retries.push(refuse(&env, &controller, &db.name, refusal).await);
-            }
+        if let Some(runs) = strike(fault, &mut rng, &env, &controller, &db.name, refusal).await {
+            retries.push(runs);
         }
         eventually(
             WAIT,
@@ -124,15 +104,13 @@ async fn database_faults_at_random_points_are_survived() {
 
     // Each change committed whole or not at all: every table the registry lists exists
     // with all its rows, and no table exists that the registry does not list.
-    let tables = rows(
-        &db.url,
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'shop' ORDER BY tablename::bytea",
-    )
-    .await
-    .unwrap();
-    let mut changes = invariants::deployed_changes(&db.url).await.unwrap();
-    changes.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    assert_eq!(tables, changes, "registry and catalog disagree");
+    let disagree = invariants::registry_against_catalog(&db.url, "shop")
+        .await
+        .unwrap();
+    assert!(
+        disagree.is_empty(),
+        "registry and catalog disagree: {disagree:?}"
+    );
     for round in 1..=rounds {
         let count = one(&db.url, &format!("SELECT count(*) FROM shop.t{round}")).await;
         assert_eq!(count, "1000", "t{round} was not committed whole");
@@ -158,6 +136,41 @@ async fn database_faults_at_random_points_are_survived() {
         &format!("reconciles during a {}s refusal", refusal.as_secs()),
         format!("{retries:?}"),
     );
+}
+
+/// Brings `fault` on; for a refusal, returns how many reconciles ran during it.
+async fn strike(
+    fault: Fault,
+    rng: &mut Rng,
+    env: &Env,
+    controller: &Controller,
+    name: &str,
+    refusal: Duration,
+) -> Option<u64> {
+    match fault {
+        Fault::RestartFast | Fault::RestartImmediate => {
+            let mode = if fault == Fault::RestartFast {
+                "fast"
+            } else {
+                "immediate"
+            };
+            server().stop_with(mode).unwrap();
+            tokio::time::sleep(rng.between(Duration::from_millis(200), Duration::from_secs(3)))
+                .await;
+            server().restart().unwrap();
+        }
+        Fault::TerminateSessions => {
+            admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'switchyard'",
+            )
+            .await;
+        }
+        Fault::RefuseConnections => {
+            return Some(refuse(env, controller, name, refusal).await);
+        }
+    }
+    None
 }
 
 /// The database refuses connections for `window`: the Environment says so with a

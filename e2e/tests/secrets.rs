@@ -62,59 +62,7 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
     let ca = env.logs.path().join("ca.crt");
     std::fs::write(&ca, http.ca_pem()).unwrap();
 
-    // Secrets of every shape: a URL, keys, a wrong host; git over https with a token.
-    env.db_secret("url-db", &db);
-    secret_from(
-        &env,
-        "keys-db",
-        &[
-            ("host", "127.0.0.1"),
-            ("port", &db.port.to_string()),
-            ("user", "app"),
-            ("password", PASSWORD),
-            ("dbname", &db.name),
-        ],
-        &[],
-    );
-    let nowhere = format!(
-        "postgres://app:{PASSWORD}@127.0.0.1:{}/{}",
-        free_port(),
-        db.name
-    );
-    secret_from(&env, "nowhere-db", &[("url", &nowhere)], &[]);
-    secret_from(&env, "git", &[("bearerToken", TOKEN)], &[("ca.crt", &ca)]);
-    secret_from(
-        &env,
-        "wrong-git",
-        &[("bearerToken", "Tok-wrong-but-also-secret")],
-        &[("ca.crt", &ca)],
-    );
-    let repo = |name: &str, secret: &str| {
-        git_project_yaml(
-            name,
-            &http.url("shop"),
-            "branch: main",
-            "2s",
-            &format!("      secretRef:\n        name: {secret}\n"),
-        )
-    };
-    env.apply(&repo("shop", "git"));
-    env.apply(&repo("denied", "wrong-git"));
-    env.apply(&env_yaml(
-        "dev",
-        "shop",
-        "url-db",
-        true,
-        "  schemaSuffix: _dev\n",
-    ));
-    env.apply(&env_yaml(
-        "prod",
-        "shop",
-        "keys-db",
-        false,
-        "  schemaSuffix: _prod\n",
-    ));
-    env.apply(&env_yaml("nowhere", "shop", "nowhere-db", true, ""));
+    let nowhere = apply_resources(&env, &db, &http, &ca);
     let hook = env.logs.path().join("webhook");
     std::fs::write(&hook, WEBHOOK).unwrap();
     let controller = env.controller("c", &["--webhook-secret-file", hook.to_str().unwrap()]);
@@ -161,6 +109,35 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
     });
 
     // The CLI, with the password in its URL, through success and failure.
+    let cli = cli_output(&db, &nowhere, &http, &ca);
+    assert!(
+        cli.contains("main@sha1:"),
+        "the CLI read the project from git with the token:\n{cli}"
+    );
+    let (_, metrics) = controller.admin("/metrics");
+    let everything = [
+        ("controller log", controller.log()),
+        ("objects and events", env.visible_state()),
+        ("metrics", metrics),
+        ("CLI output", cli),
+    ];
+    let leaks = leaks(&everything);
+    let searched: usize = everything.iter().map(|(_, t)| t.len()).sum();
+    e2e::chaos::figure(
+        "secret leaks (4 secrets in logs, status, events, metrics, CLI output)",
+        format!("{} in {searched} bytes searched", leaks.len()),
+    );
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
+
+/// Every `switchyard` run a person would make with these secrets, successful and not, with
+/// its stdout and stderr at trace level.
+fn cli_output(
+    db: &e2e::postgres::TestDb,
+    nowhere: &str,
+    http: &GitHttp,
+    ca: &std::path::Path,
+) -> String {
     let url = format!(
         "postgres://app:{PASSWORD}@127.0.0.1:{}/{}",
         db.port, db.name
@@ -168,7 +145,7 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
     let fx = project(1);
     let creds = tempfile::tempdir().unwrap();
     std::fs::write(creds.path().join("bearerToken"), TOKEN).unwrap();
-    std::fs::copy(&ca, creds.path().join("ca.crt")).unwrap();
+    std::fs::copy(ca, creds.path().join("ca.crt")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let mut cli = String::new();
     let runs: Vec<Vec<String>> = vec![
@@ -192,7 +169,7 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
             "--project".into(),
             fx.path().display().to_string(),
             "--db".into(),
-            nowhere.clone(),
+            nowhere.to_string(),
             "--json".into(),
         ],
         vec![
@@ -239,19 +216,13 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
         "the failing runs ran:\n{cli}"
     );
 
-    assert!(
-        cli.contains("main@sha1:"),
-        "the CLI read the project from git with the token:\n{cli}"
-    );
-    let (_, metrics) = controller.admin("/metrics");
-    let everything = [
-        ("controller log", controller.log()),
-        ("objects and events", env.visible_state()),
-        ("metrics", metrics),
-        ("CLI output", cli),
-    ];
+    cli
+}
+
+/// `what: n × secret` for every secret found in any of the texts.
+fn leaks(everything: &[(&str, String)]) -> Vec<String> {
     let mut leaks = Vec::new();
-    for (what, text) in &everything {
+    for (what, text) in everything {
         for secret in [PASSWORD, TOKEN, WEBHOOK, "Tok-wrong-but-also-secret"] {
             let hits = text.matches(secret).count();
             if hits > 0 {
@@ -259,10 +230,68 @@ async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
             }
         }
     }
-    let searched: usize = everything.iter().map(|(_, t)| t.len()).sum();
-    e2e::chaos::figure(
-        "secret leaks (4 secrets in logs, status, events, metrics, CLI output)",
-        format!("{} in {searched} bytes searched", leaks.len()),
+    leaks
+}
+
+/// Secrets of every shape (a URL, keys, a wrong host; git over https with a right and a
+/// wrong token) and the resources that use them. Returns the unreachable database's URL.
+fn apply_resources(
+    env: &Env,
+    db: &e2e::postgres::TestDb,
+    http: &GitHttp,
+    ca: &std::path::Path,
+) -> String {
+    env.db_secret("url-db", db);
+    secret_from(
+        env,
+        "keys-db",
+        &[
+            ("host", "127.0.0.1"),
+            ("port", &db.port.to_string()),
+            ("user", "app"),
+            ("password", PASSWORD),
+            ("dbname", &db.name),
+        ],
+        &[],
     );
-    assert!(leaks.is_empty(), "{leaks:#?}");
+    let nowhere = format!(
+        "postgres://app:{PASSWORD}@127.0.0.1:{}/{}",
+        free_port(),
+        db.name
+    );
+    secret_from(env, "nowhere-db", &[("url", &nowhere)], &[]);
+    secret_from(env, "git", &[("bearerToken", TOKEN)], &[("ca.crt", ca)]);
+    secret_from(
+        env,
+        "wrong-git",
+        &[("bearerToken", "Tok-wrong-but-also-secret")],
+        &[("ca.crt", ca)],
+    );
+    let repo = |name: &str, secret: &str| {
+        git_project_yaml(
+            name,
+            &http.url("shop"),
+            "branch: main",
+            "2s",
+            &format!("      secretRef:\n        name: {secret}\n"),
+        )
+    };
+    env.apply(&repo("shop", "git"));
+    env.apply(&repo("denied", "wrong-git"));
+    env.apply(&env_yaml(
+        "dev",
+        "shop",
+        "url-db",
+        true,
+        "  schemaSuffix: _dev\n",
+    ));
+    env.apply(&env_yaml(
+        "prod",
+        "shop",
+        "keys-db",
+        false,
+        "  schemaSuffix: _prod\n",
+    ));
+    env.apply(&env_yaml("nowhere", "shop", "nowhere-db", true, ""));
+    nowhere
 }
