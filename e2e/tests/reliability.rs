@@ -767,3 +767,63 @@ async fn superseded_candidates_are_kept_within_retention() {
     run_ok(&mut switchyard_on(&project(4), &db.url, &["promote"]));
     assert_eq!(one(&db.url, "SELECT api.version()").await, "v4");
 }
+
+/// A swap whose session dies in the middle of its transaction (after renaming the live set
+/// aside, while waiting to rename the staged one in) leaves the old set live and the
+/// candidate staged; promoting again succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_interrupted_mid_transaction_leaves_the_old_set_live() {
+    let db = database().await;
+    let v1 = project(1);
+    run_ok(&mut switchyard_on(&v1, &db.url, &["deploy"]));
+    run_ok(&mut switchyard_on(&v1, &db.url, &["stage"]));
+    run_ok(&mut switchyard_on(&v1, &db.url, &["promote"]));
+    let v2 = project(2);
+    run_ok(&mut switchyard_on(&v2, &db.url, &["deploy"]));
+    let staged = e2e::tools::json(&run_ok(&mut switchyard_on(
+        &v2,
+        &db.url,
+        &["stage", "--json"],
+    )));
+    let physical = staged["schemas"]["api"].as_str().unwrap().to_string();
+    // Another transaction holds the staged schema's catalog row: the swap renames the live
+    // set aside, then waits to rename the staged one in.
+    let holder = e2e::postgres::connect(&db.url).await.unwrap();
+    holder
+        .batch_execute(&format!(
+            "BEGIN; GRANT USAGE ON SCHEMA {physical} TO PUBLIC;"
+        ))
+        .await
+        .unwrap();
+    let mut promote = switchyard_on(&v2, &db.url, &["promote", "--lock-timeout", "60000"])
+        .spawn()
+        .unwrap();
+    until_psql(
+        &db.url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%' \
+           AND wait_event_type = 'Lock' AND query ILIKE '%RENAME%'",
+        "1",
+    );
+    // The swap's session dies mid-transaction.
+    run_ok(std::process::Command::new("psql").args([
+        &db.url,
+        "-Atc",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'switchyard%' AND wait_event_type = 'Lock'",
+    ]));
+    let status = promote.wait().unwrap();
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert!(!status.success(), "the interrupted promote must fail");
+    assert_eq!(
+        one(&db.url, "SELECT api.version()").await,
+        "v1",
+        "the old set is live"
+    );
+    assert_eq!(
+        one(&db.url, &format!("SELECT role || ' ' || state FROM switchyard.schema_pointers WHERE physical_schema = '{physical}'")).await,
+        "staged verified"
+    );
+    run_ok(&mut switchyard_on(&v2, &db.url, &["promote"]));
+    assert_eq!(one(&db.url, "SELECT api.version()").await, "v2");
+    let left = invariants::orphaned_sets(&db.url, 2).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
