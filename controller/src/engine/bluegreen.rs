@@ -703,6 +703,17 @@ impl<'c> BlueGreen<'c> {
     /// Drops staging sets still `building`: a stage builds under the project lock, which
     /// the caller holds now, so their builder died (killed, connection lost) and nobody
     /// will finish them.
+    async fn drop_abandoned(&self, project: &Project) -> Result<()> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        for p in all
+            .iter()
+            .filter(|p| p.role == Role::Staged && p.state == "building")
+        {
+            self.drop_staging(project, &p.physical, "abandoned").await?;
+        }
+        Ok(())
+    }
+
     /// Drops the oldest staged candidates of `schemas` so that, with the one about to be
     /// built, at most [`CANDIDATES_KEPT`] stay: one never promoted (the controller killed
     /// between stage and promote while the project moved on) would otherwise stay for ever.
@@ -718,30 +729,21 @@ impl<'c> BlueGreen<'c> {
                 .filter(|p| p.role == Role::Staged && &p.logical == logical)
                 .skip(CANDIDATES_KEPT - 1)
             {
-                tracing::info!(schema = %old.physical, "Dropping a superseded staging set");
-                self.client
-                    .batch_execute(&sql::drop_schema(&old.physical))
-                    .await
-                    .map_err(db("dropping a superseded staging schema"))?;
-                pointers::forget(self.client, project.name(), &old.physical).await?;
+                self.drop_staging(project, &old.physical, "superseded")
+                    .await?;
             }
         }
         Ok(())
     }
 
-    async fn drop_abandoned(&self, project: &Project) -> Result<()> {
-        let all = pointers::pointers(self.client, project.name()).await?;
-        for p in all
-            .iter()
-            .filter(|p| p.role == Role::Staged && p.state == "building")
-        {
-            tracing::info!(schema = %p.physical, "Dropping an abandoned staging set");
-            self.client
-                .batch_execute(&sql::drop_schema(&p.physical))
-                .await
-                .map_err(db("dropping an abandoned staging schema"))?;
-            pointers::forget(self.client, project.name(), &p.physical).await?;
-        }
+    /// Drops a staging set and forgets its pointer; `why` is for the log.
+    async fn drop_staging(&self, project: &Project, physical: &str, why: &str) -> Result<()> {
+        tracing::info!(schema = %physical, why, "Dropping a staging set");
+        self.client
+            .batch_execute(&sql::drop_schema(physical))
+            .await
+            .map_err(db("dropping a staging schema left behind"))?;
+        pointers::forget(self.client, project.name(), physical).await?;
         Ok(())
     }
 
