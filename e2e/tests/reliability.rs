@@ -22,21 +22,10 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(180);
 
-fn is_ready(obj: &Value) -> bool {
-    condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
-}
-
-/// SIGKILL the controller at random points while two Environments in one database deploy,
-/// stage and swap their layers and Promotions repoint prod's layers; restart it each time.
-/// At the end: the same database as a clean run, no change applied twice, registry equal to
-/// the catalog, no set orphaned or beyond retention, no lock left, everything Ready.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_sigkill_at_random_points_loses_nothing() {
-    let mut rng = Rng::for_test("controller_sigkill_at_random_points_loses_nothing");
-    let kills = chaos::size(12, 50);
-    let env = Env::start();
-    let db = database().await;
-    env.db_secret("shared-db", &db);
+/// The project at round 0 and two Environments sharing `db`: `dev` follows the project
+/// (layers `api_dev`), `prod` moves only by Promotion (layers `api_prod`).
+fn shared_environments(env: &Env, db: &e2e::postgres::TestDb) {
+    env.db_secret("shared-db", db);
     env.project_configmap("shop-files", &project(0));
     env.apply(&project_yaml("shop", "shop-files"));
     env.apply(&env_yaml(
@@ -53,6 +42,23 @@ async fn controller_sigkill_at_random_points_loses_nothing() {
         false,
         "  schemaSuffix: _prod\n",
     ));
+}
+
+fn is_ready(obj: &Value) -> bool {
+    condition(obj, "Ready").is_some_and(|c| c["status"] == "True")
+}
+
+/// SIGKILL the controller at random points while two Environments in one database deploy,
+/// stage and swap their layers and Promotions repoint prod's layers; restart it each time.
+/// At the end: the same database as a clean run, no change applied twice, registry equal to
+/// the catalog, no set orphaned or beyond retention, no lock left, everything Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_sigkill_at_random_points_loses_nothing() {
+    let mut rng = Rng::for_test("controller_sigkill_at_random_points_loses_nothing");
+    let kills = chaos::size(12, 50);
+    let env = Env::start();
+    let db = database().await;
+    shared_environments(&env, &db);
     let controller = env.controller("c0", &[]);
     assert!(
         env.wait("environment/dev", "condition=Ready", WAIT),
@@ -372,23 +378,7 @@ async fn api_server_faults_converge_without_a_hot_loop() {
     };
     let faults = harness.faults().clone();
     let db = database().await;
-    env.db_secret("shared-db", &db);
-    env.project_configmap("shop-files", &project(0));
-    env.apply(&project_yaml("shop", "shop-files"));
-    env.apply(&env_yaml(
-        "dev",
-        "shop",
-        "shared-db",
-        true,
-        "  schemaSuffix: _dev\n",
-    ));
-    env.apply(&env_yaml(
-        "prod",
-        "shop",
-        "shared-db",
-        false,
-        "  schemaSuffix: _prod\n",
-    ));
+    shared_environments(&env, &db);
     faults.enable(rng.next_u64(), e2e::apiserver::faults::Profile::chaos());
     let controller = env.controller("c", &[]);
 
