@@ -167,7 +167,7 @@ impl Target {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| ConnectError {
+        let (client, connection) = connect_checked(config).await.map_err(|e| ConnectError {
             target: self.shown.clone(),
             message: db_error_message(&e),
         })?;
@@ -177,6 +177,47 @@ impl Target {
             }
         });
         Ok(client)
+    }
+}
+
+/// How often the server checks, while a statement runs, that the client is still there.
+const CLIENT_CHECK: &str = "-c client_connection_check_interval=1000";
+
+/// Connects asking the server to watch the client's socket while statements run.
+///
+/// NB: PostgreSQL notices a vanished client (a killed pod, a SIGKILLed CLI) only when it
+/// next writes to it, so a deployer killed in a long statement kept the project lock (and
+/// its transaction) until that statement ended (issue #17). From PostgreSQL 14, on Linux,
+/// `client_connection_check_interval` makes it notice within a second. It is a startup
+/// option, so `RESET ALL` keeps it. Servers that refuse it (older, other platforms,
+/// Materialize) get the connection without it.
+async fn connect_checked(
+    mut config: Config,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    tokio_postgres::Error,
+> {
+    use tokio_postgres::error::SqlState;
+    let plain = config.clone();
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {CLIENT_CHECK}"),
+        _ => CLIENT_CHECK.to_string(),
+    };
+    config.options(&options);
+    let refused = [
+        SqlState::UNDEFINED_OBJECT,
+        SqlState::INVALID_PARAMETER_VALUE,
+        SqlState::FEATURE_NOT_SUPPORTED,
+    ];
+    match config.connect(NoTls).await {
+        Err(e) if e.code().is_some_and(|c| refused.contains(c)) => {
+            tracing::debug!(error = %e, "Connecting without client_connection_check_interval");
+            plain.connect(NoTls).await
+        }
+        other => other,
     }
 }
 

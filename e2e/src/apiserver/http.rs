@@ -73,6 +73,8 @@ pub struct Server {
     pub aggregated_discovery: bool,
     /// Flips to true on shutdown; ends watches.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Injected faults; off unless a test turns them on.
+    pub faults: Arc<super::faults::Faults>,
 }
 
 fn respond(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
@@ -217,9 +219,16 @@ pub async fn handle(
             }
         }
     }
+    let fault = srv
+        .faults
+        .decide(&ctx.method, &path, ctx.query.flag("watch"), &ctx.user_agent)
+        .await;
+    if let Some(r) = fault.respond(&path) {
+        return Ok(r);
+    }
     let res = route(&srv, &ctx, &path, &body);
     Ok(match res {
-        Ok(r) => r,
+        Ok(r) => fault.wrap(r),
         Err(e) => {
             tracing::debug!(method = %ctx.method, path, code = e.code, message = %e.message, "Request failed");
             error_response(&e)

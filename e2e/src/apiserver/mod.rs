@@ -12,6 +12,7 @@
 pub mod cel;
 pub mod discovery;
 pub mod events;
+pub mod faults;
 pub mod http;
 pub mod openapi;
 pub mod patch;
@@ -77,6 +78,7 @@ pub struct ApiServer {
     kubeconfig: PathBuf,
     store: Arc<Store>,
     requests: Arc<requests::RequestLog>,
+    faults: Arc<faults::Faults>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -124,6 +126,7 @@ impl ApiServer {
         let store = Arc::new(Store::new(config.history_limit));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let requests = Arc::new(requests::RequestLog::new(config.request_log.clone()));
+        let faults = Arc::new(faults::Faults::default());
         let srv = Arc::new(http::Server {
             store: store.clone(),
             requests: requests.clone(),
@@ -132,6 +135,7 @@ impl ApiServer {
             addr: addr.to_string(),
             aggregated_discovery: config.aggregated_discovery,
             shutdown: stop_rx,
+            faults: faults.clone(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -157,6 +161,7 @@ impl ApiServer {
             kubeconfig,
             store,
             requests,
+            faults,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
@@ -181,6 +186,11 @@ impl ApiServer {
     /// Every resource request served so far (see [`requests`]).
     pub fn requests(&self) -> Vec<requests::Request> {
         self.requests.entries()
+    }
+
+    /// The fault injector (off until a test enables it; see `faults`).
+    pub fn faults(&self) -> &Arc<faults::Faults> {
+        &self.faults
     }
 
     /// A kube-rs client for this server.
