@@ -265,7 +265,7 @@ async fn resources_wrong_in_context_get_specific_conditions_and_change_nothing()
 /// A ConfigMap source without the `project.tar` key is reported as "not a project" under
 /// the controller's own cache path, instead of naming the ConfigMap and the missing key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the message names /tmp/switchyard/projects/<hash>, not the ConfigMap's missing project.tar key (ConfigMap sources are being reworked on main)"]
+
 async fn a_configmap_without_project_tar_names_the_missing_key() {
     let env = Env::start();
     env.apply(
