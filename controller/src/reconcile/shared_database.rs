@@ -4,8 +4,7 @@
 //! Holds no SQL: whether two Environments share a database is read from their Secrets
 //! ([`super::bluegreen::sharing`]).
 
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::Context;
 use super::bluegreen::{Sharing, sharing};
@@ -16,13 +15,9 @@ use crate::project::{Project, SchemaMode};
 
 /// Refuses `env`, before it touches the database, when its project has blue-green schemas
 /// and an Environment created before it (ties broken by name) deploys into the same
-/// database under the same schema names. A failed list refuses nothing: the check must not
-/// stop the work it protects.
-pub async fn refuse_if_claimed(
-    ctx: &Context,
-    env: &Environment,
-    project: &Project,
-) -> Option<Outcome> {
+/// database under the same schema names. Reads the Environments from the watch cache, so
+/// the check costs no API request.
+pub fn refuse_if_claimed(ctx: &Context, env: &Environment, project: &Project) -> Option<Outcome> {
     if !project
         .manifest
         .schemas
@@ -31,14 +26,14 @@ pub async fn refuse_if_claimed(
     {
         return None;
     }
-    let ns = env.namespace().unwrap_or_default();
-    let api: Api<Environment> = Api::namespaced(ctx.client.clone(), &ns);
-    let others = api.list(&ListParams::default()).await.ok()?;
+    let ns = env.namespace();
     let key = |e: &Environment| (e.metadata.creation_timestamp.clone(), e.name_any());
+    let others = ctx.stores.environments.state();
     let first = others
-        .items
         .iter()
-        .filter(|other| other.uid() != env.uid() && key(other) < key(env))
+        .filter(|other| {
+            other.namespace() == ns && other.uid() != env.uid() && key(other) < key(env)
+        })
         .find(|other| sharing(ctx, env, other) == Sharing::Clash)?;
     Some(Outcome::Terminal {
         reason: reasons::GUARD_SHARED_DATABASE,

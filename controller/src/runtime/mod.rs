@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::api::DatabaseProject;
+use crate::api::{DatabaseProject, Environment};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, Stores};
 use crate::registry::Committer;
@@ -160,11 +160,13 @@ async fn context(
     let stores = Stores {
         projects: cache(api::<DatabaseProject>(client, ns), watch.clone()),
         configmaps: cache(api::<ConfigMap>(client, ns), watch.clone()),
+        environments: cache(api::<Environment>(client, ns), watch.clone()),
         secrets: cache(api::<Secret>(client, ns), watch),
     };
     for ready in [
         stores.projects.wait_until_ready().boxed(),
         stores.configmaps.wait_until_ready().boxed(),
+        stores.environments.wait_until_ready().boxed(),
         stores.secrets.wait_until_ready().boxed(),
     ] {
         ready

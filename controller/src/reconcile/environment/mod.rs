@@ -236,7 +236,7 @@ async fn gather(scope: &Scope<'_>) -> std::result::Result<Gathered, Outcome> {
         });
     }
     if let Some(refused) =
-        super::shared_database::refuse_if_claimed(scope.ctx, scope.env, &fetched.project).await
+        super::shared_database::refuse_if_claimed(scope.ctx, scope.env, &fetched.project)
     {
         return Err(refused);
     }
