@@ -136,17 +136,15 @@ impl Env {
             .unwrap();
         assert!(status.success());
         let from = format!("--from-file=project.tar={}", tar.display());
-        let yaml = self.ok(&[
-            "create",
-            "configmap",
-            name,
-            "-n",
-            &self.ns,
-            &from,
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ]);
+        self.create_and_apply(&["configmap", name, &from]);
+    }
+
+    /// `kubectl create <what> --dry-run=client -o yaml`, then applied: creates or updates.
+    fn create_and_apply(&self, what: &[&str]) {
+        let mut args = vec!["create"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-n", &self.ns, "--dry-run=client", "-o", "yaml"]);
+        let yaml = self.ok(&args);
         self.apply(&yaml);
     }
 
@@ -157,19 +155,7 @@ impl Env {
             db.port, db.name
         );
         let from = format!("--from-literal=url={url}");
-        let yaml = self.ok(&[
-            "create",
-            "secret",
-            "generic",
-            name,
-            "-n",
-            &self.ns,
-            &from,
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ]);
-        self.apply(&yaml);
+        self.create_and_apply(&["secret", "generic", name, &from]);
     }
 
     /// Starts `switchyard controller` for this namespace, logging into `logs/<tag>.log`.

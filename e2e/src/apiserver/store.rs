@@ -277,13 +277,7 @@ impl Store {
     /// POST: creates an object.
     pub fn create(&self, o: &WriteOpts<'_>, obj: Value) -> ApiResult<Value> {
         let rt = o.rt;
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
-        check_type_meta(rt, &obj)?;
-        let mut obj = events::to_storage(rt, obj);
+        let mut obj = stored_body(rt, obj)?;
         let mut st = self.lock();
         let body_ns = str_field(meta(&obj), "namespace").to_string();
         if rt.namespaced {
@@ -457,13 +451,7 @@ impl Store {
         require_rv: bool,
     ) -> ApiResult<(Value, bool)> {
         let rt = o.rt;
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
-        check_type_meta(rt, &obj)?;
-        let mut obj = events::to_storage(rt, obj);
+        let mut obj = stored_body(rt, obj)?;
         let body_name = str_field(meta(&obj), "name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -946,4 +934,16 @@ impl State {
     pub fn floor(&self) -> u64 {
         self.floor
     }
+}
+
+/// A request body as it is stored: a JSON object of the type the URL names, in the
+/// storage form (core Events for both Event APIs).
+fn stored_body(rt: &ResourceType, obj: Value) -> ApiResult<Value> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    check_type_meta(rt, &obj)?;
+    Ok(events::to_storage(rt, obj))
 }
