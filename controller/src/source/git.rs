@@ -701,7 +701,13 @@ impl<'a> Session<'a> {
         ]
         .iter()
         .any(|w| lower.contains(w));
-        if auth {
+        // NB: gix can wrap a TLS handshake failure in "authentication to … failed" when
+        // credentials are configured; an untrusted server certificate is not a rejected
+        // credential.
+        let certificate = ["certificate", "unknownissuer", "tls handshake"]
+            .iter()
+            .any(|w| lower.contains(w));
+        if auth && !certificate {
             Error::AuthenticationFailed {
                 url: self.shown.clone(),
                 message: short(&message),
