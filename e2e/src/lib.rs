@@ -4,5 +4,7 @@
 pub mod apiserver;
 pub mod controller;
 pub mod git;
+pub mod pki;
 pub mod postgres;
+pub mod tls;
 pub mod tools;
