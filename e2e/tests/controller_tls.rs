@@ -1,0 +1,219 @@
+//! The controller deploys into TLS-only databases from the Secrets users and database
+//! operators write (issue #15): a `url` with `sslmode=verify-full` and a `ca.crt` key;
+//! CloudNativePG's `<cluster>-app` Secret with the cluster's `<cluster>-ca` Secret as the
+//! TLS Secret; a Zalando-style `username` Secret completed by `spec.database` and a
+//! cert-manager-style Secret holding a client certificate. A Secret of no known layout and a
+//! `ca.crt` that did not sign the server's certificate are reported in the user's terms,
+//! and no password, key or certificate shows up in the log, the events or the status.
+//!
+//! One controller, one TLS server; about 15 s.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::controller::*;
+use e2e::pki::KeyKind;
+use e2e::tls::{PASSWORD, tls_server, url_encode};
+
+/// A Secret `name` with `literals` and keys read from `files`, applied with kubectl.
+fn secret(env: &Env, name: &str, literals: &[(&str, &str)], files: &[(&str, &Path)]) {
+    let mut args = vec![
+        "create".to_string(),
+        "secret".into(),
+        "generic".into(),
+        name.into(),
+        "-n".into(),
+        env.ns.clone(),
+        "--dry-run=client".into(),
+        "-o".into(),
+        "yaml".into(),
+    ];
+    args.extend(
+        literals
+            .iter()
+            .map(|(k, v)| format!("--from-literal={k}={v}")),
+    );
+    args.extend(
+        files
+            .iter()
+            .map(|(k, p)| format!("--from-file={k}={}", p.display())),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let yaml = env.ok(&args);
+    env.apply(&yaml);
+}
+
+/// An Environment following project `shop`, with `database` lines under `spec.database`.
+fn environment(name: &str, database: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: {name}\nspec:\n  projectRef:\n    name: shop\n  autoDeploy: true\n  retryInterval: 1s\n  database:\n{database}"
+    )
+}
+
+/// The Ready condition of Environment `name` once its reason is `reason`.
+fn ready_with_reason(env: &Env, name: &str, reason: &str) -> serde_json::Value {
+    eventually(Duration::from_secs(60), reason, || {
+        let e = env.get(&format!("environment/{name}"));
+        condition(&e, "Ready")
+            .filter(|c| c["reason"] == reason)
+            .cloned()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
+    let pg = tls_server();
+    let port = pg.server.port().to_string();
+    let env = Env::start();
+    let project = shop();
+    env.project_configmap("shop-files", &project);
+    env.apply(&project_yaml("shop", "shop-files"));
+
+    // A url with verify-full and the CA beside it, for a user the server refuses without TLS.
+    let plain_url = pg.database_for("sslonly").await;
+    let url = format!(
+        "postgres://sslonly:{}@localhost:{port}/{}?sslmode=verify-full",
+        url_encode(PASSWORD),
+        plain_url.name
+    );
+    secret(
+        &env,
+        "url-db",
+        &[("url", &url)],
+        &[("ca.crt", &pg.pki.ca())],
+    );
+    env.apply(&environment("url", "    secretRef: {name: url-db}\n"));
+
+    // CloudNativePG: the app Secret as the operator writes it, the CA from <cluster>-ca.
+    let cnpg_db = pg.database_for("sslonly").await;
+    let uri = format!(
+        "postgresql://sslonly:{}@localhost:{port}/{}",
+        url_encode(PASSWORD),
+        cnpg_db.name
+    );
+    let pgpass = format!("localhost:{port}:{}:sslonly:{PASSWORD}", cnpg_db.name);
+    let jdbc = format!("jdbc:postgresql://localhost:{port}/{}", cnpg_db.name);
+    secret(
+        &env,
+        "shop-app",
+        &[
+            ("username", "sslonly"),
+            ("user", "sslonly"),
+            ("password", PASSWORD),
+            ("host", "localhost"),
+            ("port", &port),
+            ("dbname", &cnpg_db.name),
+            ("uri", &uri),
+            ("jdbc-uri", &jdbc),
+            ("pgpass", &pgpass),
+        ],
+        &[],
+    );
+    let ca_dir = pg.pki.dir();
+    secret(
+        &env,
+        "shop-ca",
+        &[],
+        &[("ca.crt", &pg.pki.ca()), ("ca.key", &ca_dir.join("ca.key"))],
+    );
+    env.apply(&environment(
+        "cnpg",
+        "    secretRef: {name: shop-app}\n    tlsSecretRef: {name: shop-ca}\n    sslMode: verify-full\n",
+    ));
+
+    // A username-only Secret completed by spec.database, logging in with a client
+    // certificate from a cert-manager-style Secret.
+    let cert_db = pg.database_for("certuser").await;
+    let client = pg.client(KeyKind::Rsa);
+    secret(&env, "cert-user", &[("username", "certuser")], &[]);
+    secret(
+        &env,
+        "cert-tls",
+        &[],
+        &[
+            ("tls.crt", &client.cert),
+            ("tls.key", &client.key),
+            ("ca.crt", &pg.pki.ca()),
+        ],
+    );
+    env.apply(&environment(
+        "cert",
+        &format!(
+            "    secretRef: {{name: cert-user}}\n    tlsSecretRef: {{name: cert-tls}}\n    host: localhost\n    port: {port}\n    dbname: {}\n    sslMode: verify-full\n",
+            cert_db.name
+        ),
+    ));
+
+    // What must be refused, and said plainly.
+    secret(
+        &env,
+        "odd-db",
+        &[("password", PASSWORD), ("token", "t")],
+        &[],
+    );
+    env.apply(&environment("odd", "    secretRef: {name: odd-db}\n"));
+    secret(
+        &env,
+        "stranger-db",
+        &[("url", &url)],
+        &[("ca.crt", &pg.stranger.0.ca())],
+    );
+    env.apply(&environment(
+        "stranger",
+        "    secretRef: {name: stranger-db}\n",
+    ));
+
+    let controller = env.controller("c", &[]);
+    for name in ["url", "cnpg", "cert"] {
+        assert!(
+            env.wait(
+                &format!("environment/{name}"),
+                "condition=Ready",
+                Duration::from_secs(60)
+            ),
+            "{name} Ready\n{}",
+            controller.log()
+        );
+    }
+    for db in [&plain_url, &cnpg_db, &cert_db] {
+        assert_eq!(
+            e2e::postgres::public_tables(&pg.server.url(&db.name)).await,
+            ["orders", "users"]
+        );
+    }
+    let odd = ready_with_reason(&env, "odd", "InvalidSecret");
+    let message = odd["message"].as_str().unwrap();
+    assert!(
+        message.contains("Secret odd-db is not a layout")
+            && message.contains("found keys: password, token"),
+        "{message}"
+    );
+    let stranger = ready_with_reason(&env, "stranger", "ConnectFailed");
+    let message = stranger["message"].as_str().unwrap();
+    assert!(
+        message.contains("server certificate signed by an unknown authority (sslrootcert=key ca.crt of Secret stranger-db)"),
+        "{message}"
+    );
+
+    // Nothing secret anywhere a user or a log collector looks.
+    let seen = format!("{}\n{}", controller.log(), env.visible_state());
+    let key_body = |path: &Path| {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .find(|l| !l.starts_with("-----"))
+            .unwrap()
+            .to_string()
+    };
+    for (what, secret) in [
+        ("password", PASSWORD.to_string()),
+        ("password, URL-encoded", url_encode(PASSWORD)),
+        ("client key", key_body(&client.key)),
+        ("CA key", key_body(&ca_dir.join("ca.key"))),
+        ("client certificate", key_body(&client.cert)),
+    ] {
+        assert!(!seen.contains(&secret), "the {what} shows up:\n{seen}");
+    }
+}
