@@ -62,16 +62,9 @@ impl Pki {
     /// A server certificate named `stem` for `names` (DNS names or IP addresses; the first
     /// is also the Common Name), with an EC key.
     pub fn server(&self, stem: &str, names: &[&str]) -> Result<Issued> {
-        let san: Vec<String> = names
-            .iter()
-            .map(|n| match n.parse::<std::net::IpAddr>() {
-                Ok(_) => format!("IP:{n}"),
-                Err(_) => format!("DNS:{n}"),
-            })
-            .collect();
         let ext = format!(
             "subjectAltName={}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-            san.join(",")
+            subject_alt_names(names)
         );
         self.issue(
             stem,
@@ -79,6 +72,30 @@ impl Pki {
             KeyKind::Ec,
             &ext,
         )
+    }
+
+    /// A self-signed server certificate named `stem` for `names`, as
+    /// `openssl req -x509` makes it (a CA certificate, its own issuer): what PostgreSQL's
+    /// documentation shows for a quick start.
+    pub fn self_signed(&self, stem: &str, names: &[&str]) -> Result<Issued> {
+        let key = format!("{stem}.key");
+        let cert = format!("{stem}.crt");
+        self.key(&key, KeyKind::Ec)?;
+        self.openssl(&[
+            "req", "-x509", "-new", "-key", &key, "-out", &cert, "-days", "2",
+        ])
+        .arg("-subj")
+        .arg(format!(
+            "/CN={}",
+            names.first().copied().unwrap_or("server")
+        ))
+        .arg("-addext")
+        .arg(format!("subjectAltName={}", subject_alt_names(names)))
+        .ok()?;
+        Ok(Issued {
+            cert: self.dir().join(cert),
+            key: self.dir().join(key),
+        })
     }
 
     /// A client certificate named `stem` for user `cn`, with a key of `kind`.
@@ -154,6 +171,18 @@ impl Pki {
         command.current_dir(self.dir()).args(args);
         command
     }
+}
+
+/// `DNS:a,IP:127.0.0.1` for `names`.
+fn subject_alt_names(names: &[&str]) -> String {
+    let san: Vec<String> = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{n}"),
+            Err(_) => format!("DNS:{n}"),
+        })
+        .collect();
+    san.join(",")
 }
 
 trait Succeeds {

@@ -588,3 +588,27 @@ async fn session_settings_reach_the_server_and_connect_timeout_bounds_an_attempt
     );
     assert!(psql_query(psql_command(home.path()).arg(&url), "SELECT 1").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_server_certificate_is_its_own_root() {
+    let pki = e2e::pki::Pki::new("unused CA").unwrap();
+    let own = pki.self_signed("self", &["localhost"]).unwrap();
+    let server = e2e::postgres::PgServer::start_with(&e2e::postgres::Setup {
+        tls: Some(e2e::postgres::ServerTls {
+            cert: own.cert.clone(),
+            key: own.key.clone(),
+            client_ca: pki.ca(),
+        }),
+        hba: None,
+    })
+    .unwrap();
+    let params = format!("sslmode=verify-full&sslrootcert={}", own.cert.display());
+    for (host, want) in [("localhost", Outcome::Tls), ("127.0.0.1", Outcome::Refused)] {
+        let url = format!(
+            "postgres://postgres@{host}:{}/postgres?{params}",
+            server.port()
+        );
+        assert_eq!(psql(&url).0, want, "psql, {host}");
+        assert_eq!(ours(&url).await.0, want, "switchyard, {host}");
+    }
+}
