@@ -136,17 +136,15 @@ impl Env {
             .unwrap();
         assert!(status.success());
         let from = format!("--from-file=project.tar={}", tar.display());
-        let yaml = self.ok(&[
-            "create",
-            "configmap",
-            name,
-            "-n",
-            &self.ns,
-            &from,
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ]);
+        self.create_and_apply(&["configmap", name, &from]);
+    }
+
+    /// `kubectl create <what> --dry-run=client -o yaml`, then applied: creates or updates.
+    fn create_and_apply(&self, what: &[&str]) {
+        let mut args = vec!["create"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&["-n", &self.ns, "--dry-run=client", "-o", "yaml"]);
+        let yaml = self.ok(&args);
         self.apply(&yaml);
     }
 
@@ -157,19 +155,7 @@ impl Env {
             db.port, db.name
         );
         let from = format!("--from-literal=url={url}");
-        let yaml = self.ok(&[
-            "create",
-            "secret",
-            "generic",
-            name,
-            "-n",
-            &self.ns,
-            &from,
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ]);
-        self.apply(&yaml);
+        self.create_and_apply(&["secret", "generic", name, &from]);
     }
 
     /// Starts `switchyard controller` for this namespace, logging into `logs/<tag>.log`.
@@ -224,27 +210,25 @@ impl Env {
         all
     }
 
-    /// Events in the namespace as (reason, note/message) pairs.
+    /// Events in the namespace as (reason, message) pairs, as `kubectl get events` (core
+    /// `v1`) lists them. The controller writes `events.k8s.io/v1`; both are one store, so
+    /// reading both would count each event twice.
     pub fn events(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for kind in ["events.events.k8s.io", "events"] {
-            let v: Value = serde_json::from_slice(
-                &self
-                    .run(&["get", "-n", &self.ns, kind, "-o", "json"])
-                    .stdout,
-            )
-            .unwrap_or_default();
-            for item in v["items"].as_array().into_iter().flatten() {
-                let reason = item["reason"].as_str().unwrap_or_default().to_string();
-                let note = item["note"]
-                    .as_str()
-                    .or(item["message"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                out.push((reason, note));
-            }
-        }
-        out
+        let v: Value = serde_json::from_slice(
+            &self
+                .run(&["get", "-n", &self.ns, "events", "-o", "json"])
+                .stdout,
+        )
+        .unwrap_or_default();
+        v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                let text = |k: &str| item[k].as_str().unwrap_or_default().to_string();
+                (text("reason"), text("message"))
+            })
+            .collect()
     }
 }
 

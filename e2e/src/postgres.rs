@@ -227,10 +227,16 @@ impl PgServer {
 
     /// Stops the server (fast shutdown), for tests of a database going away.
     pub fn stop(&self) -> Result<()> {
+        self.stop_with("fast")
+    }
+
+    /// Stops the server with a `pg_ctl` shutdown mode: `smart`, `fast`, or `immediate`
+    /// (no checkpoint: recovery runs at the next start, as after a crash).
+    pub fn stop_with(&self, mode: &str) -> Result<()> {
         self.pg_command("pg_ctl")
             .arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w", "stop"])
+            .args(["-m", mode, "-w", "stop"])
             .status_ok()
     }
 

@@ -24,8 +24,25 @@ pub struct LayerArgs {
     /// Serve the blue-green schemas as layers <schema><SUFFIX> over physical sets that
     /// never move, as an Environment with this schemaSuffix does when several share one
     /// database (the empty string serves the plain names as layers).
-    #[arg(long, value_name = "SUFFIX")]
+    #[arg(long, value_name = "SUFFIX", value_parser = suffix)]
     pub schema_suffix: Option<String>,
+}
+
+/// The rule an Environment's `schemaSuffix` follows (its CRD pattern). NB: without it an
+/// over-long suffix staged a set, then failed promote with the database's "identifier
+/// too long" (issue #17).
+fn suffix(value: &str) -> Result<String, String> {
+    let fits = value.len() <= 30
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    match fits {
+        true => Ok(value.to_string()),
+        false => Err(
+            "a schema suffix is at most 30 of a-z, 0-9 and _, as an Environment's schemaSuffix"
+                .into(),
+        ),
+    }
 }
 
 /// `switchyard stage`.
@@ -55,7 +72,7 @@ pub struct PromoteArgs {
     layer: LayerArgs,
     /// Promote what the layers with this schema suffix serve, in the same database:
     /// repoint, rebuild nothing (needs --schema-suffix for the target).
-    #[arg(long, value_name = "SUFFIX", conflicts_with = "deployment")]
+    #[arg(long, value_name = "SUFFIX", conflicts_with = "deployment", value_parser = suffix)]
     from_suffix: Option<String>,
     /// The staged deployment to promote (default: the newest verified one).
     #[arg(long)]

@@ -74,6 +74,10 @@ pub struct CrdsArgs {
     /// of printing all of them.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Also write the Helm chart's CRD templates (`templates/crd-<plural>.yaml`) into this
+    /// chart directory.
+    #[arg(long)]
+    chart: Option<PathBuf>,
 }
 
 /// Renders one CRD as YAML.
@@ -99,6 +103,14 @@ pub fn crd_files() -> Vec<(String, String)> {
 
 /// `switchyard crds`.
 pub fn crds(args: CrdsArgs) -> ExitCode {
+    if let Some(chart) = &args.chart {
+        for (name, text) in super::chart::crd_templates() {
+            if let Err(error) = std::fs::write(chart.join(&name), text) {
+                eprintln!("error: writing {}: {error}", chart.join(&name).display());
+                return ExitCode::from(1);
+            }
+        }
+    }
     match args.out_dir {
         None => {
             for (_, yaml) in crd_files() {
@@ -193,16 +205,19 @@ fn config(args: ControllerArgs) -> anyhow::Result<runtime::Config> {
 mod tests {
     use super::*;
 
-    /// Fails when `crds/` is stale: run `cargo run -- crds --out-dir crds`.
+    /// Fails when `crds/` or the chart's copies are stale: run `scripts/generate`.
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
-        for (name, yaml) in crd_files() {
-            let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            assert!(
-                committed == yaml,
-                "crds/{name} is stale: run `cargo run -- crds --out-dir crds`"
-            );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let crds = crd_files()
+            .into_iter()
+            .map(|(n, y)| (format!("crds/{n}"), y));
+        let chart = super::super::chart::crd_templates()
+            .into_iter()
+            .map(|(n, y)| (format!("charts/switchyard/{n}"), y));
+        for (name, yaml) in crds.chain(chart) {
+            let committed = std::fs::read_to_string(root.join(&name)).unwrap_or_default();
+            assert!(committed == yaml, "{name} is stale: run `scripts/generate`");
         }
     }
 

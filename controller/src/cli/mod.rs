@@ -4,6 +4,7 @@
 //! outcome, short for humans or as JSON. Holds no SQL.
 
 mod bluegreen;
+mod chart;
 mod controller;
 mod output;
 mod plan;

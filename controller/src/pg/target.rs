@@ -333,6 +333,16 @@ fn endpoint_shown(endpoint: &Endpoint) -> String {
 
 // === impl Target: connecting ===
 
+/// How often the server checks, while a statement runs, that the client is still there.
+///
+/// NB: PostgreSQL notices a vanished client (a killed pod, a SIGKILLed CLI) only when it
+/// next writes to it, so a deployer killed in a long statement kept the project lock (and
+/// its transaction) until that statement ended (issue #17). From PostgreSQL 14, on Linux,
+/// `client_connection_check_interval` makes it notice within a second. It is a startup
+/// option, so `RESET ALL` keeps it. Servers that refuse it (older, other platforms,
+/// Materialize) get the connection without it.
+const CLIENT_CHECK: &str = "-c client_connection_check_interval=1000";
+
 /// How one attempt talks to the server.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
@@ -349,6 +359,8 @@ struct Failure {
     tls_started: bool,
     /// The server answered with an error (a pg_hba rejection, a bad password).
     server_refused: bool,
+    /// The server refused a startup setting ([`CLIENT_CHECK`]).
+    check_refused: bool,
 }
 
 impl Failure {
@@ -357,6 +369,7 @@ impl Failure {
             message: message.into(),
             tls_started: false,
             server_refused: false,
+            check_refused: false,
         }
     }
 }
@@ -417,10 +430,31 @@ impl Target {
         }
     }
 
+    /// One connection attempt, asking the server to watch the client's socket while
+    /// statements run ([`CLIENT_CHECK`]); a server that refuses the setting gets the
+    /// attempt again without it.
+    async fn attempt(&self, endpoint: &Endpoint, wire: Wire) -> Result<Client, Failure> {
+        match self.attempt_once(endpoint, wire, true).await {
+            Err(failure) if failure.check_refused => {
+                tracing::debug!(
+                    error = %failure.message,
+                    "Connecting without client_connection_check_interval"
+                );
+                self.attempt_once(endpoint, wire, false).await
+            }
+            other => other,
+        }
+    }
+
     /// One connection attempt, bounded by `connect_timeout` as a whole (libpq's meaning:
     /// per host, TLS and authentication included).
-    async fn attempt(&self, endpoint: &Endpoint, wire: Wire) -> Result<Client, Failure> {
-        let config = self.config(endpoint, wire)?;
+    async fn attempt_once(
+        &self,
+        endpoint: &Endpoint,
+        wire: Wire,
+        client_check: bool,
+    ) -> Result<Client, Failure> {
+        let config = self.config(endpoint, wire, client_check)?;
         let run = async {
             if wire == Wire::Plain {
                 let (client, connection) = config
@@ -454,7 +488,12 @@ impl Target {
     }
 
     /// tokio-postgres's config for one host and one wire.
-    fn config(&self, endpoint: &Endpoint, wire: Wire) -> Result<tokio_postgres::Config, Failure> {
+    fn config(
+        &self,
+        endpoint: &Endpoint,
+        wire: Wire,
+        client_check: bool,
+    ) -> Result<tokio_postgres::Config, Failure> {
         let s = &self.settings;
         let mut c = tokio_postgres::Config::new();
         match (&endpoint.host, endpoint.hostaddr) {
@@ -488,7 +527,13 @@ impl Target {
         if let Some(password) = self.password(endpoint) {
             c.password(password.expose_secret());
         }
-        if let Some(options) = &s.options {
+        let options = match (&s.options, client_check) {
+            (Some(o), true) => Some(format!("{o} {CLIENT_CHECK}")),
+            (Some(o), false) => Some(o.clone()),
+            (None, true) => Some(CLIENT_CHECK.to_string()),
+            (None, false) => None,
+        };
+        if let Some(options) = options {
             c.options(options);
         }
         if let Some(t) = s.connect_timeout {
@@ -547,10 +592,17 @@ impl Target {
             }
             None => db_error_message(error),
         };
+        use tokio_postgres::error::SqlState;
+        let refused = [
+            SqlState::UNDEFINED_OBJECT,
+            SqlState::INVALID_PARAMETER_VALUE,
+            SqlState::FEATURE_NOT_SUPPORTED,
+        ];
         Failure {
             message,
             tls_started,
             server_refused: error.as_db_error().is_some(),
+            check_refused: error.code().is_some_and(|c| refused.contains(c)),
         }
     }
 }

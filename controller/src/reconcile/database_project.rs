@@ -225,18 +225,24 @@ pub fn projects_reading_configmap(
     projects: &[Arc<DatabaseProject>],
     cm: &ConfigMap,
 ) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
-    let ns = cm.namespace();
-    let name = cm.name_any();
+    projects_where(projects, cm.namespace(), |p| {
+        p.spec
+            .source
+            .config_map
+            .as_ref()
+            .is_some_and(|c| c.name == cm.name_any())
+    })
+}
+
+/// The projects in namespace `ns` for which `reads` holds, as references to reconcile.
+fn projects_where(
+    projects: &[Arc<DatabaseProject>],
+    ns: Option<String>,
+    reads: impl Fn(&DatabaseProject) -> bool,
+) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
     projects
         .iter()
-        .filter(|p| {
-            p.namespace() == ns
-                && p.spec
-                    .source
-                    .config_map
-                    .as_ref()
-                    .is_some_and(|c| c.name == name)
-        })
+        .filter(|p| p.namespace() == ns && reads(p))
         .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
         .collect()
 }
@@ -247,18 +253,11 @@ pub fn projects_reading_flux_source(
     projects: &[Arc<DatabaseProject>],
     obj: &kube::api::DynamicObject,
 ) -> Vec<kube::runtime::reflector::ObjectRef<DatabaseProject>> {
-    let ns = obj.namespace();
-    let name = obj.name_any();
-    projects
-        .iter()
-        .filter(|p| {
-            p.namespace() == ns
-                && p.spec
-                    .source
-                    .source_ref
-                    .as_ref()
-                    .is_some_and(|s| s.name == name)
-        })
-        .map(|p| kube::runtime::reflector::ObjectRef::from(p.as_ref()))
-        .collect()
+    projects_where(projects, obj.namespace(), |p| {
+        p.spec
+            .source
+            .source_ref
+            .as_ref()
+            .is_some_and(|s| s.name == obj.name_any())
+    })
 }

@@ -349,10 +349,14 @@ async fn from_flux(
     Ok((found.revision, found.digest, found.dir))
 }
 
-/// Makes paths inside `dir` relative in a message, so users see `deploy/x.sql:3`.
+/// Makes paths inside `dir` relative in a message, so users see `deploy/x.sql:3`, and
+/// names `dir` itself "the project".
 pub fn relative(message: &str, dir: &std::path::Path) -> String {
     let prefix = format!("{}/", dir.display());
-    message.replace(&prefix, "")
+    // NB: the cache path means nothing to users; the directory itself is "the project".
+    message
+        .replace(&prefix, "")
+        .replace(&dir.display().to_string(), "the project")
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod database_project;
 pub mod environment;
 pub mod fetch;
 pub mod promotion;
+pub mod shared_database;
 pub mod status;
 
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub struct Stores {
     pub projects: Store<crate::api::DatabaseProject>,
     /// Every ConfigMap in scope (project sources).
     pub configmaps: Store<k8s_openapi::api::core::v1::ConfigMap>,
+    /// Every Environment in scope (which ones share a database).
+    pub environments: Store<crate::api::Environment>,
     /// Every Secret in scope (database connections, git credentials).
     pub secrets: Store<k8s_openapi::api::core::v1::Secret>,
 }

@@ -246,6 +246,38 @@ fn ts(column: &str) -> String {
     TS.replace("%s", column)
 }
 
+/// The advisory lock `sqitch deploy` and `sqitch revert` hold for their whole run
+/// (App::Sqitch::Engine::pg: `pg_advisory_lock(75474063)`).
+pub const SQITCH_LOCK: i64 = 75_474_063;
+
+/// The session holding [`SQITCH_LOCK`] exclusively: a Sqitch run. Sqitch records no
+/// holder, so it is named by its server process, database user and client address.
+async fn sqitch_holder(db: &impl GenericClient) -> Result<Option<LockHolder>> {
+    let row = db
+        .query_opt(
+            &format!(
+                "SELECT 'sqitch (database user ' || a.usename || ')', \
+                        COALESCE(host(a.client_addr), 'a local socket'), a.pid, 'deploy or revert', {} \
+                   FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+                  WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1::bigint::oid \
+                    AND l.objsubid = 1 AND l.mode = 'ExclusiveLock' AND l.granted \
+                    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) \
+                  LIMIT 1",
+                ts("a.backend_start")
+            ),
+            &[&SQITCH_LOCK],
+        )
+        .await
+        .map_err(query_error("reading Sqitch's lock holder"))?;
+    Ok(row.map(|r| LockHolder {
+        holder: r.get(0),
+        host: r.get(1),
+        pid: r.get(2),
+        operation: r.get(3),
+        started_at: r.get(4),
+    }))
+}
+
 impl Registry {
     /// A registry in `schema` (Sqitch's default is `sqitch`).
     pub fn new(schema: &str) -> Registry {
@@ -842,11 +874,19 @@ impl Registry {
     /// `hashtext(project)`); advisory locks are per database, so one project in one
     /// database is locked, never the whole server (sqitchers/sqitch#670), and a session
     /// that dies releases it.
+    ///
+    /// NB: Sqitch holds advisory lock [`SQITCH_LOCK`] exclusively for a whole deploy or
+    /// revert, and knows nothing of ours; without it a `sqitch deploy` ran changes beside a
+    /// switchyard deploy and failed on the ones switchyard had just applied (issue #17).
+    /// So the project lock also takes Sqitch's lock shared: a Sqitch run and a switchyard
+    /// run exclude each other, while switchyard runs of different projects still do not.
     pub async fn try_lock(&self, db: &impl GenericClient, project: &str) -> Result<bool> {
         let row = db
             .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &project],
+                "SELECT pg_try_advisory_lock_shared($1) \
+                    AND (pg_try_advisory_lock($2, hashtext($3)) \
+                         OR NOT pg_advisory_unlock_shared($1))",
+                &[&SQITCH_LOCK, &LOCK_CLASS, &project],
             )
             .await
             .map_err(query_error("taking the project lock"))?;
@@ -857,8 +897,8 @@ impl Registry {
     pub async fn unlock(&self, db: &impl GenericClient, project: &str) -> Result<()> {
         self.clear_lock(db, project).await?;
         db.query_one(
-            "SELECT pg_advisory_unlock($1, hashtext($2))",
-            &[&LOCK_CLASS, &project],
+            "SELECT pg_advisory_unlock($1, hashtext($2)), pg_advisory_unlock_shared($3)",
+            &[&LOCK_CLASS, &project, &SQITCH_LOCK],
         )
         .await
         .map_err(query_error("releasing the project lock"))?;
@@ -909,27 +949,30 @@ impl Registry {
             .await
             .map_err(query_error("checking for the locks table"))?
             .get(0);
-        if !exists {
-            return Ok(None);
+        let row = match exists {
+            false => None,
+            true => db
+                .query_opt(
+                    &format!(
+                        "SELECT l.holder, l.host, l.pid, l.operation, {} FROM switchyard.locks l \
+                          JOIN pg_catalog.pg_stat_activity a ON a.pid = l.backend_pid WHERE l.project = $1",
+                        ts("l.started_at")
+                    ),
+                    &[&project],
+                )
+                .await
+                .map_err(query_error("reading the lock holder"))?,
+        };
+        match row {
+            Some(r) => Ok(Some(LockHolder {
+                holder: r.get(0),
+                host: r.get(1),
+                pid: r.get(2),
+                operation: r.get(3),
+                started_at: r.get(4),
+            })),
+            None => sqitch_holder(db).await,
         }
-        let row = db
-            .query_opt(
-                &format!(
-                    "SELECT l.holder, l.host, l.pid, l.operation, {} FROM switchyard.locks l \
-                      JOIN pg_catalog.pg_stat_activity a ON a.pid = l.backend_pid WHERE l.project = $1",
-                    ts("l.started_at")
-                ),
-                &[&project],
-            )
-            .await
-            .map_err(query_error("reading the lock holder"))?;
-        Ok(row.map(|r| LockHolder {
-            holder: r.get(0),
-            host: r.get(1),
-            pid: r.get(2),
-            operation: r.get(3),
-            started_at: r.get(4),
-        }))
     }
 
     /// Starts a row in `switchyard.deployments`; returns its id.

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use crate::api::DatabaseProject;
+use crate::api::{DatabaseProject, Environment};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, Stores};
 use crate::registry::Committer;
@@ -63,9 +63,7 @@ pub struct Lease {
 
 /// Runs the operator until a shutdown signal, or until the leader Lease is lost.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
+    let client = client().await?;
     let ns = config.namespace.as_deref();
     watches::check_crds(&client, ns).await?;
 
@@ -112,6 +110,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
+/// A client for `$KUBECONFIG` or the in-cluster config that names itself
+/// `switchyard/<version>`: audit logs, API priority and fairness, and field managers of
+/// non-apply writes (the Recorder's) see the controller, not an anonymous client.
+async fn client() -> anyhow::Result<Client> {
+    use hyper::header::{HeaderValue, USER_AGENT};
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the cluster (KUBECONFIG or in-cluster): {e}"))?;
+    let agent = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+    config
+        .headers
+        .push((USER_AGENT, HeaderValue::from_static(agent)));
+    Client::try_from(config).map_err(|e| anyhow::anyhow!("cannot build the client: {e}"))
+}
+
 /// The admin port's state, with the webhook receiver when a secret is configured.
 /// NB: any replica takes webhooks, leader or not: they only annotate projects.
 fn start_admin(
@@ -147,11 +160,13 @@ async fn context(
     let stores = Stores {
         projects: cache(api::<DatabaseProject>(client, ns), watch.clone()),
         configmaps: cache(api::<ConfigMap>(client, ns), watch.clone()),
+        environments: cache(api::<Environment>(client, ns), watch.clone()),
         secrets: cache(api::<Secret>(client, ns), watch),
     };
     for ready in [
         stores.projects.wait_until_ready().boxed(),
         stores.configmaps.wait_until_ready().boxed(),
+        stores.environments.wait_until_ready().boxed(),
         stores.secrets.wait_until_ready().boxed(),
     ] {
         ready

@@ -52,6 +52,7 @@ impl ConfigMapCache {
                 },
             });
         }
+        check_layout(name, path, entries, &files)?;
         let sha1 = files_sha1(files.iter().map(|(p, i)| (p.as_str(), &contents[*i][..])));
         let revision = revision(name, &sha1);
         let key = match path {
@@ -68,6 +69,35 @@ impl ConfigMapCache {
             dir,
         })
     }
+}
+
+/// Refuses flat keys that hold no project file (`sqitch.conf`, `switchyard.yaml` or
+/// `sqitch.plan` under `path`), naming the keys the ConfigMap holds: most likely the
+/// archive key is missing or misspelt.
+fn check_layout(
+    name: &str,
+    path: &str,
+    entries: &Entries,
+    files: &[(String, usize)],
+) -> Result<()> {
+    let project_file = ["sqitch.conf", "switchyard.yaml", "sqitch.plan"];
+    if entries.contains_key(ARCHIVE_KEY)
+        || files
+            .iter()
+            .any(|(f, _)| project_file.contains(&f.as_str()))
+    {
+        return Ok(());
+    }
+    let found: Vec<&str> = entries.keys().map(String::as_str).take(10).collect();
+    let under = if path.is_empty() {
+        String::new()
+    } else {
+        format!(" under {path}")
+    };
+    Err(Error::InvalidSpec(format!(
+        "ConfigMap {name} holds neither {ARCHIVE_KEY} nor a project{under} in flat keys (sqitch.conf, switchyard.yaml or sqitch.plan, with / written as {SEPARATOR}); its keys: {}",
+        found.join(", ")
+    )))
 }
 
 /// The revision name of a ConfigMap's content: `cm:<name>@sha1:<digest>`.
@@ -251,7 +281,7 @@ mod tests {
             cache.fetch("shop", "", &b).expect("b").revision,
             first.revision
         );
-        let renamed = entries(&[("other.plan", b"1")]);
+        let renamed = entries(&[("sqitch.plan", b"1"), ("extra.sql", b"")]);
         assert_ne!(
             cache.fetch("shop", "", &renamed).expect("renamed").revision,
             first.revision
@@ -297,7 +327,11 @@ mod tests {
             assert!(error.is_terminal(), "{name}");
         }
         let error = cache
-            .fetch("shop", "", &entries(&[("bad.sql", b"\xff\xfe")]))
+            .fetch(
+                "shop",
+                "",
+                &entries(&[("sqitch.plan", b"x"), ("bad.sql", b"\xff\xfe")]),
+            )
             .expect_err("not utf-8");
         assert!(
             matches!(
@@ -309,6 +343,20 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_configmap_in_neither_layout_names_its_keys() {
+        let (_d, cache) = cache(Limits::default());
+        let error = cache
+            .fetch("no-tar", "", &entries(&[("readme", b"hello")]))
+            .expect_err("neither layout");
+        let text = error.to_string();
+        assert!(
+            text.contains("no-tar") && text.contains("project.tar") && text.contains("readme"),
+            "{text}"
+        );
+        assert!(error.is_terminal());
     }
 
     #[test]

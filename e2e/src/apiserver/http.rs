@@ -61,6 +61,8 @@ impl hyper::body::Body for Body {
 pub struct Server {
     /// The objects.
     pub store: Arc<Store>,
+    /// What was asked of it.
+    pub requests: Arc<super::requests::RequestLog>,
     /// Required bearer token, if any.
     pub token: Option<String>,
     /// How often watches get a BOOKMARK.
@@ -71,6 +73,8 @@ pub struct Server {
     pub aggregated_discovery: bool,
     /// Flips to true on shutdown; ends watches.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Injected faults; off unless a test turns them on.
+    pub faults: Arc<super::faults::Faults>,
 }
 
 fn respond(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
@@ -215,9 +219,16 @@ pub async fn handle(
             }
         }
     }
+    let fault = srv
+        .faults
+        .decide(&ctx.method, &path, ctx.query.flag("watch"), &ctx.user_agent)
+        .await;
+    if let Some(r) = fault.respond(&path) {
+        return Ok(r);
+    }
     let res = route(&srv, &ctx, &path, &body);
     Ok(match res {
-        Ok(r) => r,
+        Ok(r) => fault.wrap(r),
         Err(e) => {
             tracing::debug!(method = %ctx.method, path, code = e.code, message = %e.message, "Request failed");
             error_response(&e)
@@ -348,6 +359,16 @@ fn resource(
         [p, n, s] => (*p, Some(*n), Some(*s)),
         _ => return Err(ApiError::no_route()),
     };
+    // Recorded before the type is looked up: RBAC is checked for kinds that do not exist too.
+    srv.requests.record(super::requests::Request {
+        verb: super::requests::verb(ctx.method.as_str(), name.is_some(), ctx.query.flag("watch"))
+            .into(),
+        group: group.into(),
+        resource: plural.into(),
+        subresource: sub.unwrap_or("").into(),
+        namespace: ns.unwrap_or("").into(),
+        user_agent: ctx.user_agent.clone(),
+    });
     let rt = types
         .iter()
         .find(|t| t.group == group && t.version == version && t.plural == plural)

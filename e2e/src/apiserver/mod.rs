@@ -5,15 +5,19 @@
 //! Modules: `store` (objects, resourceVersion, history, write semantics), `resources` (which
 //! kinds exist), `discovery`, `openapi`, `validation` and `cel` (CRD schema admission), `patch`
 //! and `ssa` (PATCH bodies, server-side apply, managedFields), `watch`, `table`, `selector`,
-//! `status` (errors) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
+//! `status` (errors), `events` (core and `events.k8s.io` Events as one store), `requests`
+//! (the request log) and `http` (routing). [`ApiServer`] runs it on its own thread and runtime,
 //! so sync and async tests alike can use it; [`cluster`] picks it or a real cluster.
 
 pub mod cel;
 pub mod discovery;
+pub mod events;
+pub mod faults;
 pub mod http;
 pub mod openapi;
 pub mod patch;
 pub mod proto;
+pub mod requests;
 pub mod resources;
 pub mod selector;
 pub mod ssa;
@@ -50,6 +54,8 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Answer aggregated discovery (`apidiscovery.k8s.io/v2`) when a client asks for it.
     pub aggregated_discovery: bool,
+    /// A file every resource request is appended to (default: `$KUBE_HARNESS_REQUEST_LOG`).
+    pub request_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -61,6 +67,7 @@ impl Default for Config {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
             aggregated_discovery: true,
+            request_log: std::env::var_os(requests::LOG_ENV).map(PathBuf::from),
         }
     }
 }
@@ -70,6 +77,8 @@ pub struct ApiServer {
     url: String,
     kubeconfig: PathBuf,
     store: Arc<Store>,
+    requests: Arc<requests::RequestLog>,
+    faults: Arc<faults::Faults>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
@@ -116,13 +125,17 @@ impl ApiServer {
         };
         let store = Arc::new(Store::new(config.history_limit));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let requests = Arc::new(requests::RequestLog::new(config.request_log.clone()));
+        let faults = Arc::new(faults::Faults::default());
         let srv = Arc::new(http::Server {
             store: store.clone(),
+            requests: requests.clone(),
             token: config.token.clone(),
             bookmark_interval: config.bookmark_interval,
             addr: addr.to_string(),
             aggregated_discovery: config.aggregated_discovery,
             shutdown: stop_rx,
+            faults: faults.clone(),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -147,6 +160,8 @@ impl ApiServer {
             url,
             kubeconfig,
             store,
+            requests,
+            faults,
             stop: Some(stop_tx),
             thread: Some(thread),
             _dir: dir,
@@ -166,6 +181,16 @@ impl ApiServer {
     /// The store, for tests that look underneath the API.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Every resource request served so far (see [`requests`]).
+    pub fn requests(&self) -> Vec<requests::Request> {
+        self.requests.entries()
+    }
+
+    /// The fault injector (off until a test enables it; see `faults`).
+    pub fn faults(&self) -> &Arc<faults::Faults> {
+        &self.faults
     }
 
     /// A kube-rs client for this server.

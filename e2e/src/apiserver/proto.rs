@@ -2,8 +2,8 @@
 //! few built-in kinds kubectl's typed commands send that way (`kubectl create namespace`,
 //! `create configmap`, `create secret generic`, `create serviceaccount`): Namespace,
 //! ConfigMap, Secret and ServiceAccount, metadata limited to name, generateName, namespace,
-//! labels, annotations and finalizers. Anything else is refused by the caller with 415.
-//! Responses are always JSON. Pure functions.
+//! labels, annotations and finalizers; and the DeleteOptions typed clients send with DELETE.
+//! Anything else is refused by the caller with 415. Responses are always JSON. Pure functions.
 
 use serde_json::{Map, Value, json};
 
@@ -135,6 +135,45 @@ fn bytes_of<'a>(f: &Field<'a>) -> Option<&'a [u8]> {
     }
 }
 
+/// The DeleteOptions a typed client (helm purging its release Secrets) sends with DELETE.
+fn delete_options(raw: &[u8], api_version: &str) -> Option<Value> {
+    let mut obj = Map::new();
+    obj.insert("apiVersion".into(), json!(api_version));
+    obj.insert("kind".into(), json!("DeleteOptions"));
+    for (n, f) in fields(raw)? {
+        match (n, &f) {
+            (1, Field::Varint(v)) => {
+                obj.insert("gracePeriodSeconds".into(), json!(*v as i64));
+            }
+            (2, Field::Bytes(b)) => {
+                let mut pre = Map::new();
+                for (pn, pf) in fields(b)? {
+                    match pn {
+                        1 => pre.insert("uid".into(), json!(string(&pf)?)),
+                        2 => pre.insert("resourceVersion".into(), json!(string(&pf)?)),
+                        _ => None,
+                    };
+                }
+                obj.insert("preconditions".into(), Value::Object(pre));
+            }
+            (3, Field::Varint(v)) => {
+                obj.insert("orphanDependents".into(), json!(*v != 0));
+            }
+            (4, _) => {
+                obj.insert("propagationPolicy".into(), json!(string(&f)?));
+            }
+            (5, _) => {
+                let list = obj.entry("dryRun").or_insert_with(|| json!([]));
+                if let Value::Array(a) = list {
+                    a.push(json!(string(&f)?));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(obj))
+}
+
 /// Decodes a protobuf request body into the JSON object it stands for, when the kind is one
 /// of those listed above.
 pub fn decode(body: &[u8]) -> Option<Value> {
@@ -156,6 +195,9 @@ pub fn decode(body: &[u8]) -> Option<Value> {
             2 => raw = bytes_of(&f)?,
             _ => {}
         }
+    }
+    if kind == "DeleteOptions" {
+        return delete_options(raw, &api_version);
     }
     let mut obj = Map::new();
     obj.insert("apiVersion".into(), json!(api_version));

@@ -66,8 +66,12 @@ impl ResourceType {
         }
     }
 
-    /// Storage key shared by all versions of one resource.
+    /// Storage key shared by all versions of one resource (and by `events.k8s.io` events
+    /// with core ones).
     pub fn key(&self) -> (String, String) {
+        if super::events::stored_as_core(&self.group, &self.plural) {
+            return (String::new(), self.plural.clone());
+        }
         (self.group.clone(), self.plural.clone())
     }
 
@@ -153,16 +157,20 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
             false,
         ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            false,
-        ),
+        // Stored as core v1 Events (see `events`).
+        ResourceType {
+            storage: false,
+            ..builtin(
+                super::events::GROUP,
+                "v1",
+                "events",
+                "Event",
+                true,
+                &["ev"],
+                false,
+                false,
+            )
+        },
         builtin(
             "coordination.k8s.io",
             "v1",
@@ -181,6 +189,26 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             &["deploy"],
             true,
+            true,
+        ),
+        builtin(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            true,
+            &["pdb"],
+            true,
+            true,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+            &["netpol"],
+            false,
             true,
         ),
         builtin(rbac, "v1", "roles", "Role", true, &[], false, false),

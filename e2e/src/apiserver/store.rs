@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::events;
 use super::resources::{self, ResourceType};
 use super::ssa::{self, ManagedOp};
 use super::status::{ApiError, ApiResult, FieldError};
@@ -274,14 +275,9 @@ impl Store {
     // === writes ===
 
     /// POST: creates an object.
-    pub fn create(&self, o: &WriteOpts<'_>, mut obj: Value) -> ApiResult<Value> {
+    pub fn create(&self, o: &WriteOpts<'_>, obj: Value) -> ApiResult<Value> {
         let rt = o.rt;
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
-        check_type_meta(rt, &obj)?;
+        let mut obj = stored_body(rt, obj)?;
         let mut st = self.lock();
         let body_ns = str_field(meta(&obj), "namespace").to_string();
         if rt.namespaced {
@@ -451,16 +447,11 @@ impl Store {
         o: &WriteOpts<'_>,
         name: &str,
         old: Value,
-        mut obj: Value,
+        obj: Value,
         require_rv: bool,
     ) -> ApiResult<(Value, bool)> {
         let rt = o.rt;
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body of the request must be a JSON object",
-            ));
-        }
-        check_type_meta(rt, &obj)?;
+        let mut obj = stored_body(rt, obj)?;
         let body_name = str_field(meta(&obj), "name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -861,13 +852,14 @@ fn check_type_meta(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
 fn storage_api_version(st: &State, rt: &ResourceType) -> String {
     st.types
         .iter()
-        .find(|t| t.group == rt.group && t.plural == rt.plural && t.storage)
+        .find(|t| t.key() == rt.key() && t.storage)
         .map(ResourceType::api_version)
         .unwrap_or_else(|| rt.api_version())
 }
 
 /// The object as a client of `rt`'s version sees it.
-pub fn present(rt: &ResourceType, mut obj: Value) -> Value {
+pub fn present(rt: &ResourceType, obj: Value) -> Value {
+    let mut obj = events::present(rt, obj);
     obj["apiVersion"] = json!(rt.api_version());
     obj
 }
@@ -942,4 +934,16 @@ impl State {
     pub fn floor(&self) -> u64 {
         self.floor
     }
+}
+
+/// A request body as it is stored: a JSON object of the type the URL names, in the
+/// storage form (core Events for both Event APIs).
+fn stored_body(rt: &ResourceType, obj: Value) -> ApiResult<Value> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
+    }
+    check_type_meta(rt, &obj)?;
+    Ok(events::to_storage(rt, obj))
 }

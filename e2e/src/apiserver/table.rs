@@ -1,9 +1,10 @@
 //! `meta.k8s.io/v1` Table responses (what `kubectl get` asks for), built from a CRD's
-//! `additionalPrinterColumns`, or Name/Age for everything else. Includes the small JSONPath
-//! subset printer columns use: `.a.b`, `[n]`, `[*]`, `[?(@.k=="v")]`. Pure functions.
+//! `additionalPrinterColumns`, the server's columns for events, or Name/Age for everything
+//! else. Includes the small JSONPath subset printer columns use: `.a.b`, `[n]`, `[*]`, `[?(@.k=="v")]`. Pure functions.
 
 use serde_json::{Value, json};
 
+use super::events;
 use super::resources::{PrinterColumn, ResourceType};
 
 #[derive(Debug)]
@@ -212,7 +213,12 @@ fn cell(col: &PrinterColumn, obj: &Value) -> Value {
 
 /// A Table of `objects`; `include` is `None`, `Metadata` (default) or `Object`.
 pub fn table(rt: &ResourceType, objects: &[Value], rv: Option<u64>, include: &str) -> Value {
-    let cols = columns(rt);
+    let event = events::is_event(rt);
+    let cols = if event {
+        events::columns()
+    } else {
+        columns(rt)
+    };
     let defs: Vec<Value> = cols
         .iter()
         .map(|c| json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority}))
@@ -220,7 +226,11 @@ pub fn table(rt: &ResourceType, objects: &[Value], rv: Option<u64>, include: &st
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let cells: Vec<Value> = cols.iter().map(|c| cell(c, o)).collect();
+            let cells: Vec<Value> = if event {
+                events::cells(rt, o)
+            } else {
+                cols.iter().map(|c| cell(c, o)).collect()
+            };
             let mut row = json!({"cells": cells});
             match include {
                 "None" => {}

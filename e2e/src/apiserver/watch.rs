@@ -56,10 +56,15 @@ impl Filter {
         {
             return None;
         }
-        let now = self.matches(&ev.object);
+        // Selectors see the object as this client's version shows it.
+        let object = present(&self.rt, ev.object.clone());
+        let now = self.matches(&object);
         let type_ = match ev.type_ {
             EventType::Modified => {
-                let before = ev.old.as_ref().is_some_and(|o| self.matches(o));
+                let before = ev
+                    .old
+                    .as_ref()
+                    .is_some_and(|o| self.matches(&present(&self.rt, o.clone())));
                 match (before, now) {
                     (true, true) => EventType::Modified,
                     (false, true) => EventType::Added,
@@ -70,7 +75,7 @@ impl Filter {
             t if now => t,
             _ => return None,
         };
-        Some(line(type_.as_str(), &present(&self.rt, ev.object.clone())))
+        Some(line(type_.as_str(), &object))
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -120,8 +125,9 @@ pub fn start(
         let rx = store.subscribe();
         let snapshot = |initial: &mut Vec<Bytes>| {
             for obj in st.snapshot(rt, p.namespace.as_deref()) {
+                let obj = present(rt, obj);
                 if filter.matches(&obj) {
-                    initial.push(line("ADDED", &present(rt, obj)));
+                    initial.push(line("ADDED", &obj));
                 }
             }
         };

@@ -24,8 +24,18 @@ pub fn next_layer_name(layer: &str, run: &str) -> String {
 /// The `LIKE` pattern of every retired copy of a layer (left behind when something
 /// outside depended on it).
 pub fn retired_layer_pattern(layer: &str) -> String {
+    copies_pattern(layer, "old")
+}
+
+/// The `LIKE` pattern of every prepared copy of a layer: one still there when no repoint
+/// runs was left by a run killed between preparing and swapping.
+pub fn next_layer_pattern(layer: &str) -> String {
+    copies_pattern(layer, "next")
+}
+
+fn copies_pattern(layer: &str, kind: &str) -> String {
     format!(
-        "{}\\_\\_sy\\_old\\_%",
+        "{}\\_\\_sy\\_{kind}\\_%",
         layer.replace('\\', "\\\\").replace('_', "\\_")
     )
 }
@@ -391,6 +401,10 @@ mod tests {
         assert_eq!(layer_name("api", "_dev"), "api_dev");
         assert_eq!(retired_layer_name("api_dev", "12"), "api_dev__sy_old_12");
         assert_eq!(next_layer_name("api_dev", "12"), "api_dev__sy_next_12");
+        assert_eq!(
+            next_layer_pattern("api_dev"),
+            "api\\_dev\\_\\_sy\\_next\\_%"
+        );
         assert_eq!(
             retired_layer_pattern("api_dev"),
             "api\\_dev\\_\\_sy\\_old\\_%"

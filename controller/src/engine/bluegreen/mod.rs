@@ -18,7 +18,7 @@ mod swap;
 
 pub use error::{Error, Result};
 pub use promote::PromoteOptions;
-use sets::layer_sets;
+use sets::{CANDIDATES_KEPT, layer_sets, verified_candidate};
 pub use sets::{
     RetainedSet, SchemaDiff, Sets, diff_objects, object_hashes, schemas_to_stage, sets,
 };

@@ -44,6 +44,47 @@ pub struct SchemaDiff {
     pub removed: Vec<String>,
 }
 
+/// Staged candidates kept per blue-green schema, the newest first (as `keep` for retained
+/// sets): room to stage two side by side and promote either by its deployment id.
+pub(super) const CANDIDATES_KEPT: usize = 2;
+
+/// The newest staged set when it was built from exactly these definitions of exactly
+/// these schemas and verified: staging again would only build its twin and leave it
+/// behind for ever (a stage followed by a crash instead of its promote, or `stage` run
+/// twice). Promote verifies again after the swap, as always.
+pub(super) fn verified_candidate(
+    project: &Project,
+    objects: &Objects,
+    all: &[Pointer],
+    schemas: &[String],
+) -> Option<StageReport> {
+    let newest = &all.iter().find(|p| p.role == Role::Staged)?.deployment;
+    let set: Vec<&Pointer> = all
+        .iter()
+        .filter(|p| p.role == Role::Staged && &p.deployment == newest)
+        .collect();
+    let same = set.len() == schemas.len()
+        && set.iter().all(|p| {
+            p.state == "verified"
+                && schemas.contains(&p.logical)
+                && p.definition_hash == objects.schema_hash(&p.logical)
+        });
+    same.then(|| StageReport {
+        project: project.name().into(),
+        deployment: newest.clone(),
+        schemas: set
+            .iter()
+            .map(|p| (p.logical.clone(), p.physical.clone()))
+            .collect(),
+        objects: objects
+            .ordered
+            .iter()
+            .filter(|o| schemas.contains(&o.name.schema))
+            .count(),
+        ..StageReport::default()
+    })
+}
+
 /// Groups pointers into live, retained and staged sets.
 pub fn sets(all: &[Pointer]) -> Sets {
     let mut out = Sets::default();

@@ -461,8 +461,9 @@ impl BlueGreen<'_> {
     /// Drops the layers earlier swaps renamed aside, unless something outside depends on
     /// them (kept and reported). The ones this swap renamed stay until the next: a reader
     /// that resolved the layer's name just before the commit still finds its functions,
-    /// which no lock protects. Best effort: the swap has committed, so a failure here is
-    /// reported, not raised.
+    /// which no lock protects. Also drops layers earlier runs prepared and never swapped
+    /// in (killed between the two, issue #17), which would pin the sets they read. Best
+    /// effort: the swap has committed, so a failure here is reported, not raised.
     async fn drop_retired_layers(
         &self,
         plan: &SwapPlan,
@@ -471,12 +472,16 @@ impl BlueGreen<'_> {
     ) {
         let mut retired: BTreeSet<String> = BTreeSet::new();
         for logical in plan.live.keys().chain(plan.retained.keys()) {
-            let pattern = layer::retired_layer_pattern(&self.served(logical));
+            let served = self.served(logical);
+            let retired_or_next = [
+                layer::retired_layer_pattern(&served),
+                layer::next_layer_pattern(&served),
+            ];
             if let Ok(rows) = self
                 .client
                 .query(
-                    "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname LIKE $1",
-                    &[&pattern],
+                    "SELECT nspname::text FROM pg_catalog.pg_namespace WHERE nspname LIKE ANY($1)",
+                    &[&retired_or_next.as_slice()],
                 )
                 .await
             {

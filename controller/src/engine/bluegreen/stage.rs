@@ -67,6 +67,58 @@ pub(super) struct BuildStatement {
 }
 
 impl BlueGreen<'_> {
+    /// Drops staging sets still `building`: a stage builds under the project lock, which
+    /// the caller holds now, so their builder died (killed, connection lost) and nobody
+    /// will finish them.
+    pub(super) async fn drop_abandoned(&self, project: &Project) -> Result<()> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        for p in all
+            .iter()
+            .filter(|p| p.role == Role::Staged && p.state == "building")
+        {
+            self.drop_staging(project, &p.physical, "abandoned").await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest staged candidates of `schemas` so that, with the one about to be
+    /// built, at most [`CANDIDATES_KEPT`] stay: one never promoted (the controller killed
+    /// between stage and promote while the project moved on) would otherwise stay for ever.
+    pub(super) async fn drop_superseded(
+        &self,
+        project: &Project,
+        all: &[Pointer],
+        schemas: &[String],
+    ) -> Result<()> {
+        for logical in schemas {
+            for old in all
+                .iter()
+                .filter(|p| p.role == Role::Staged && &p.logical == logical)
+                .skip(CANDIDATES_KEPT - 1)
+            {
+                self.drop_staging(project, &old.physical, "superseded")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops a staging set and forgets its pointer; `why` is for the log.
+    pub(super) async fn drop_staging(
+        &self,
+        project: &Project,
+        physical: &str,
+        why: &str,
+    ) -> Result<()> {
+        tracing::info!(schema = %physical, why, "Dropping a staging set");
+        self.client
+            .batch_execute(&sql::drop_schema(physical))
+            .await
+            .map_err(db("dropping a staging schema left behind"))?;
+        pointers::forget(self.client, project.name(), physical).await?;
+        Ok(())
+    }
+
     /// Builds every changed (or named) blue-green schema into `<schema>__sy_<id>`, copies
     /// and checks grants, and runs `objects/<schema>/verify.sql` against the staging
     /// schemas. On failure drops what it created unless `keep_failed`.
@@ -106,14 +158,22 @@ impl BlueGreen<'_> {
         options: &StageOptions,
     ) -> Result<StageReport> {
         self.ensure_registry(project, "stage").await?;
+        self.drop_abandoned(project).await?;
         let state = self.state(project).await?;
-        if schemas_to_stage(objects, &self.live(&state), &options.redeploy).is_empty() {
+        let to_stage = schemas_to_stage(objects, &self.live(&state), &options.redeploy);
+        if to_stage.is_empty() {
             return Ok(StageReport {
                 project: project.name().into(),
                 up_to_date: true,
                 ..StageReport::default()
             });
         }
+        if options.redeploy.is_empty()
+            && let Some(report) = verified_candidate(project, objects, &state.all, &to_stage)
+        {
+            return Ok(report);
+        }
+        self.drop_superseded(project, &state.all, &to_stage).await?;
         let run = self.start_run(project, "stage").await?;
         let id = run.to_string();
         let (report, refs, steps) = self.stage_plan(project, objects, &state, options, &id)?;

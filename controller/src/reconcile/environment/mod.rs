@@ -235,6 +235,11 @@ async fn gather(scope: &Scope<'_>) -> std::result::Result<Gathered, Outcome> {
             message: format!("waiting for the project files of {seen} (have {revision})"),
         });
     }
+    if let Some(refused) =
+        super::shared_database::refuse_if_claimed(scope.ctx, scope.env, &fetched.project)
+    {
+        return Err(refused);
+    }
     let engine = connect(scope.ctx, scope.env).await?;
     let state = engine
         .status_with(&fetched.project, scope.env.spec.allow_rework)
