@@ -31,7 +31,9 @@ use super::database_project::LocalObjectReference;
 pub struct EnvironmentSpec {
     /// The DatabaseProject to deploy, in the same namespace.
     pub project_ref: LocalObjectReference,
-    /// How to reach the database.
+    /// How to reach the database: a Secret, optionally a second Secret with TLS files, and
+    /// connection parameters (`host`, `port`, `dbname`, `sslMode`, `targetSessionAttrs`)
+    /// that win over the Secret's.
     pub database: DatabaseConnection,
     /// Set on every Environment that shares its database with another (e.g. `_dev`, `_prod`;
     /// the empty string keeps the plain names). The Environment then serves each blue-green
@@ -103,24 +105,19 @@ fn default_retry() -> String {
 
 /// How to reach the database: a Secret in the Environment's namespace, optionally a
 /// second Secret with TLS files, and connection parameters that win over the Secret's.
-///
-/// Parameters mean what they mean to libpq and `psql`. The Secret is read in one of two
-/// layouts, so the Secrets database operators write work as they are:
-/// - a `uri` (or `url`) key: `postgres://user:password@host:5432/db?sslmode=verify-full`
-///   (CloudNativePG's `<cluster>-app` Secret has one);
-/// - single keys: `host`, `port` (default 5432), `username` (or `user`), `password`,
-///   `dbname` (default: the user name); the Zalando operator's
-///   `<user>.<cluster>.credentials…` Secret has only `username` and `password`, so give
-///   `host` and `dbname` here.
-///
-/// Either layout may add `sslmode`, `ca.crt` (the root certificate that signed the
-/// server's, PEM), and `tls.crt` with `tls.key` (a client certificate and its key, PEM:
-/// RSA, EC or Ed25519). Single keys fill in what the uri leaves out. Other keys are
-/// ignored.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseConnection {
-    /// The Secret holding the connection (see above).
+    /// The Secret holding the connection, read in one of two layouts so that the Secrets
+    /// database operators write work as they are. Either a `uri` (or `url`) key,
+    /// `postgres://user:password@host:5432/db?sslmode=verify-full`, as in CloudNativePG's
+    /// `<cluster>-app` Secret; or single keys `host`, `port` (default 5432), `username` (or
+    /// `user`), `password` and `dbname` (default: the user name), as far as they go: the
+    /// Zalando operator's Secret has only `username` and `password`, so give `host` and
+    /// `dbname` here. Either layout may add `sslmode`, `ca.crt` (the PEM root certificate
+    /// that signed the server's) and `tls.crt` with `tls.key` (a PEM client certificate
+    /// and its RSA, EC or Ed25519 key). Single keys fill in what the uri leaves out; other
+    /// keys are ignored. Parameters mean what they mean to libpq and psql.
     pub secret_ref: LocalObjectReference,
     /// A second Secret whose `ca.crt`, `tls.crt` and `tls.key` are used as if they were in
     /// the first (and win over them); no other key is read. For CloudNativePG, the
