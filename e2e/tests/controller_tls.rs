@@ -17,34 +17,6 @@ use e2e::controller::*;
 use e2e::pki::KeyKind;
 use e2e::tls::{PASSWORD, tls_server, url_encode};
 
-/// A Secret `name` with `literals` and keys read from `files`, applied with kubectl.
-fn secret(env: &Env, name: &str, literals: &[(&str, &str)], files: &[(&str, &Path)]) {
-    let mut args = vec![
-        "create".to_string(),
-        "secret".into(),
-        "generic".into(),
-        name.into(),
-        "-n".into(),
-        env.ns.clone(),
-        "--dry-run=client".into(),
-        "-o".into(),
-        "yaml".into(),
-    ];
-    args.extend(
-        literals
-            .iter()
-            .map(|(k, v)| format!("--from-literal={k}={v}")),
-    );
-    args.extend(
-        files
-            .iter()
-            .map(|(k, p)| format!("--from-file={k}={}", p.display())),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let yaml = env.ok(&args);
-    env.apply(&yaml);
-}
-
 /// An Environment following project `shop`, with `database` lines under `spec.database`.
 fn environment(name: &str, database: &str) -> String {
     format!(
@@ -78,12 +50,7 @@ async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
         url_encode(PASSWORD),
         plain_url.name
     );
-    secret(
-        &env,
-        "url-db",
-        &[("url", &url)],
-        &[("ca.crt", &pg.pki.ca())],
-    );
+    env.secret("url-db", &[("url", &url)], &[("ca.crt", &pg.pki.ca())]);
     env.apply(&environment("url", "    secretRef: {name: url-db}\n"));
 
     // CloudNativePG: the app Secret as the operator writes it, the CA from <cluster>-ca.
@@ -95,8 +62,7 @@ async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
     );
     let pgpass = format!("localhost:{port}:{}:sslonly:{PASSWORD}", cnpg_db.name);
     let jdbc = format!("jdbc:postgresql://localhost:{port}/{}", cnpg_db.name);
-    secret(
-        &env,
+    env.secret(
         "shop-app",
         &[
             ("username", "sslonly"),
@@ -112,8 +78,7 @@ async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
         &[],
     );
     let ca_dir = pg.pki.dir();
-    secret(
-        &env,
+    env.secret(
         "shop-ca",
         &[],
         &[("ca.crt", &pg.pki.ca()), ("ca.key", &ca_dir.join("ca.key"))],
@@ -127,9 +92,8 @@ async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
     // certificate from a cert-manager-style Secret.
     let cert_db = pg.database_for("certuser").await;
     let client = pg.client(KeyKind::Rsa);
-    secret(&env, "cert-user", &[("username", "certuser")], &[]);
-    secret(
-        &env,
+    env.secret("cert-user", &[("username", "certuser")], &[]);
+    env.secret(
         "cert-tls",
         &[],
         &[
@@ -147,15 +111,9 @@ async fn environments_deploy_into_tls_only_databases_from_operator_secrets() {
     ));
 
     // What must be refused, and said plainly.
-    secret(
-        &env,
-        "odd-db",
-        &[("password", PASSWORD), ("token", "t")],
-        &[],
-    );
+    env.secret("odd-db", &[("password", PASSWORD), ("token", "t")], &[]);
     env.apply(&environment("odd", "    secretRef: {name: odd-db}\n"));
-    secret(
-        &env,
+    env.secret(
         "stranger-db",
         &[("url", &url)],
         &[("ca.crt", &pg.stranger.0.ca())],

@@ -549,6 +549,10 @@ async fn session_settings_reach_the_server_and_connect_timeout_bounds_an_attempt
     )
     .await;
     assert_eq!(name, Ok("switchyard".to_string()));
+    // The server watches the client's socket while statements run (issue #17), on every
+    // connection, TLS or not.
+    let check = ours_query(&base, "SHOW client_connection_check_interval").await;
+    assert_eq!(check, Ok("1s".to_string()));
     let options = format!(
         "{base}options={}&application_name=deployer",
         url_encode("-c lock_timeout=1234")
