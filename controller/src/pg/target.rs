@@ -98,6 +98,17 @@ impl Keys {
         Ok(Some(SecretString::from(text)))
     }
 
+    /// Keys with text values, for tests.
+    #[cfg(test)]
+    pub(crate) fn of_text(name: &str, pairs: &[(&str, &str)]) -> Keys {
+        Keys::new(
+            name,
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
+        )
+    }
+
     fn names(&self) -> String {
         let names: Vec<&str> = self.values.keys().map(String::as_str).collect();
         match names.is_empty() {
@@ -704,18 +715,9 @@ mod tests {
         assert!(error.0.contains("needs PostgreSQL 17"), "{error}");
     }
 
-    fn keys(name: &str, pairs: &[(&str, &str)]) -> Keys {
-        Keys::new(
-            name,
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-        )
-    }
-
     #[test]
     fn secret_keys_fill_in_the_uri_and_overrides_win() {
-        let secret = keys(
+        let secret = Keys::of_text(
             "app",
             &[
                 ("uri", "postgresql://app:pw@shop-rw.db:5432/app"),
@@ -736,7 +738,7 @@ mod tests {
 
     #[test]
     fn secret_passwords_are_taken_as_written_less_a_trailing_newline() {
-        let secret = keys(
+        let secret = Keys::of_text(
             "db",
             &[
                 ("host", "h"),
@@ -773,7 +775,7 @@ mod tests {
             ),
         ];
         for (pairs, want) in cases {
-            let error = Target::from_keys(&keys("db", &pairs), None, &[]).expect_err(want);
+            let error = Target::from_keys(&Keys::of_text("db", &pairs), None, &[]).expect_err(want);
             assert!(error.0.contains(want), "{pairs:?}: {error}");
             assert!(!error.0.contains("hunter2\""), "{pairs:?}: {error}");
         }
@@ -781,8 +783,8 @@ mod tests {
 
     #[test]
     fn a_tls_secret_key_wins_over_the_same_key_in_the_first() {
-        let secret = keys("db", &[("host", "h"), ("user", "u"), ("ca.crt", "not pem")]);
-        let ca = keys(
+        let secret = Keys::of_text("db", &[("host", "h"), ("user", "u"), ("ca.crt", "not pem")]);
+        let ca = Keys::of_text(
             "db-ca",
             &[("ca.crt", "also not pem"), ("ca.key", "never read")],
         );

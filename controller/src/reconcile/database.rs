@@ -321,18 +321,9 @@ mod tests {
         assert_eq!(reasons::INVALID_WORKFLOW, reasons::INVALID_WORKFLOW);
     }
 
-    fn keys(name: &str, pairs: &[(&str, &str)]) -> Keys {
-        Keys::new(
-            name,
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-        )
-    }
-
     #[test]
     fn connection_from_keys_redacts_and_sets_timeouts() {
-        let secret = keys(
+        let secret = Keys::of_text(
             "db",
             &[
                 ("host", "db"),
@@ -359,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_spec_completes_a_zalando_secret_and_wins_over_any_secret() {
-        let zalando = keys(
+        let zalando = Keys::of_text(
             "app.acid.credentials",
             &[("username", "app"), ("password", "pw")],
         );
@@ -374,7 +365,7 @@ mod tests {
             target.shown(),
             "postgres://***@acid-minimal-cluster:5432/shop"
         );
-        let cnpg = keys(
+        let cnpg = Keys::of_text(
             "shop-app",
             &[
                 ("uri", "postgresql://app:pw@shop-rw.db:5432/app"),
@@ -391,12 +382,12 @@ mod tests {
 
     #[test]
     fn connection_errors_name_keys_and_fields_never_the_password() {
-        let bad_url = keys("db", &[("url", "postgres://app:hunter2@db:notaport/shop")]);
+        let bad_url = Keys::of_text("db", &[("url", "postgres://app:hunter2@db:notaport/shop")]);
         let error = connection(&bad_url, None, &DatabaseConnection::default(), None, None)
             .expect_err("invalid");
         assert!(error.contains("key url of Secret db"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
-        let only_password = keys("db", &[("password", "hunter2"), ("pgpass", "x")]);
+        let only_password = Keys::of_text("db", &[("password", "hunter2"), ("pgpass", "x")]);
         let error = connection(
             &only_password,
             None,
