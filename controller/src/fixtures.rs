@@ -23,6 +23,7 @@ pub fn env(name: &str) -> EnvBuilder {
                     name: format!("{name}-db"),
                 },
                 registry: "sqitch".into(),
+                ..Default::default()
             },
             schema_suffix: None,
             auto_deploy: false,

@@ -1,7 +1,7 @@
 //! Logging for `switchyard controller`: text or JSON lines on stderr, filtered by
 //! `--log-level` / `SWITCHYARD_LOG` (an `EnvFilter` directive).
 //!
-//! Never log secrets: connection strings are shown only through `pg::Target::shown` or `pg::redact`.
+//! Never log secrets: connection targets are shown only through `pg::Target::shown`.
 
 /// The default filter (STYLE rule 16).
 pub const DEFAULT_FILTER: &str = "info,kube=warn,switchyard=debug";

@@ -148,6 +148,23 @@ impl Env {
         self.apply(&yaml);
     }
 
+    /// A Secret `name` with `literals` and keys read from `files`, created with
+    /// `kubectl create secret generic` and applied.
+    pub fn secret(&self, name: &str, literals: &[(&str, &str)], files: &[(&str, &Path)]) {
+        let mut args = vec!["secret".to_string(), "generic".into(), name.into()];
+        args.extend(
+            literals
+                .iter()
+                .map(|(k, v)| format!("--from-literal={k}={v}")),
+        );
+        args.extend(
+            files
+                .iter()
+                .map(|(k, p)| format!("--from-file={k}={}", p.display())),
+        );
+        self.create_and_apply(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
     /// A Secret `name` with a `url` key for `url`, with [`PASSWORD`] as the password.
     pub fn db_secret(&self, name: &str, db: &crate::postgres::TestDb) {
         let url = format!(

@@ -835,81 +835,18 @@ fn base64(text: &str) -> String {
 /// returns the CA's PEM and an acceptor for the server.
 fn tls_acceptor() -> Result<(Vec<u8>, tokio_rustls::TlsAcceptor)> {
     use rustls_pki_types::pem::PemObject;
-    let dir = tempfile::tempdir()?;
-    let d = dir.path();
-    let openssl = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args)
-            .output()
-            .context("openssl (Debian's openssl package)")?;
-        if !out.status.success() {
-            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=switchyard test CA",
-    ]);
-    openssl(&ca)?;
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(&csr)?;
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-    )?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ])?;
-    let certs = rustls_pki_types::CertificateDer::pem_file_iter(d.join("server.crt"))?
+    let pki = crate::pki::Pki::new("switchyard test CA")?;
+    let server = pki.server("server", &["127.0.0.1", "localhost"])?;
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(&server.cert)?
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(d.join("server.key"))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(&server.key)?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
     .with_single_cert(certs, key)?;
-    let ca_pem = std::fs::read(d.join("ca.crt"))?;
+    let ca_pem = std::fs::read(pki.ca())?;
     Ok((ca_pem, tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 

@@ -8,6 +8,8 @@ pub mod controller;
 pub mod fuzz;
 pub mod git;
 pub mod invariants;
+pub mod pki;
 pub mod postgres;
 pub mod reliability;
+pub mod tls;
 pub mod tools;

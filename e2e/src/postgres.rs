@@ -2,8 +2,10 @@
 //! `pg_ctl` in a temp dir, on a free loopback port, as a non-root user.
 //!
 //! One server per test binary ([`server`]), a fresh database per test ([`PgServer::fresh_db`]).
-//! A watchdog process stops the server and removes its directory when the test binary
-//! exits, so nothing is left running, even after a panic or a kill.
+//! [`PgServer::start_with`] sets one up with TLS and a `pg_hba.conf` of the test's own;
+//! [`PgServer::standby`] streams a hot standby from it. A watchdog process stops each server
+//! and removes its directory when the test binary exits, so nothing is left running, even
+//! after a panic or a kill.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,29 @@ pub struct PgServer {
     port: u16,
     /// The OS user the server runs as when the tests run as root.
     os_user: Option<String>,
+    /// `-c name=value` settings beyond the defaults (TLS).
+    settings: String,
+}
+
+/// How a server is set up beyond initdb's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// TLS on (`ssl=on`): the server's certificate and key, and the CA whose client
+    /// certificates it accepts (`ssl_ca_file`).
+    pub tls: Option<ServerTls>,
+    /// The whole `pg_hba.conf`, instead of initdb's trust for everyone.
+    pub hba: Option<String>,
+}
+
+/// A server's TLS files (copied into its directory, owned by its user).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// `ssl_cert_file`.
+    pub cert: PathBuf,
+    /// `ssl_key_file`.
+    pub key: PathBuf,
+    /// `ssl_ca_file`: the CA client certificates must be signed by.
+    pub client_ca: PathBuf,
 }
 
 /// A database created for one test.
@@ -58,27 +83,13 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
 
 impl PgServer {
     fn start() -> Result<PgServer> {
-        let bin = find_bin_dir()?;
-        let os_user = running_as_root().then(|| "postgres".to_string());
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-pg-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&dir)?;
-        if let Some(user) = &os_user {
-            run(Command::new("chown").arg(user).arg(&dir))?;
-        }
-        let data = dir.join("data");
-        let mut server = PgServer {
-            bin,
-            dir,
-            port: 0,
-            os_user,
-        };
+        PgServer::start_with(&Setup::default())
+    }
+
+    /// A new server set up as `setup` says; the caller keeps it for the test binary.
+    pub fn start_with(setup: &Setup) -> Result<PgServer> {
+        let mut server = PgServer::empty()?;
+        let data = server.dir.join("data");
         server
             .pg_command("initdb")
             .arg("-D")
@@ -95,16 +106,98 @@ impl PgServer {
             .status_ok()
             .context("initdb")?;
         spawn_watchdog(&server)?;
+        if let Some(hba) = &setup.hba {
+            std::fs::write(data.join("pg_hba.conf"), hba)?;
+        }
+        if let Some(tls) = &setup.tls {
+            server.settings = server.install_tls(tls)?;
+        }
+        server.start_on_a_free_port()?;
+        Ok(server)
+    }
+
+    /// A server directory owned by the server's user, nothing in it yet.
+    fn empty() -> Result<PgServer> {
+        let os_user = running_as_root().then(|| "postgres".to_string());
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-pg-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        if let Some(user) = &os_user {
+            run(Command::new("chown").arg(user).arg(&dir))?;
+        }
+        Ok(PgServer {
+            bin: find_bin_dir()?,
+            dir,
+            port: 0,
+            os_user,
+            settings: String::new(),
+        })
+    }
+
+    fn start_on_a_free_port(&mut self) -> Result<()> {
         // A free port can be taken between probing and binding; try a few.
         let mut last = None;
         for _ in 0..5 {
-            server.port = free_port()?;
-            match server.pg_ctl_start() {
-                Ok(()) => return Ok(server),
+            self.port = free_port()?;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(()),
                 Err(error) => last = Some(error),
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("postgres did not start")))
+    }
+
+    /// Copies the TLS files in (the key must belong to the server's user, mode 0600);
+    /// returns the settings that turn TLS on.
+    fn install_tls(&self, tls: &ServerTls) -> Result<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut settings = " -c ssl=on".to_string();
+        for (from, name, setting) in [
+            (&tls.cert, "server.crt", "ssl_cert_file"),
+            (&tls.key, "server.key", "ssl_key_file"),
+            (&tls.client_ca, "client-ca.crt", "ssl_ca_file"),
+        ] {
+            let to = self.dir.join(name);
+            std::fs::copy(from, &to)?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(user) = &self.os_user {
+                run(Command::new("chown").arg(user).arg(&to))?;
+            }
+            settings.push_str(&format!(" -c {setting}={}", to.display()));
+        }
+        Ok(settings)
+    }
+
+    /// A hot standby streaming from this server (`pg_basebackup -R`), on its own port,
+    /// with the same settings and `pg_hba.conf`: read-only, as a replica after a failover
+    /// elsewhere would be.
+    pub fn standby(&self) -> Result<PgServer> {
+        let mut standby = PgServer::empty()?;
+        standby.settings = self.settings.clone();
+        standby
+            .pg_command("pg_basebackup")
+            .arg("-D")
+            .arg(standby.dir.join("data"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
+            .status_ok()
+            .context("pg_basebackup")?;
+        spawn_watchdog(&standby)?;
+        standby.start_on_a_free_port()?;
+        Ok(standby)
     }
 
     /// The server's port.
@@ -155,9 +248,10 @@ impl PgServer {
     fn pg_ctl_start(&self) -> Result<()> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+             -c full_page_writes=off -c max_connections=300{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.settings
         );
         self.pg_command("pg_ctl")
             .arg("-D")

@@ -35,15 +35,11 @@ pub fn switchyard() -> Command {
         .env("SWITCHYARD_USER_EMAIL", USER_EMAIL)
         .env_remove("SWITCHYARD_DB")
         .stdin(Stdio::null());
-    for var in [
-        "PGHOST",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGSERVICE",
-    ] {
-        command.env_remove(var);
+    // NB: the CLI reads every libpq variable (PGSSLMODE, PGSSLROOTCERT, …), as psql does.
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("PG") {
+            command.env_remove(var);
+        }
     }
     command
 }

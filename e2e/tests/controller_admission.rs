@@ -97,6 +97,26 @@ fn admit_invalid_objects_are_refused_with_the_field_path() {
             want: &["spec.failureMode", "Unsupported value"],
         },
         Case {
+            name: "sslMode libpq does not know",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata: {name: e3}\nspec:\n  projectRef: {name: p}\n  database: {secretRef: {name: s}, sslMode: verify}\n",
+            want: &["spec.database.sslMode", "Unsupported value", "verify-full"],
+        },
+        Case {
+            name: "port out of range",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata: {name: e4}\nspec:\n  projectRef: {name: p}\n  database: {secretRef: {name: s}, port: 70000}\n",
+            want: &["spec.database.port"],
+        },
+        Case {
+            name: "targetSessionAttrs libpq-only value",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata: {name: e5}\nspec:\n  projectRef: {name: p}\n  database: {secretRef: {name: s}, targetSessionAttrs: primary}\n",
+            want: &["spec.database.targetSessionAttrs", "Unsupported value"],
+        },
+        Case {
+            name: "TLS Secret without a name",
+            yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: Environment\nmetadata: {name: e6}\nspec:\n  projectRef: {name: p}\n  database: {secretRef: {name: s}, tlsSecretRef: {}}\n",
+            want: &["spec.database.tlsSecretRef.name", "Required value"],
+        },
+        Case {
             name: "promotion from both",
             yaml: "apiVersion: switchyard.dev/v1alpha1\nkind: Promotion\nmetadata: {name: p1}\nspec:\n  from: {environment: dev, revision: r}\n  to: {environment: prod}\n",
             want: &["spec.from", "exactly one of environment or revision"],

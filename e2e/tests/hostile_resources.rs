@@ -93,14 +93,14 @@ fn wants() -> Vec<Want> {
             condition: "Ready",
             status: "False",
             reason: "InvalidSecret",
-            message: &["wrong-key", "neither a url key nor a host key"],
+            message: &["Secret wrong-key is not a layout", "found keys: connection"],
         },
         Want {
             object: "environment/bad-url",
             condition: "Ready",
             status: "False",
             reason: "InvalidSecret",
-            message: &["bad-url", "url key is not a valid connection string"],
+            message: &["invalid port number \"notaport\" (key url of Secret bad-url)"],
         },
         Want {
             object: "environment/unreachable",

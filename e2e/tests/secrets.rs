@@ -18,27 +18,6 @@ const TOKEN: &str = "Tok-git-b34r3r-never-print-me";
 const WEBHOOK: &str = "Wh-hmac-7a11c0de-never-print-me";
 const WAIT: Duration = Duration::from_secs(120);
 
-fn secret_from(env: &Env, name: &str, pairs: &[(&str, &str)], files: &[(&str, &std::path::Path)]) {
-    let mut args: Vec<String> = vec![
-        "create".into(),
-        "secret".into(),
-        "generic".into(),
-        name.into(),
-        "-n".into(),
-        env.ns.clone(),
-    ];
-    args.extend(pairs.iter().map(|(k, v)| format!("--from-literal={k}={v}")));
-    args.extend(
-        files
-            .iter()
-            .map(|(k, p)| format!("--from-file={k}={}", p.display())),
-    );
-    args.extend(["--dry-run=client".into(), "-o".into(), "yaml".into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let yaml = env.ok(&refs);
-    env.apply(&yaml);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_logs_events_status_metrics_or_cli_output() {
     let env = Env::start();
@@ -240,8 +219,7 @@ fn apply_resources(
     ca: &std::path::Path,
 ) -> String {
     env.db_secret("url-db", db);
-    secret_from(
-        env,
+    env.secret(
         "keys-db",
         &[
             ("host", "127.0.0.1"),
@@ -257,10 +235,9 @@ fn apply_resources(
         free_port(),
         db.name
     );
-    secret_from(env, "nowhere-db", &[("url", &nowhere)], &[]);
-    secret_from(env, "git", &[("bearerToken", TOKEN)], &[("ca.crt", ca)]);
-    secret_from(
-        env,
+    env.secret("nowhere-db", &[("url", &nowhere)], &[]);
+    env.secret("git", &[("bearerToken", TOKEN)], &[("ca.crt", ca)]);
+    env.secret(
         "wrong-git",
         &[("bearerToken", "Tok-wrong-but-also-secret")],
         &[("ca.crt", ca)],

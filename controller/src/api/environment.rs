@@ -31,7 +31,9 @@ use super::database_project::LocalObjectReference;
 pub struct EnvironmentSpec {
     /// The DatabaseProject to deploy, in the same namespace.
     pub project_ref: LocalObjectReference,
-    /// How to reach the database.
+    /// How to reach the database: a Secret, optionally a second Secret with TLS files, and
+    /// connection parameters (`host`, `port`, `dbname`, `sslMode`, `targetSessionAttrs`)
+    /// that win over the Secret's.
     pub database: DatabaseConnection,
     /// Set on every Environment that shares its database with another (e.g. `_dev`, `_prod`;
     /// the empty string keeps the plain names). The Environment then serves each blue-green
@@ -101,18 +103,87 @@ fn default_retry() -> String {
     "10s".into()
 }
 
-/// How to reach the database: a Secret in the Environment's namespace.
+/// How to reach the database: a Secret in the Environment's namespace, optionally a
+/// second Secret with TLS files, and connection parameters that win over the Secret's.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseConnection {
-    /// The Secret holding the connection: either a `url` key
-    /// (`postgres://user:password@host:5432/db`), or the keys `host`, `port` (default
-    /// 5432), `user`, `password` and `dbname`.
+    /// The Secret holding the connection, read in one of two layouts so that the Secrets
+    /// database operators write work as they are. Either a `uri` (or `url`) key,
+    /// `postgres://user:password@host:5432/db?sslmode=verify-full`, as in CloudNativePG's
+    /// `<cluster>-app` Secret; or single keys `host`, `port` (default 5432), `username` (or
+    /// `user`), `password` and `dbname` (default: the user name), as far as they go: the
+    /// Zalando operator's Secret has only `username` and `password`, so give `host` and
+    /// `dbname` here. Either layout may add `sslmode`, `ca.crt` (the PEM root certificate
+    /// that signed the server's) and `tls.crt` with `tls.key` (a PEM client certificate
+    /// and its RSA, EC or Ed25519 key). Single keys fill in what the uri leaves out; other
+    /// keys are ignored. Parameters mean what they mean to libpq and psql.
     pub secret_ref: LocalObjectReference,
+    /// A second Secret whose `ca.crt`, `tls.crt` and `tls.key` are used as if they were in
+    /// the first (and win over them); no other key is read. For CloudNativePG, the
+    /// cluster's `<cluster>-ca` Secret (its `ca.key` is never read); for cert-manager, a
+    /// Certificate's Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_ref: Option<LocalObjectReference>,
+    /// The host to connect to, overriding the Secret's: a DNS name (`db.example.com`,
+    /// `shop-rw.db.svc`), an IP address, or a comma-separated list tried in order with
+    /// `targetSessionAttrs` (`pg-0.pg,pg-1.pg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub host: Option<String>,
+    /// The port, overriding the Secret's. Default 5432.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// The database name, overriding the Secret's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub dbname: Option<String>,
+    /// libpq's sslmode, overriding the Secret's: `disable`, `allow`, `prefer` (the
+    /// default), `require`, `verify-ca` (the server's certificate must be signed by
+    /// `ca.crt`) or `verify-full` (and issued for the host). `require` with a `ca.crt`
+    /// verifies as `verify-ca`, as in libpq.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+    /// Which host of a list to settle on: `any` (the default) or `read-write`, to reach
+    /// the primary of a replicated cluster (Patroni, CloudNativePG) after a failover;
+    /// `read-only` for a standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_session_attrs: Option<TargetSessionAttrs>,
     /// The registry schema in the database. Default `sqitch`, shared with Sqitch.
     #[serde(default = "default_registry")]
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
     pub registry: String,
+}
+
+/// libpq's sslmode: how much TLS a connection requires.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// Plain first; TLS if the server refuses plain.
+    Allow,
+    /// TLS if the server offers it, else plain; the certificate is not checked.
+    Prefer,
+    /// TLS always; the certificate is checked only against a given `ca.crt`.
+    Require,
+    /// TLS; the certificate must be signed by `ca.crt`.
+    VerifyCa,
+    /// TLS; the certificate must be signed by `ca.crt` and issued for the host.
+    VerifyFull,
+}
+
+/// Which session to settle on when several hosts are given.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetSessionAttrs {
+    /// The first host that accepts the connection.
+    Any,
+    /// The first host whose sessions can write (a primary).
+    ReadWrite,
+    /// The first host whose sessions are read-only (a standby).
+    ReadOnly,
 }
 
 fn default_registry() -> String {

@@ -3,14 +3,10 @@
 use crate::pg::Target;
 use crate::registry::Committer;
 
-/// The target for `--db` (or `$SWITCHYARD_DB`, which clap already folded in), else the
-/// libpq variables.
+/// The target for `--db` (or `$SWITCHYARD_DB`, which clap already folded in) over the
+/// libpq variables and files, as `psql` would read them.
 pub fn resolve(db: Option<&str>) -> Result<Target, String> {
-    match db {
-        Some(text) => Target::parse(text),
-        None => Target::from_libpq_env(|name| std::env::var(name).ok()),
-    }
-    .map_err(|e| e.0)
+    Target::from_libpq_env(db, |name| std::env::var(name).ok()).map_err(|e| e.0)
 }
 
 /// Who is deploying: switchyard's variables, else Sqitch's, else the login name.

@@ -1,17 +1,22 @@
 //! What every database-facing part shares: identifier and literal quoting, the text of a
 //! database error, which errors a retry can win, one transaction helper, and the
-//! connection target (parsed once, shown redacted, connected in one place).
+//! connection target (parsed once with libpq's meaning, shown redacted, connected in one
+//! place, with TLS).
 //!
 //! A leaf: it imports nothing else of the crate, and `registry` and `engine` both build on it.
 
+mod conninfo;
 mod error;
+mod params;
+mod passfile;
 mod quote;
 mod target;
+mod tls;
 mod transaction;
 
 pub use error::{db_error_message, is_retryable};
 pub use quote::{quote_ident, quote_literal};
-pub use target::{ConnectError, InvalidTarget, Target, redact};
+pub use target::{ConnectError, InvalidTarget, Keys, Override, Target};
 pub use transaction::{rolled_back, transaction};
 
 /// This host's name, as the registry records it beside a lock or a deployment.

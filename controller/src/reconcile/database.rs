@@ -2,7 +2,6 @@
 //! Environment points at: the connection from its Secret, a deploy that reports its
 //! progress in status, and the engine's outcomes mapped to conditions. Holds no SQL.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::{Api, ResourceExt};
@@ -12,28 +11,64 @@ use super::fetch::{self, Fetched};
 use super::status::{Outcome, apply_status};
 use super::{Context, Stores, parse_duration};
 use crate::api::conditions::reasons;
-use crate::api::environment::{DeployFailure, Environment, FailureMode};
+use crate::api::environment::{
+    DatabaseConnection, DeployFailure, Environment, FailureMode, SslMode, TargetSessionAttrs,
+};
 use crate::engine::{self, DeployOptions, Deployer};
-use crate::pg::Target;
+use crate::pg::{Keys, Override, Target};
 use crate::registry::Registry;
 
-/// The connection target from the Secret's keys (see [`Target::from_keys`]), with the
+/// The connection target from the Secret's keys, the TLS Secret's and the connection
+/// parameters in the Environment's spec (see [`Target::from_keys`]), with the
 /// Environment's session timeouts and a 10 s connect timeout unless the target sets one.
-/// Errors never contain the password.
+/// Errors name keys and fields, never a value of the Secret.
 pub fn connection(
-    data: &BTreeMap<String, Vec<u8>>,
+    secret: &Keys,
+    tls_secret: Option<&Keys>,
+    database: &DatabaseConnection,
     statement_timeout: Option<Duration>,
     lock_timeout: Option<Duration>,
 ) -> Result<Target, String> {
-    let get = |k: &str| {
-        data.get(k)
-            .map(|v| String::from_utf8_lossy(v).trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
-    let target = Target::from_keys("the Secret", get).map_err(|e| e.0)?;
+    let mut overrides: Vec<Override<'_>> = Vec::new();
+    if let Some(host) = &database.host {
+        overrides.push(("host", host.clone(), "spec.database.host"));
+    }
+    if let Some(port) = database.port {
+        overrides.push(("port", port.to_string(), "spec.database.port"));
+    }
+    if let Some(dbname) = &database.dbname {
+        overrides.push(("dbname", dbname.clone(), "spec.database.dbname"));
+    }
+    if let Some(mode) = database.ssl_mode {
+        overrides.push(("sslmode", ssl_mode(mode).into(), "spec.database.sslMode"));
+    }
+    if let Some(attrs) = database.target_session_attrs {
+        let value = match attrs {
+            TargetSessionAttrs::Any => "any",
+            TargetSessionAttrs::ReadWrite => "read-write",
+            TargetSessionAttrs::ReadOnly => "read-only",
+        };
+        overrides.push((
+            "target_session_attrs",
+            value.into(),
+            "spec.database.targetSessionAttrs",
+        ));
+    }
+    let target = Target::from_keys(secret, tls_secret, &overrides).map_err(|e| e.0)?;
     Ok(target
         .with_session_timeouts(statement_timeout, lock_timeout)
         .with_default_connect_timeout(Duration::from_secs(10)))
+}
+
+fn ssl_mode(mode: SslMode) -> &'static str {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Allow => "allow",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    }
 }
 
 /// Maps an engine error to the outcome to report, and the failure details for status.
@@ -111,28 +146,40 @@ pub async fn connect(ctx: &Context, env: &Environment) -> Result<Deployer, Outco
     })
 }
 
-/// The Environment's connection from its Secret, and the database it names with the
-/// credentials redacted (`postgres://***@host:port/db`): two Environments whose redacted
-/// targets are equal share a database.
+/// The Environment's connection from its Secrets and spec, and the database it names
+/// with the credentials redacted (`postgres://***@host:port/db`): two Environments whose
+/// redacted targets are equal share a database.
 pub fn target(ctx: &Context, env: &Environment) -> Result<Target, Outcome> {
     let ns = env.namespace().unwrap_or_default();
-    let secret_name = &env.spec.database.secret_ref.name;
-    let Some(secret) = Stores::get(&ctx.stores.secrets, &ns, secret_name) else {
-        return Err(Outcome::Transient {
+    let database = &env.spec.database;
+    let keys = |name: &str| match Stores::get(&ctx.stores.secrets, &ns, name) {
+        Some(secret) => Ok(Keys::new(name, fetch::secret_data(&secret))),
+        None => Err(Outcome::Transient {
             reason: reasons::NOT_FOUND,
-            message: format!("Secret {secret_name} not found"),
-        });
+            message: format!("Secret {name} not found"),
+        }),
     };
-    let data = fetch::secret_data(&secret);
+    let secret = keys(&database.secret_ref.name)?;
+    let tls_secret = match &database.tls_secret_ref {
+        Some(r) => Some(keys(&r.name)?),
+        None => None,
+    };
     let statement_timeout = env
         .spec
         .statement_timeout
         .as_deref()
         .and_then(parse_duration);
     let lock_timeout = env.spec.lock_timeout.as_deref().and_then(parse_duration);
-    connection(&data, statement_timeout, lock_timeout).map_err(|message| Outcome::Transient {
+    connection(
+        &secret,
+        tls_secret.as_ref(),
+        database,
+        statement_timeout,
+        lock_timeout,
+    )
+    .map_err(|message| Outcome::Transient {
         reason: reasons::INVALID_SECRET,
-        message: format!("Secret {secret_name}: {message}"),
+        message,
     })
 }
 
@@ -276,48 +323,80 @@ mod tests {
 
     #[test]
     fn connection_from_keys_redacts_and_sets_timeouts() {
-        let data: BTreeMap<String, Vec<u8>> = [
-            ("host", "db"),
-            ("port", "6543"),
-            ("user", "app"),
-            ("password", "hunter2"),
-            ("dbname", "shop"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect();
+        let secret = Keys::of_text(
+            "db",
+            &[
+                ("host", "db"),
+                ("port", "6543"),
+                ("user", "app"),
+                ("password", "hunter2"),
+                ("dbname", "shop"),
+            ],
+        );
         let target = connection(
-            &data,
+            &secret,
+            None,
+            &DatabaseConnection::default(),
             Some(Duration::from_secs(5)),
             Some(Duration::from_millis(250)),
         )
         .expect("valid");
-        let (config, shown) = (target.config(), target.shown());
-        assert_eq!(shown, "postgres://***@db:6543/shop");
+        assert_eq!(target.shown(), "postgres://***@db:6543/shop");
         assert_eq!(
-            config.get_options(),
+            target.options(),
             Some("-c statement_timeout=5000 -c lock_timeout=250")
         );
-        assert_eq!(config.get_password(), Some(&b"hunter2"[..]));
     }
 
     #[test]
-    fn connection_from_url_never_shows_the_password() {
-        let data: BTreeMap<String, Vec<u8>> = [(
-            "url".to_string(),
-            b"postgres://app:hunter2@db:5432/shop".to_vec(),
-        )]
-        .into();
-        let target = connection(&data, None, None).expect("valid");
-        assert!(!target.shown().contains("hunter2"));
-        let bad: BTreeMap<String, Vec<u8>> = [(
-            "url".to_string(),
-            b"postgres://app:hunter2@db:notaport/shop".to_vec(),
-        )]
-        .into();
-        let error = connection(&bad, None, None).expect_err("invalid");
+    fn the_spec_completes_a_zalando_secret_and_wins_over_any_secret() {
+        let zalando = Keys::of_text(
+            "app.acid.credentials",
+            &[("username", "app"), ("password", "pw")],
+        );
+        let database = DatabaseConnection {
+            host: Some("acid-minimal-cluster".into()),
+            dbname: Some("shop".into()),
+            ssl_mode: Some(SslMode::Require),
+            ..Default::default()
+        };
+        let target = connection(&zalando, None, &database, None, None).expect("valid");
+        assert_eq!(
+            target.shown(),
+            "postgres://***@acid-minimal-cluster:5432/shop"
+        );
+        let cnpg = Keys::of_text(
+            "shop-app",
+            &[
+                ("uri", "postgresql://app:pw@shop-rw.db:5432/app"),
+                ("host", "shop-rw"),
+            ],
+        );
+        let database = DatabaseConnection {
+            port: Some(6432),
+            ..Default::default()
+        };
+        let target = connection(&cnpg, None, &database, None, None).expect("valid");
+        assert_eq!(target.shown(), "postgres://***@shop-rw.db:6432/app");
+    }
+
+    #[test]
+    fn connection_errors_name_keys_and_fields_never_the_password() {
+        let bad_url = Keys::of_text("db", &[("url", "postgres://app:hunter2@db:notaport/shop")]);
+        let error = connection(&bad_url, None, &DatabaseConnection::default(), None, None)
+            .expect_err("invalid");
+        assert!(error.contains("key url of Secret db"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
-        let none: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        assert!(connection(&none, None, None).is_err());
+        let only_password = Keys::of_text("db", &[("password", "hunter2"), ("pgpass", "x")]);
+        let error = connection(
+            &only_password,
+            None,
+            &DatabaseConnection::default(),
+            None,
+            None,
+        )
+        .expect_err("invalid");
+        assert!(error.contains("found keys: password, pgpass"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
     }
 }
