@@ -50,3 +50,19 @@ pub fn is_retryable(error: &tokio_postgres::Error) -> bool {
         _ => false,
     }
 }
+
+/// A target that cannot be read; the message names the parameter, key or variable and
+/// where it came from, never a password or a key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidTarget(pub String);
+
+/// Connecting failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot connect to {target}: {message}")]
+pub struct ConnectError {
+    /// The target, redacted.
+    pub target: String,
+    /// Why, for each host tried, as the server, the network or the TLS check said it.
+    pub message: String,
+}

@@ -7,16 +7,18 @@
 
 mod conninfo;
 mod error;
+mod material;
 mod params;
 mod passfile;
 mod quote;
+mod settings;
 mod target;
 mod tls;
 mod transaction;
 
-pub use error::{db_error_message, is_retryable};
+pub use error::{ConnectError, InvalidTarget, db_error_message, is_retryable};
 pub use quote::{quote_ident, quote_literal};
-pub use target::{ConnectError, InvalidTarget, Keys, Override, Target};
+pub use target::{Keys, Override, Target};
 pub use transaction::{rolled_back, transaction};
 
 /// This host's name, as the registry records it beside a lock or a deployment.

@@ -18,8 +18,11 @@ use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::db_error_message;
-use super::params::{self, Defaults, Endpoint, Host, Params, Settings};
+use super::error::{ConnectError, InvalidTarget};
+use super::material;
+use super::params::{self, Defaults, Params};
 use super::passfile;
+use super::settings::{Endpoint, Host, Settings};
 use super::tls::{self, SslMode};
 
 /// A connection target: how to connect, and how to name it in messages.
@@ -35,22 +38,6 @@ impl std::fmt::Debug for Target {
             .field("shown", &self.shown)
             .finish()
     }
-}
-
-/// A target that cannot be read; the message names the parameter, key or variable and
-/// where it came from, never a password or a key.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidTarget(pub String);
-
-/// Connecting failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("cannot connect to {target}: {message}")]
-pub struct ConnectError {
-    /// The target, redacted.
-    pub target: String,
-    /// Why, for each host tried, as the server, the network or the TLS check said it.
-    pub message: String,
 }
 
 /// A Secret's keys. Every value is held as a secret until it is read as a parameter that
@@ -302,7 +289,7 @@ fn add_text(params: &mut Params, text: &str, from: &str) -> Result<(), InvalidTa
 }
 
 /// A Secret's TLS files, the second Secret's winning key by key.
-fn inline_tls(secret: &Keys, tls_secret: Option<&Keys>) -> tls::Inline {
+fn inline_tls(secret: &Keys, tls_secret: Option<&Keys>) -> material::Inline {
     let find = |key: &str| {
         tls_secret
             .into_iter()
@@ -310,17 +297,17 @@ fn inline_tls(secret: &Keys, tls_secret: Option<&Keys>) -> tls::Inline {
             .find_map(|keys| keys.values.get(key).map(|v| (keys.label(key), v)))
     };
     let pem = |key: &str| {
-        find(key).map(|(label, v)| tls::Pem {
+        find(key).map(|(label, v)| material::Pem {
             label,
-            source: tls::Source::Memory(v.expose_secret().to_vec()),
+            source: material::Source::Memory(v.expose_secret().to_vec()),
         })
     };
-    tls::Inline {
+    material::Inline {
         ca: pem("ca.crt"),
         cert: pem("tls.crt"),
-        key: find("tls.key").map(|(label, v)| tls::Key {
+        key: find("tls.key").map(|(label, v)| material::Key {
             label,
-            source: tls::KeySource::Memory(v.clone()),
+            source: material::KeySource::Memory(v.clone()),
         }),
     }
 }

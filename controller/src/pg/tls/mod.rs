@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
+use super::error::InvalidTarget;
+use super::material::{Key, KeySource, Pem, Source};
 use super::params::{Defaults, Params};
-use super::target::InvalidTarget;
 use verify::{Check, Verifier};
 
 /// libpq's sslmode.
@@ -49,41 +50,6 @@ impl SslMode {
             .find(|(_, m)| *m == self)
             .map_or("prefer", |(n, _)| n)
     }
-}
-
-/// Certificates in PEM, from a file or held in memory; `label` names them in messages
-/// (`/etc/db/ca.crt`, `key ca.crt of Secret db-ca`).
-#[derive(Clone, Debug)]
-pub(super) struct Pem {
-    pub label: String,
-    pub source: Source,
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum Source {
-    File(PathBuf),
-    Memory(Vec<u8>),
-}
-
-/// A private key in PEM (PKCS#1, SEC1 or PKCS#8: RSA, EC and Ed25519 keys).
-#[derive(Clone, Debug)]
-pub(super) struct Key {
-    pub label: String,
-    pub source: KeySource,
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum KeySource {
-    File(PathBuf),
-    Memory(SecretSlice<u8>),
-}
-
-/// TLS material a Secret carries in memory: `ca.crt`, `tls.crt`, `tls.key`.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Inline {
-    pub ca: Option<Pem>,
-    pub cert: Option<Pem>,
-    pub key: Option<Key>,
 }
 
 /// Where the root certificates come from.
