@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use sha2::Digest;
 
 use super::*;
-use crate::registry::bluegreen::Pointer;
+use crate::registry::bluegreen::{self as pointers, Pointer};
 
 /// Object identity (e.g. "view big_customers", "function f(integer)") → sha256 hex of its
 /// normalised catalog definition, owner and grants, per logical schema.
@@ -76,6 +76,8 @@ WHEN 'r' THEN (SELECT format('%s %s', format_type(r.rngsubtype, NULL), r.rngsubd
 WHERE t.typtype IN ('e', 'd', 'r') \
 OR (t.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')"
 );
+
+const CATALOG_CONTEXT: &str = "reading the catalog of blue-green sets";
 
 /// One object as [`CATALOG`] returns it, before normalising.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +160,53 @@ impl BlueGreen<'_> {
         self.catalog_of(&live, &state.all).await
     }
 
+    /// The live sets (logical → pointer, with the catalog recorded when each was
+    /// verified) and their catalog now, for [`crate::engine::drift`].
+    pub(crate) async fn live_sets(
+        &self,
+        project: &Project,
+    ) -> crate::engine::Result<(BTreeMap<String, Pointer>, Catalog)> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let layers = match self.suffix {
+            Some(_) => pointers::layers(self.client, project.name()).await?,
+            None => Vec::new(),
+        };
+        let state = State { all, layers };
+        let live = self.live(&state);
+        let sets: BTreeMap<String, String> = live
+            .values()
+            .map(|p| (p.physical.clone(), p.logical.clone()))
+            .collect();
+        let rows = match sets.is_empty() {
+            true => Vec::new(),
+            false => self
+                .catalog_rows(sets.keys().cloned().collect())
+                .await
+                .map_err(|source| crate::engine::Error::Db {
+                    context: CATALOG_CONTEXT,
+                    source,
+                })?,
+        };
+        Ok((live, fingerprint(&rows, &sets, &logical_names(&state.all))))
+    }
+
+    /// Records the fingerprint of each set just verified (`staged`: logical → physical)
+    /// in its pointer, for [`crate::engine::drift`] to compare the live sets with.
+    pub(super) async fn record_catalog(
+        &self,
+        project: &Project,
+        staged: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let all = pointers::pointers(self.client, project.name()).await?;
+        let sets = staged.iter().map(|(l, p)| (p.clone(), l.clone())).collect();
+        let catalog = self.catalog_of(&sets, &all).await?;
+        for (logical, physical) in staged {
+            let objects = serde_json::json!(catalog.get(logical).cloned().unwrap_or_default());
+            pointers::set_catalog(self.client, project.name(), physical, &objects).await?;
+        }
+        Ok(())
+    }
+
     /// The catalog of `sets` (physical → logical), normalised with the names of `all`.
     pub(super) async fn catalog_of(
         &self,
@@ -167,12 +216,18 @@ impl BlueGreen<'_> {
         if sets.is_empty() {
             return Ok(Catalog::new());
         }
-        let rows = self.catalog_rows(sets.keys().cloned().collect()).await?;
+        let rows = self
+            .catalog_rows(sets.keys().cloned().collect())
+            .await
+            .map_err(db(CATALOG_CONTEXT))?;
         Ok(fingerprint(&rows, sets, &logical_names(all)))
     }
 
     /// One read of [`CATALOG`] in a read-only transaction with a fixed `search_path`.
-    async fn catalog_rows(&self, schemas: Vec<String>) -> Result<Vec<CatalogRow>> {
+    async fn catalog_rows(
+        &self,
+        schemas: Vec<String>,
+    ) -> std::result::Result<Vec<CatalogRow>, tokio_postgres::Error> {
         let read = async {
             let rows = self.client.query(CATALOG, &[&schemas]).await?;
             Ok::<_, tokio_postgres::Error>(
@@ -192,7 +247,6 @@ impl BlueGreen<'_> {
             read,
         )
         .await
-        .map_err(db("reading the catalog of blue-green sets"))
     }
 }
 
@@ -218,13 +272,14 @@ mod tests {
             "SELECT api.v.id FROM api.v, api__sy_12.w, \"Rep\".t, x_api__sy_1"
         );
         assert_eq!(
-            normalise(
-                "SET search_path TO 'api__sy_1', 'shop', 'pg_catalog'",
-                &map
-            ),
+            normalise("SET search_path TO 'api__sy_1', 'shop', 'pg_catalog'", &map),
             "SET search_path TO 'api', 'shop', 'pg_catalog'"
         );
-        assert_eq!(normalise("api__sy_1", &map), "api", "a name at the very end");
+        assert_eq!(
+            normalise("api__sy_1", &map),
+            "api",
+            "a name at the very end"
+        );
     }
 
     #[test]
@@ -236,7 +291,10 @@ mod tests {
         };
         let all = names(&[("api__sy_7", "api"), ("api", "api"), ("api__sy_5", "api")]);
         let staged = fingerprint(
-            &[row("api__sy_7", "CREATE FUNCTION api__sy_7.f(s api__sy_7.status)")],
+            &[row(
+                "api__sy_7",
+                "CREATE FUNCTION api__sy_7.f(s api__sy_7.status)",
+            )],
             &names(&[("api__sy_7", "api")]),
             &all,
         );

@@ -129,6 +129,7 @@ impl<'c> BlueGreen<'c> {
                         objects: serde_json::json!({}),
                         message: String::new(),
                         updated_at: l.updated_at.clone(),
+                        catalog: serde_json::json!({}),
                     });
                 (l.logical.clone(), pointer)
             })
