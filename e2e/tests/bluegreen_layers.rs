@@ -554,7 +554,7 @@ async fn a_switchyard_schema_from_before_layers_and_workflow_is_upgraded_step_by
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM switchyard.releases"
         )
         .await,
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     assert_eq!(
         one(&db.url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'switchyard' AND tablename IN ('layers', 'workflow', 'workflow_events')").await,

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::{CliError, DbArgs, exit, target};
 use crate::engine::bluegreen::{self, BlueGreen, PromoteOptions, StageOptions, SwapReport};
+use crate::engine::drift::{self, Drift};
 use crate::engine::{Deployer, Status};
 use crate::project::Project;
 use crate::project::objects::Objects;
@@ -440,7 +441,7 @@ impl From<Box<bluegreen::Error>> for DiffError {
 }
 
 /// `status`: the engine's status plus `live` (logical → physical) and `retained` (previous
-/// sets, newest first) when the project has blue-green schemas.
+/// sets, newest first) when the project has blue-green schemas, and `drift` (issue #16).
 pub async fn status(
     project: &Project,
     engine: &Deployer,
@@ -455,16 +456,40 @@ pub async fn status(
             bluegreen::Sets::default()
         }
     };
+    let drift = check_drift(project, engine, layer).await;
     if args.common.json {
         let mut doc = serde_json::to_value(status).unwrap_or_default();
         doc["live"] = json!(sets.live);
         doc["retained"] = json!(sets.retained);
         doc["staged"] = json!(sets.staged);
         doc["served"] = json!(sets.served);
+        doc["drift"] = json!(drift);
         print_json(&doc);
         return Ok(());
     }
     super::output::status(status, false);
+    print_sets(&sets);
+    for (_, message) in drift.iter().flat_map(Drift::findings) {
+        println!("drift: {message}");
+    }
+    Ok(())
+}
+
+/// The drift check of `status`. It never changes `status`'s outcome: a check that could
+/// not run is a warning, and `drift` is `null` in JSON.
+async fn check_drift(project: &Project, engine: &Deployer, layer: &LayerArgs) -> Option<Drift> {
+    let checked = match Objects::load(project) {
+        Ok(objects) => drift::check(engine, project, &objects, layer.schema_suffix.as_deref())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    checked
+        .map_err(|error| eprintln!("warning: drift not checked: {error}"))
+        .ok()
+}
+
+fn print_sets(sets: &bluegreen::Sets) {
     for (logical, physical) in &sets.live {
         let id = sets
             .live_deployments
@@ -493,5 +518,4 @@ pub async fn status(
             set.schemas.values().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    Ok(())
 }

@@ -58,6 +58,22 @@ INSERT INTO switchyard.releases (version) VALUES ({LAYERS_VERSION}) ON CONFLICT 
 /// The `switchyard` schema version [`migration_3`] brings a database to.
 pub const LAYERS_VERSION: i32 = 3;
 
+/// The `switchyard` schema version [`migration_5`] brings a database to.
+pub const CATALOG_VERSION: i32 = 5;
+
+/// Migration step 5: each set's catalog fingerprint as verified, for drift detection
+/// (issue #16). Sets staged before it keep `{}`: no fingerprint, no object drift.
+/// Idempotent.
+pub fn migration_5() -> String {
+    format!(
+        r#"
+SET LOCAL client_min_messages = warning;
+ALTER TABLE switchyard.schema_pointers ADD COLUMN IF NOT EXISTS catalog JSONB NOT NULL DEFAULT '{{}}';
+INSERT INTO switchyard.releases (version) VALUES ({CATALOG_VERSION}) ON CONFLICT DO NOTHING;
+"#
+    )
+}
+
 /// Runs migration step 2 ([`VERSION`]). Run by [`Registry::ensure`](super::Registry::ensure),
 /// in its transaction.
 pub async fn migrate(db: &impl GenericClient) -> Result<()> {
@@ -72,6 +88,14 @@ pub async fn migrate_layers(db: &impl GenericClient) -> Result<()> {
     db.batch_execute(&migration_3())
         .await
         .map_err(query_error("migrating the switchyard schema to version 3"))
+}
+
+/// Runs migration step 5 ([`CATALOG_VERSION`]). Run by
+/// [`Registry::ensure`](super::Registry::ensure), in its transaction.
+pub async fn migrate_catalog(db: &impl GenericClient) -> Result<()> {
+    db.batch_execute(&migration_5())
+        .await
+        .map_err(query_error("migrating the switchyard schema to version 5"))
 }
 
 /// What a physical schema is to its logical schema.
@@ -130,27 +154,38 @@ pub struct Pointer {
     pub message: String,
     /// Last change, RFC 3339.
     pub updated_at: String,
+    /// Object → fingerprint of the set as verified
+    /// ([`Catalog`](crate::engine::bluegreen::Catalog) of one schema); `{}` when staged
+    /// before migration 5.
+    pub catalog: serde_json::Value,
 }
 
 /// Every pointer of a project, newest deployment first. Empty before the first stage.
 pub async fn pointers(db: &impl GenericClient, project: &str) -> Result<Vec<Pointer>> {
-    let exists: bool = db
+    let columns = db
         .query_one(
-            "SELECT EXISTS(SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('switchyard.schema_pointers') AND attname = 'definition_hash')",
+            "SELECT bool_or(attname = 'definition_hash'), bool_or(attname = 'catalog') FROM pg_catalog.pg_attribute \
+              WHERE attrelid = to_regclass('switchyard.schema_pointers') AND attname IN ('definition_hash', 'catalog')",
             &[],
         )
         .await
-        .map_err(query_error("checking for schema pointers"))?
-        .get(0);
-    if !exists {
+        .map_err(query_error("checking for schema pointers"))?;
+    if !columns.get::<_, Option<bool>>(0).unwrap_or(false) {
         return Ok(Vec::new());
     }
+    // NB: read-only callers (status) may meet a database no writer has migrated to 5 yet.
+    let catalog = match columns.get::<_, Option<bool>>(1) {
+        Some(true) => "catalog",
+        _ => "'{}'::jsonb",
+    };
     let rows = db
         .query(
-            r#"SELECT logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message,
-                      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            &format!(
+                r#"SELECT logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message,
+                      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), {catalog}
                  FROM switchyard.schema_pointers WHERE project = $1
-                ORDER BY (CASE WHEN deployment_id ~ '^[0-9]+$' THEN deployment_id::bigint ELSE 0 END) DESC, logical_schema"#,
+                ORDER BY (CASE WHEN deployment_id ~ '^[0-9]+$' THEN deployment_id::bigint ELSE 0 END) DESC, logical_schema"#
+            ),
             &[&project],
         )
         .await
@@ -167,6 +202,7 @@ pub async fn pointers(db: &impl GenericClient, project: &str) -> Result<Vec<Poin
             objects: r.get(6),
             message: r.get(7),
             updated_at: r.get(8),
+            catalog: r.get(9),
         })
         .collect())
 }
@@ -174,11 +210,12 @@ pub async fn pointers(db: &impl GenericClient, project: &str) -> Result<Vec<Poin
 /// Records a new pointer (or replaces the row for the same physical schema).
 pub async fn upsert(db: &impl GenericClient, project: &str, pointer: &Pointer) -> Result<()> {
     db.execute(
-        "INSERT INTO switchyard.schema_pointers (project, logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp()) \
+        "INSERT INTO switchyard.schema_pointers (project, logical_schema, physical_schema, deployment_id, role, state, definition_hash, objects, message, updated_at, catalog) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, clock_timestamp(), $10) \
          ON CONFLICT (project, physical_schema) DO UPDATE SET logical_schema = EXCLUDED.logical_schema, \
            deployment_id = EXCLUDED.deployment_id, role = EXCLUDED.role, state = EXCLUDED.state, \
-           definition_hash = EXCLUDED.definition_hash, objects = EXCLUDED.objects, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at",
+           definition_hash = EXCLUDED.definition_hash, objects = EXCLUDED.objects, message = EXCLUDED.message, updated_at = EXCLUDED.updated_at, \
+           catalog = EXCLUDED.catalog",
         &[
             &project,
             &pointer.logical,
@@ -189,10 +226,27 @@ pub async fn upsert(db: &impl GenericClient, project: &str, pointer: &Pointer) -
             &pointer.definition_hash,
             &pointer.objects,
             &pointer.message,
+            &pointer.catalog,
         ],
     )
     .await
     .map_err(query_error("recording a schema pointer"))?;
+    Ok(())
+}
+
+/// Records the fingerprint of a set that was just verified.
+pub async fn set_catalog(
+    db: &impl GenericClient,
+    project: &str,
+    physical: &str,
+    catalog: &serde_json::Value,
+) -> Result<()> {
+    db.execute(
+        "UPDATE switchyard.schema_pointers SET catalog = $3 WHERE project = $1 AND physical_schema = $2",
+        &[&project, &physical, catalog],
+    )
+    .await
+    .map_err(query_error("recording a set's catalog"))?;
     Ok(())
 }
 

@@ -355,6 +355,9 @@ impl Registry {
         if !done.contains(&workflow::VERSION) {
             workflow::migrate(db).await?;
         }
+        if !done.contains(&bluegreen::CATALOG_VERSION) {
+            bluegreen::migrate_catalog(db).await?;
+        }
         Ok(())
     }
 

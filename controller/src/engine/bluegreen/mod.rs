@@ -4,6 +4,7 @@
 //! Must not touch stable schemas (the plan's changes are [`crate::engine::changes`]'s) or
 //! know of Kubernetes.
 
+pub mod catalog;
 mod error;
 pub mod guards;
 pub mod layer_sql;
@@ -16,6 +17,7 @@ pub mod sql;
 mod stage;
 mod swap;
 
+pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use promote::PromoteOptions;
 use sets::{CANDIDATES_KEPT, layer_sets, verified_candidate};
@@ -127,6 +129,7 @@ impl<'c> BlueGreen<'c> {
                         objects: serde_json::json!({}),
                         message: String::new(),
                         updated_at: l.updated_at.clone(),
+                        catalog: serde_json::json!({}),
                     });
                 (l.logical.clone(), pointer)
             })

@@ -252,6 +252,7 @@ mod tests {
             objects: serde_json::json!({}),
             message: String::new(),
             updated_at: String::new(),
+            catalog: serde_json::json!({}),
         }
     }
 

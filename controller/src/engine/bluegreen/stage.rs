@@ -191,6 +191,7 @@ impl BlueGreen<'_> {
                     objects: object_hashes(objects, logical),
                     message: String::new(),
                     updated_at: String::new(),
+                    catalog: serde_json::json!({}),
                 },
             )
             .await?;
@@ -228,6 +229,7 @@ impl BlueGreen<'_> {
                     pointers::set_state(self.client, project.name(), physical, "verified", "")
                         .await?;
                 }
+                self.record_catalog(project, &report.schemas).await?;
                 self.registry
                     .finish_deployment(self.client, run, "succeeded", report.objects as i32, "")
                     .await?;

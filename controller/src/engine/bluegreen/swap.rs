@@ -280,6 +280,7 @@ pub(super) fn swap_plan(
                     objects: serde_json::json!({}),
                     message: "adopted: the schema existed before switchyard managed it".into(),
                     updated_at: String::new(),
+                    catalog: serde_json::json!({}),
                 }),
             }
             plan.retained.insert(m.logical.clone(), to.clone());

@@ -84,6 +84,16 @@ impl Deployer {
         &self.client
     }
 
+    /// The registry it reads and writes.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Who it records as the committer.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
     pub(super) async fn ensure_registry(&mut self, project: &Project) -> Result<()> {
         let holder = self.holder("deploy");
         let tx = self
