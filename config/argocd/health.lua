@@ -2,7 +2,8 @@
 -- (switchyard.dev/v1alpha1), from the kstatus conditions the controller writes:
 -- being deleted or a generation not yet observed: Progressing; spec.suspend: Suspended;
 -- Stalled=True: Degraded; Reconciling=True: Progressing; Ready=True: Healthy;
--- Ready=False: Degraded. Plain Lua 5.1, as Argo CD runs it.
+-- Ready=False waiting for a person to approve a plan (ApprovalPending, ApprovalStale):
+-- Suspended; any other Ready=False: Degraded. Plain Lua 5.1, as Argo CD runs it.
 local hs = {status = "Progressing", message = "Waiting for the controller"}
 
 local function condition(kind)
@@ -58,7 +59,11 @@ if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = said(ready)
 elseif ready ~= nil and ready.status == "False" then
-  hs.status = "Degraded"
+  if ready.reason == "ApprovalPending" or ready.reason == "ApprovalStale" then
+    hs.status = "Suspended"
+  else
+    hs.status = "Degraded"
+  end
   hs.message = said(ready)
 end
 return hs

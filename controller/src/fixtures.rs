@@ -31,6 +31,8 @@ pub fn env(name: &str) -> EnvBuilder {
             verify: true,
             allow_rework: false,
             suspend: false,
+            require_approval: false,
+            approved_plan_digest: None,
             lock_timeout: None,
             statement_timeout: None,
             interval: "5m".into(),
@@ -76,6 +78,20 @@ impl EnvBuilder {
             .status
             .get_or_insert_with(EnvironmentStatus::default)
             .locked_by = Some(holder.into());
+        self
+    }
+    /// Drifted from what was deployed, as `message` says.
+    pub fn drifted(mut self, message: &str) -> Self {
+        let status = self.0.status.get_or_insert_with(EnvironmentStatus::default);
+        set_condition(
+            &mut status.conditions,
+            types::DRIFTED,
+            true,
+            crate::api::conditions::reasons::DRIFT_DETECTED,
+            message,
+            None,
+            &now(),
+        );
         self
     }
     /// The Environment.

@@ -30,6 +30,9 @@ pub mod types {
     /// Abnormal-true: a failed deploy was rolled back as the failure mode dictates; the
     /// message lists what was reverted.
     pub const ROLLED_BACK: &str = "RolledBack";
+    /// Abnormal-true (Environment): the database differs from what was deployed; the
+    /// message and `status.drift` name what differs.
+    pub const DRIFTED: &str = "Drifted";
 }
 
 /// Condition reasons, UpperCamelCase. Events reuse the reason of the condition that changed.
@@ -155,6 +158,17 @@ pub mod reasons {
     pub const SCHEMA_CONFLICT: &str = "SchemaConflict";
     /// A rollback found no retained set to swap back in.
     pub const NOTHING_TO_ROLL_BACK: &str = "NothingToRollBack";
+    /// The plan waits for a person to approve its digest (`spec.approvedPlanDigest`).
+    pub const APPROVAL_PENDING: &str = "ApprovalPending";
+    /// The approved digest names another plan than the one computed now (a new commit,
+    /// another deploy, a hand edit); nothing was changed.
+    pub const APPROVAL_STALE: &str = "ApprovalStale";
+    /// The database differs from what was deployed into it.
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// The database matches what was deployed into it.
+    pub const NO_DRIFT: &str = "NoDrift";
+    /// The target's database drifted and the Promotion does not set `allowDrift`.
+    pub const GUARD_TARGET_DRIFTED: &str = "GuardTargetDrifted";
     /// The object lacks a key it must have (a namespace); nothing can be done with it.
     pub const MISSING_OBJECT_KEY: &str = "MissingObjectKey";
 
@@ -214,6 +228,11 @@ pub mod reasons {
         INVALID_OBJECTS,
         SCHEMA_CONFLICT,
         NOTHING_TO_ROLL_BACK,
+        APPROVAL_PENDING,
+        APPROVAL_STALE,
+        DRIFT_DETECTED,
+        NO_DRIFT,
+        GUARD_TARGET_DRIFTED,
         MISSING_OBJECT_KEY,
     ];
 }
@@ -289,6 +308,7 @@ mod tests {
             types::STAGED,
             types::BLOCKED,
             types::ROLLED_BACK,
+            types::DRIFTED,
         ];
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
         let mut found = Vec::new();

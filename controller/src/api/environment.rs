@@ -51,6 +51,17 @@ pub struct EnvironmentSpec {
     /// `Promotion` (production).
     #[serde(default)]
     pub auto_deploy: bool,
+    /// When true, nothing is deployed into this database until a person approves the exact
+    /// plan: a Promotion needs `spec.approvedPlanDigest`, and with `autoDeploy` each new
+    /// revision waits (reason `ApprovalPending`, the plan in `status.plan`) until this
+    /// object's `approvedPlanDigest` names its digest.
+    #[serde(default)]
+    pub require_approval: bool,
+    /// With `requireApproval` and `autoDeploy`: the digest of the plan approved for the
+    /// next deploy (`status.plan.digest`). An approval never carries over to another plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub approved_plan_digest: Option<String>,
     /// What to revert when a change fails: `all` of this run (default), back to the last
     /// `tag`, or only the failing `change`.
     #[serde(default)]
@@ -253,6 +264,16 @@ pub struct EnvironmentStatus {
     /// Previous blue-green sets kept for an instant rollback, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retained: Vec<SchemaSet>,
+    /// The next deploy's plan, while one waits for approval (`requireApproval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::review::PlanStatus>,
+    /// The approval the last deploy ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::review::ApprovalStatus>,
+    /// How the database differs from what was deployed, as of the last check (every
+    /// `interval`, and on `requestedAt`). See the `Drifted` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<super::review::DriftStatus>,
     /// The value of the `switchyard.dev/requestedAt` annotation last handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,

@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod database_project;
 pub mod environment;
 pub mod promotion;
+pub mod review;
 
 pub use database_project::{DatabaseProject, DatabaseProjectSpec, DatabaseProjectStatus};
 pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus};

@@ -56,9 +56,22 @@ pub struct PromotionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redeploy_schemas: Vec<String>,
     /// Swap the target back to its newest retained blue-green set, rebuilding nothing.
-    /// `from` must not be set.
+    /// `from` must not be set. A rollback restores a set that was live before, so it
+    /// needs no approval.
     #[serde(default)]
     pub rollback: bool,
+    /// Approves exactly the plan with this digest (`status.plan.digest`). Required when the
+    /// target has `requireApproval: true`; when set, the promotion runs only if the plan it
+    /// recomputes under the database lock still has this digest, and otherwise waits with
+    /// `ApprovalStale`, changing nothing. Set it with `kubectl patch`, a git merge, or
+    /// `switchyard approve promotion/NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^sha256:[0-9a-f]{64}$"))]
+    pub approved_plan_digest: Option<String>,
+    /// Promote even though the target's database drifted from what was deployed (its
+    /// `Drifted` condition). Without it such a promotion is Blocked (`GuardTargetDrifted`).
+    #[serde(default)]
+    pub allow_drift: bool,
 }
 
 /// The source of a promotion: exactly one of `environment` or `revision`.
@@ -86,7 +99,7 @@ pub struct EnvironmentRef {
     pub environment: String,
 }
 
-/// Where a promotion is: Pending → Validating → Staging → Verifying → Swapping →
+/// Where a promotion is: Pending → Validating → (AwaitingApproval →) Staging → Verifying → Swapping →
 /// Succeeded, or Failed, Blocked or RolledBack.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
@@ -97,6 +110,9 @@ pub enum PromotionPhase {
     Pending,
     /// Checking the guards and working out what would change (`diff`).
     Validating,
+    /// The target requires approval (or the approval names another plan): waiting for
+    /// `spec.approvedPlanDigest` to name `status.plan.digest`.
+    AwaitingApproval,
     /// Deploying the revision's changes, then building the blue-green schemas that changed
     /// into staging schemas.
     Staging,
@@ -163,6 +179,13 @@ pub struct PromotionStatus {
     /// objects added, changed and removed per blue-green schema.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<PromotionDiff>,
+    /// What the promotion will do, computed before anything changes, with the digest an
+    /// approval names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::review::PlanStatus>,
+    /// The approval the promotion ran with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::review::ApprovalStatus>,
     /// The staged deployment's id, once staged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,

@@ -157,9 +157,15 @@ async fn connect(args: &DbArgs, db: Option<&str>) -> Result<Deployer, CliError> 
 }
 
 async fn load(args: &DbArgs) -> Result<(Project, Objects), CliError> {
-    let project = args.common.load().await?.project;
-    let objects = Objects::load(&project)?;
+    let (project, objects, _) = load_with_revision(args).await?;
     Ok((project, objects))
+}
+
+/// The project, its objects, and the git revision it was read at (`--git`).
+async fn load_with_revision(args: &DbArgs) -> Result<(Project, Objects, Option<String>), CliError> {
+    let loaded = args.common.load().await?;
+    let objects = Objects::load(&loaded.project)?;
+    Ok((loaded.project, objects, loaded.revision))
 }
 
 fn bg<'c>(engine: &'c Deployer, args: &DbArgs, layer: &LayerArgs) -> BlueGreen<'c> {
@@ -265,7 +271,7 @@ pub async fn stage(args: StageArgs) -> Result<u8, CliError> {
 
 /// `promote`.
 pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
-    let (project, objects) = load(&args.target).await?;
+    let (project, objects, revision) = load_with_revision(&args.target).await?;
     let engine = connect(&args.target, None).await?;
     let options = PromoteOptions {
         deployment: args.deployment.clone(),
@@ -278,18 +284,50 @@ pub async fn promote(args: PromoteArgs) -> Result<u8, CliError> {
         ..PromoteOptions::default()
     };
     let json = args.json();
+    // A dry run also shows the plan, with the digest a Promotion's approval names.
+    let plan = match args.dry_run {
+        true => Some(dry_run_plan(&engine, &args, &project, &objects, revision).await?),
+        false => None,
+    };
     let bg = bg(&engine, &args.target, &args.layer);
     let result = match &args.from_suffix {
         Some(source) => bg.promote_from(&project, &objects, source, &options).await,
         None => bg.promote(&project, &objects, &options).await,
     };
-    match result {
-        Ok(report) => {
+    match (result, plan) {
+        (Ok(report), Some(plan)) if json => {
+            let mut doc = serde_json::to_value(&report).unwrap_or_default();
+            doc["plan"] = json!(plan);
+            print_json(&doc);
+            Ok(exit::OK)
+        }
+        (Ok(report), plan) => {
+            if let Some(plan) = plan {
+                super::review::print_plan(&plan, false);
+            }
             swapped("promoted", &report, args.dry_run, json);
             Ok(exit::OK)
         }
-        Err(error) => Ok(failed(&error, json)),
+        (Err(error), _) => Ok(failed(&error, json)),
     }
+}
+
+/// What a Promotion of this project into `--db` would do, and its digest.
+async fn dry_run_plan(
+    engine: &Deployer,
+    args: &PromoteArgs,
+    project: &Project,
+    objects: &Objects,
+    revision: Option<String>,
+) -> Result<crate::engine::review::ReviewPlan, CliError> {
+    let input = crate::engine::review::ReviewInput {
+        project,
+        objects,
+        revision: revision.as_deref(),
+        to: None,
+        allow_rework: false,
+    };
+    super::review::reviewed(engine, &args.target.registry, &args.layer, &input).await
 }
 
 /// `rollback`.

@@ -8,6 +8,7 @@ mod chart;
 mod controller;
 mod output;
 mod plan;
+mod review;
 mod source;
 mod target;
 
@@ -97,6 +98,8 @@ enum Command {
     Rollback(bluegreen::RollbackArgs),
     /// Show changes to deploy and blue-green objects added, changed and removed.
     Diff(bluegreen::DiffArgs),
+    /// Show the plan a Promotion or Environment waits with, and approve exactly it.
+    Approve(review::ApproveArgs),
     /// Run the Kubernetes controller (in-cluster, or from $KUBECONFIG).
     Controller(controller::ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
@@ -107,6 +110,8 @@ enum Command {
 struct PlanArgs {
     #[command(flatten)]
     common: ProjectArgs,
+    #[command(flatten)]
+    db: review::PlanDbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +246,7 @@ impl Command {
             Command::Promote(a) => a.json(),
             Command::Rollback(a) => a.json(),
             Command::Diff(a) => a.json(),
+            Command::Approve(_) => false,
             Command::Controller(_) | Command::Crds(_) => false,
         }
     }
@@ -299,8 +305,12 @@ fn exit_code(error: &CliError) -> u8 {
 async fn run(command: Command) -> Result<u8, CliError> {
     match command {
         Command::Plan(args) => {
-            let project = args.common.load().await?.project;
-            print!("{}", plan::render(&project, args.common.json));
+            let loaded = args.common.load().await?;
+            if args.db.db.is_some() {
+                let revision = loaded.revision.as_deref();
+                return review::plan(&loaded.project, revision, &args.db, args.common.json).await;
+            }
+            print!("{}", plan::render(&loaded.project, args.common.json));
             Ok(exit::OK)
         }
         Command::Status(args) => {
@@ -363,6 +373,7 @@ async fn run(command: Command) -> Result<u8, CliError> {
         Command::Promote(args) => bluegreen::promote(args).await,
         Command::Rollback(args) => bluegreen::rollback(args).await,
         Command::Diff(args) => bluegreen::diff(args).await,
+        Command::Approve(args) => review::approve(args).await,
         Command::Controller(_) | Command::Crds(_) => Ok(exit::FAILURE),
     }
 }

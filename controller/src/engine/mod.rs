@@ -8,6 +8,7 @@ pub mod bluegreen;
 pub mod changes;
 pub mod drift;
 mod error;
+pub mod review;
 pub mod script;
 
 pub use changes::{

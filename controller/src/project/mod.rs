@@ -15,7 +15,7 @@ mod uri;
 pub mod workflow;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use error::{Error, Result};
 pub use manifest::{Cluster, Engine, Manifest, SchemaMode};

@@ -129,7 +129,7 @@ async fn apply(dp: &DatabaseProject, api: &Api<DatabaseProject>, ctx: &Context) 
 
     let key = super::object_key(dp);
     let action = match &outcome {
-        Outcome::Ready { .. } | Outcome::Progressing { .. } => {
+        Outcome::Ready { .. } | Outcome::Progressing { .. } | Outcome::Waiting { .. } => {
             ctx.reset_backoff(&key);
             Action::requeue(interval)
         }

@@ -8,6 +8,7 @@ pub mod database_project;
 pub mod environment;
 pub mod fetch;
 pub mod promotion;
+pub mod review;
 pub mod shared_database;
 pub mod status;
 

@@ -99,6 +99,14 @@ pub enum Outcome {
         /// Message.
         message: String,
     },
+    /// Nothing failed, but a person must act (approve a plan): Ready=False, neither
+    /// Reconciling nor Stalled (kstatus: the object is waiting, not broken).
+    Waiting {
+        /// Reason for Ready=False.
+        reason: &'static str,
+        /// Message.
+        message: String,
+    },
     /// Failed, waits for a change of spec or project: Stalled=True.
     Terminal {
         /// Reason for Ready=False and Stalled=True.
@@ -182,6 +190,19 @@ pub fn summarize(
                 generation,
                 now,
             );
+            remove_condition(conditions, types::STALLED);
+        }
+        Outcome::Waiting { reason, message } => {
+            set_condition(
+                conditions,
+                types::READY,
+                false,
+                reason,
+                message,
+                generation,
+                now,
+            );
+            remove_condition(conditions, types::RECONCILING);
             remove_condition(conditions, types::STALLED);
         }
         Outcome::Terminal { reason, message } => {

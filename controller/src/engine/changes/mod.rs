@@ -137,6 +137,46 @@ impl Deployer {
         }
     }
 
+    /// Takes the project's lock for this session until [`Deployer::release`] or the end of
+    /// the connection, so that what a caller checked (a plan's digest) cannot move before
+    /// it acts. Deploys on this session take the lock again (advisory locks nest).
+    pub async fn hold(&mut self, project: &Project, operation: &str) -> Result<()> {
+        self.ensure_registry(project).await?;
+        self.lock(project.name(), operation).await
+    }
+
+    /// Releases what [`Deployer::hold`] took.
+    pub async fn release(&mut self, project: &Project) {
+        self.unlock(project.name()).await;
+    }
+
+    /// Records in `switchyard.deployments` that the plan `digest` of `revision` was
+    /// approved by `by` at `at` (an `approve` run), before it runs.
+    pub async fn record_approval(
+        &self,
+        project: &Project,
+        revision: Option<&str>,
+        digest: &str,
+        by: &str,
+        at: &str,
+    ) -> Result<()> {
+        let run = self
+            .registry
+            .start_deployment(
+                &self.client,
+                project.name(),
+                "approve",
+                revision,
+                &self.committer,
+            )
+            .await?;
+        let message = format!("plan {digest} approved by {by} at {at}");
+        self.registry
+            .finish_deployment(&self.client, run, "succeeded", 0, &message)
+            .await?;
+        Ok(())
+    }
+
     pub(super) fn holder(&self, operation: &str) -> LockHolder {
         LockHolder {
             holder: format!("{} <{}>", self.committer.name, self.committer.email),

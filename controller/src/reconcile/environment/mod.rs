@@ -3,6 +3,7 @@
 //! holds. Holds no SQL.
 
 mod act;
+mod approve;
 mod decide;
 mod report;
 
@@ -190,12 +191,20 @@ async fn steps(scope: &Scope<'_>, new: &mut EnvironmentStatus) -> Outcome {
     };
     let decision = decide(&facts);
     debug!(?decision, pending = facts.pending, revision = %db.revision, "Decided");
+    let mut db = db;
+    if let Some(waiting) = approve::review_deploy(scope, &decision, &mut db, new).await {
+        return report::report(scope, &db, new, waiting).await;
+    }
     let (db, mut outcome) = act::act(scope, decision, db, new).await;
     // Blue-green schemas: an autoDeploy Environment swaps in what changed at once.
     if scope.env.spec.auto_deploy && matches!(outcome, Outcome::Ready { .. }) {
         outcome = act::follow_objects(scope, &db, new)
             .await
             .unwrap_or(outcome);
+    }
+    if matches!(outcome, Outcome::Ready { .. }) {
+        // The plan that waited for approval has run.
+        new.plan = None;
     }
     report::report(scope, &db, new, outcome).await
 }
@@ -300,6 +309,8 @@ fn next_action(ctx: &Context, env: &Environment, outcome: &Outcome) -> Action {
             Action::requeue(interval)
         }
         Outcome::Progressing { .. } => Action::requeue(retry.min(interval)),
+        // Waits for a person; the approval (a spec change) comes by watch.
+        Outcome::Waiting { .. } => Action::requeue(interval),
         Outcome::Transient { reason, message } => {
             ctx.metrics.failure(KIND, reason);
             if *reason == reasons::LOCKED {
@@ -341,7 +352,11 @@ async fn events(
     let Some((state, reason, message)) = now else {
         return;
     };
-    if state == "True" && reason == reasons::DEPLOYED {
+    if reason == reasons::APPROVAL_PENDING || reason == reasons::APPROVAL_STALE {
+        // The message carries the digest to approve.
+        let stale = reason == reasons::APPROVAL_STALE;
+        ctx.event(env, stale, &reason, "Review", message).await;
+    } else if state == "True" && reason == reasons::DEPLOYED {
         ctx.event(env, false, reasons::DEPLOYED, "Deploy", message)
             .await;
     } else if state == "False"

@@ -23,6 +23,8 @@ pub struct Input<'a> {
     pub target_name: &'a str,
     /// The project's newest valid revision, when known.
     pub project_revision: Option<&'a str>,
+    /// The Promotion's `allowDrift`.
+    pub allow_drift: bool,
 }
 
 /// A guard: `Some((reason, message))` refuses the promotion.
@@ -87,6 +89,20 @@ pub const GUARDS: &[Guard] = &[
             })
     },
     |i| {
+        let drifted = i.target.and_then(|t| t.status.as_ref()).and_then(|st| {
+            status::condition(&st.conditions, types::DRIFTED).filter(|c| c.status == "True")
+        });
+        drifted.filter(|_| !i.allow_drift).map(|c| {
+            (
+                reasons::GUARD_TARGET_DRIFTED,
+                format!(
+                    "target Environment {} drifted from what was deployed ({}); repair it, or set allowDrift: true",
+                    i.target_name, c.message
+                ),
+            )
+        })
+    },
+    |i| {
         i.target.filter(|t| t.spec.suspend).map(|_| {
             (
                 reasons::GUARD_TARGET_SUSPENDED,
@@ -147,6 +163,7 @@ mod tests {
         let unready = env("dev").build();
         let suspended = env("prod").suspended().build();
         let locked = env("prod").locked("someone").build();
+        let drifted = env("prod").drifted("view api.v changed").build();
         struct Case<'a> {
             name: &'static str,
             input: Input<'a>,
@@ -162,6 +179,7 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: None,
             },
@@ -174,6 +192,7 @@ mod tests {
                     target: None,
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_TARGET_NOT_FOUND),
             },
@@ -186,6 +205,7 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_SOURCE_NOT_FOUND),
             },
@@ -198,6 +218,7 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_PROJECT_MISMATCH),
             },
@@ -210,6 +231,7 @@ mod tests {
                     target: Some(&suspended),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_TARGET_SUSPENDED),
             },
@@ -222,6 +244,7 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_SOURCE_NOT_FINALIZED),
             },
@@ -234,6 +257,7 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:2"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_SOURCE_STALE),
             },
@@ -246,6 +270,7 @@ mod tests {
                     target: Some(&locked),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
                 },
                 want: Some(reasons::GUARD_TARGET_LOCKED),
             },
@@ -258,6 +283,33 @@ mod tests {
                     target: Some(&prod),
                     target_name: "prod",
                     project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
+                },
+                want: None,
+            },
+            Case {
+                name: "target drifted",
+                input: Input {
+                    source: Some(&ready_dev),
+                    from_environment: true,
+                    source_name: Some("dev"),
+                    target: Some(&drifted),
+                    target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: false,
+                },
+                want: Some(reasons::GUARD_TARGET_DRIFTED),
+            },
+            Case {
+                name: "target drifted, allowed",
+                input: Input {
+                    source: Some(&ready_dev),
+                    from_environment: true,
+                    source_name: Some("dev"),
+                    target: Some(&drifted),
+                    target_name: "prod",
+                    project_revision: Some("cm:p@sha1:1"),
+                    allow_drift: true,
                 },
                 want: None,
             },

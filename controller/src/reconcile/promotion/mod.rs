@@ -3,6 +3,7 @@
 //! roll back). One-shot: a finished Promotion waits for a new generation or requestedAt.
 //! Holds no SQL.
 
+mod approve;
 mod guards;
 mod stage;
 mod swap;
@@ -101,6 +102,7 @@ async fn apply(promo: &Promotion, api: &Api<Promotion>, ctx: &Context) -> Result
         }
         new.step_durations_ms.clear();
         new.diff = None;
+        new.approval = None;
         new.deployment = None;
         new.observed_generation = generation;
         new.phase = Some(PromotionPhase::Pending);
@@ -125,6 +127,9 @@ async fn apply(promo: &Promotion, api: &Api<Promotion>, ctx: &Context) -> Result
             ctx.reset_backoff(&key);
             Action::await_change()
         }
+        // A plan waiting for approval is looked at again now and then: a hand edit in the
+        // target changes its digest, and no watch sees that.
+        Outcome::Waiting { .. } => Action::requeue(Duration::from_secs(300)),
         Outcome::Progressing { .. } | Outcome::Transient { .. } => {
             if let Outcome::Transient { reason, .. } = &outcome {
                 ctx.metrics.failure(KIND, reason);
@@ -297,7 +302,10 @@ async fn try_steps(
     let started = Instant::now();
     // A Blocked promotion re-checks its guards whenever its Environments change; showing
     // Validating each time would flap its phase for watchers.
-    if new.phase != Some(PromotionPhase::Blocked) {
+    if !matches!(
+        new.phase,
+        Some(PromotionPhase::Blocked | PromotionPhase::AwaitingApproval)
+    ) {
         run.enter(
             new,
             PromotionPhase::Validating,
@@ -311,6 +319,7 @@ async fn try_steps(
         return Ok(swap::rollback(run, new, &v.target, &v.fetched, &v.objects, started).await);
     }
     let plan = validate::plan(run, new, validated, started).await?;
+    let plan = approve::review_plan(run, new, plan).await?;
 
     let acting = Instant::now();
     let plan = stage::deploy_changes(run, new, plan).await?;
@@ -332,13 +341,25 @@ fn kube_failed(e: kube::Error) -> Outcome {
 
 /// One event per transition: Promoted, Blocked, the failure's reason, RolledBack.
 async fn events(ctx: &Context, promo: &Promotion, old: &PromotionStatus, new: &PromotionStatus) {
+    let digest = |s: &PromotionStatus| s.plan.as_ref().map(|p| p.digest.clone());
     if old.phase == new.phase
         && status::condition(&old.conditions, types::BLOCKED).map(|c| &c.reason)
             == status::condition(&new.conditions, types::BLOCKED).map(|c| &c.reason)
+        && (new.phase != Some(PromotionPhase::AwaitingApproval) || digest(old) == digest(new))
     {
         return;
     }
     match new.phase {
+        Some(PromotionPhase::AwaitingApproval) => {
+            // The message carries the digest to approve.
+            if let Some(c) = status::condition(&new.conditions, types::READY)
+                .filter(|c| approve::WAITING.contains(&c.reason.as_str()))
+            {
+                let stale = c.reason == reasons::APPROVAL_STALE;
+                ctx.event(promo, stale, &c.reason, "Review", c.message.clone())
+                    .await;
+            }
+        }
         Some(PromotionPhase::Succeeded) => {
             let msg = status::condition(&new.conditions, types::PROMOTED)
                 .map(|c| c.message.clone())

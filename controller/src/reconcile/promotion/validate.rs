@@ -60,6 +60,7 @@ pub(super) async fn objects(
             .as_ref()
             .and_then(|d| d.status.as_ref())
             .and_then(|s| s.revision.as_deref()),
+        allow_drift: run.promo.spec.allow_drift,
     };
     if let Some((reason, message)) = guards::check(&input) {
         return Err(run.block(new, reason, message));
