@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -57,7 +57,7 @@ pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
     /// Publishes Events.
-    pub recorder: Recorder,
+    events: Events,
     /// The controller's metrics.
     pub metrics: Metrics,
     /// Where project files are unpacked, one directory per content digest, and the source
@@ -80,7 +80,7 @@ impl Context {
     pub fn new(
         client: Client,
         stores: Stores,
-        recorder: Recorder,
+        reporter: Reporter,
         metrics: Metrics,
         workdir: PathBuf,
         committer: Committer,
@@ -88,8 +88,8 @@ impl Context {
     ) -> Context {
         Context {
             stores,
+            events: Events::new(client.clone(), reporter),
             client,
-            recorder,
             metrics,
             git: crate::source::GitCache::new(&workdir, limits),
             flux: crate::source::flux::FluxCache::new(&workdir, limits),
@@ -138,9 +138,50 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        let recorder = self
+            .events
+            .recorder(event.note.as_deref().unwrap_or_default());
+        if let Err(error) = recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(%error, reason, "Publishing an event failed");
         }
+    }
+}
+
+/// Event recorders, one per distinct note. kube's [`Recorder`] folds every event of one
+/// reason and action on one object into a series that keeps the first note, so a second
+/// `ApprovalPending` would still show the first digest, and a second drift finding would
+/// not be seen at all. Kubernetes' own recorder keys on the message too; a recorder per
+/// note does the same: a repeated note is a series, a new note a new Event.
+struct Events {
+    client: Client,
+    reporter: Reporter,
+    by_note: Mutex<HashMap<u64, Recorder>>,
+}
+
+impl Events {
+    /// Notes remembered; past this the map starts afresh (kube's series last 6 minutes).
+    const NOTES: usize = 1024;
+
+    fn new(client: Client, reporter: Reporter) -> Events {
+        Events {
+            client,
+            reporter,
+            by_note: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn recorder(&self, note: &str) -> Recorder {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        note.hash(&mut hasher);
+        let mut by_note = self.by_note.lock().unwrap_or_else(|e| e.into_inner());
+        if by_note.len() >= Self::NOTES {
+            by_note.clear();
+        }
+        by_note
+            .entry(hasher.finish())
+            .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+            .clone()
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use crate::api::{DatabaseProject, Environment};
 use crate::metrics::Metrics;
@@ -184,7 +184,7 @@ async fn context(
     Ok(Arc::new(Context::new(
         client.clone(),
         stores,
-        Recorder::new(client.clone(), reporter),
+        reporter,
         metrics,
         config.workdir.clone(),
         committer,
