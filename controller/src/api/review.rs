@@ -80,9 +80,11 @@ pub struct ApprovalStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftStatus {
-    /// When the database was last checked (RFC 3339).
+    /// Since when the database has been found in this state (RFC 3339). The check runs
+    /// every `interval` and on `requestedAt`; an unchanged result keeps its time, so a
+    /// check alone never rewrites status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checked_at: Option<String>,
+    pub since: Option<String>,
     /// Deployed changes whose deploy script in this revision no longer hashes to what
     /// the registry recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

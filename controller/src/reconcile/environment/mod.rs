@@ -5,6 +5,7 @@
 mod act;
 mod approve;
 mod decide;
+mod drift;
 mod report;
 
 pub use decide::{Decision, Facts, decide};
@@ -134,6 +135,7 @@ async fn apply(env: &Environment, api: &Api<Environment>, ctx: &Context) -> Resu
     if !status::same_ignoring_time(&old, &new) {
         debug!(changed = ?status::changed_fields(&old, &new), "Status changed");
         events(ctx, env, &old, &new).await;
+        drift::events(ctx, env, &old, &new).await;
         apply_status(api, &name, &new).await?;
     }
     Ok(action)
@@ -193,6 +195,7 @@ async fn steps(scope: &Scope<'_>, new: &mut EnvironmentStatus) -> Outcome {
     debug!(?decision, pending = facts.pending, revision = %db.revision, "Decided");
     let mut db = db;
     if let Some(waiting) = approve::review_deploy(scope, &decision, &mut db, new).await {
+        drift::check_drift(scope, &db, new).await;
         return report::report(scope, &db, new, waiting).await;
     }
     let (db, mut outcome) = act::act(scope, decision, db, new).await;
@@ -206,6 +209,7 @@ async fn steps(scope: &Scope<'_>, new: &mut EnvironmentStatus) -> Outcome {
         // The plan that waited for approval has run.
         new.plan = None;
     }
+    drift::check_drift(scope, &db, new).await;
     report::report(scope, &db, new, outcome).await
 }
 
