@@ -58,6 +58,8 @@ pub struct Metrics {
     pub git_fetches: Counter,
     /// Count of webhook requests, by result.
     pub webhook_requests: Family<ResultLabels, Counter>,
+    /// Count of drift findings, each counted once, when first found.
+    pub drift_findings: Counter,
 }
 
 /// Histogram buckets, in seconds.
@@ -79,6 +81,7 @@ impl Metrics {
             git_ref_lookups: Counter::default(),
             git_fetches: Counter::default(),
             webhook_requests: Family::default(),
+            drift_findings: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("switchyard");
         r.register(
@@ -130,6 +133,11 @@ impl Metrics {
             "webhook_requests",
             "Count of webhook requests, by result (accepted, ignored, rejected)",
             metrics.webhook_requests.clone(),
+        );
+        r.register(
+            "drift_findings",
+            "Count of drift findings (an edited deploy script, a changed or unknown blue-green object, an orphaned registry row), each counted once when first found",
+            metrics.drift_findings.clone(),
         );
         metrics
     }

@@ -148,6 +148,7 @@ async fn environments_report_drift_and_promotions_refuse_a_drifted_target() {
     eventually(WAIT, "a DriftDetected event per finding", || {
         (warned("view orders_v") == 1 && warned("table notes") == 1).then_some(())
     });
+    assert_eq!(controller.metric("switchyard_drift_findings"), 2.0);
     // The same findings on the next check are not announced again.
     check_now(&env, "environment/prod", "2026-12-05T03:05:00Z");
     assert_eq!(warned("view orders_v"), 1, "{:#?}", env.events());

@@ -94,6 +94,7 @@ pub(super) async fn events(
         .into_iter()
         .filter(|(key, _)| !known.contains(key))
         .collect();
+    ctx.metrics.drift_findings.inc_by(fresh.len() as u64);
     for (_, message) in fresh.iter().take(EVENTS) {
         ctx.event(
             env,
