@@ -81,6 +81,32 @@ async fn stage_promote_rollback_promote_again_with_binding_and_grants() {
         "50"
     );
 
+    // A dry run shows the plan an approval would name, the same as `plan --db`'s, and
+    // changes nothing.
+    let dry = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["promote", "--dry-run", "--json"],
+    )));
+    let planned = json(&run_ok(&mut switchyard_on(
+        &fx,
+        &db.url,
+        &["plan", "--json"],
+    )));
+    let digest = dry["plan"]["digest"].as_str().expect("a digest");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{dry:#}"
+    );
+    assert_eq!(planned["digest"], digest, "{planned:#}");
+    assert!(
+        dry["plan"]["schemas"]["api"]["added"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o == "describe")),
+        "{dry:#}"
+    );
+    assert_eq!(api_schemas(&db.url).await, [s1.as_str()]);
+
     // Promote 1.
     let promoted = json(&run_ok(&mut switchyard_on(
         &fx,

@@ -40,6 +40,11 @@ pub struct PlanDbArgs {
     /// With --db: plan as `deploy --allow-rework` would run.
     #[arg(long, requires = "db")]
     pub allow_rework: bool,
+    /// With --db: the revision the plan deploys (e.g. the DatabaseProject's
+    /// status.revision, `cm:NAME@sha1:…` for a ConfigMap), part of the digest. Default with
+    /// --git: the revision read.
+    #[arg(long, requires = "db", value_name = "REV")]
+    pub revision: Option<String>,
 }
 
 /// The plan of a deploy into `--db`: `switchyard plan --db`.
@@ -66,7 +71,7 @@ pub async fn plan(
     let input = ReviewInput {
         project,
         objects: &objects,
-        revision,
+        revision: args.revision.as_deref().or(revision),
         to: to.as_deref(),
         allow_rework: args.allow_rework,
     };
