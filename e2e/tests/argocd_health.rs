@@ -1,8 +1,9 @@
 //! Argo CD's health check for Switchyard (config/argocd/health.lua), run in a real Lua
 //! (Debian's lua5.4) against objects the real controller wrote (issue #14): each kind's
 //! Healthy, an Environment Degraded by a failed deploy, Progressing while retrying, behind
-//! a new generation and while deleted, Suspended, and a Promotion a guard holds back. The
-//! argocd-cm snippet must carry exactly this script for each kind.
+//! a new generation and while deleted, Suspended (spec.suspend, or a plan waiting for
+//! approval), and a Promotion a guard holds back. The argocd-cm snippet must carry
+//! exactly this script for each kind.
 
 #![allow(clippy::unwrap_used)]
 
@@ -109,9 +110,10 @@ fn the_argocd_cm_snippet_carries_the_script_for_each_kind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_of_what_the_controller_writes() {
     let env = Env::start();
-    let (dev_db, prod_db) = (database().await, database().await);
+    let (dev_db, prod_db, gated_db) = (database().await, database().await, database().await);
     env.db_secret("dev-db", &dev_db);
     env.db_secret("prod-db", &prod_db);
+    env.db_secret("gated-db", &gated_db);
     env.apply(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: down-db\nstringData:\n  url: postgres://app@127.0.0.1:1/nowhere\n",
     );
@@ -127,6 +129,13 @@ async fn health_of_what_the_controller_writes() {
         "dev-db",
         true,
         "  suspend: true\n",
+    ));
+    env.apply(&env_yaml(
+        "gated",
+        "shop",
+        "gated-db",
+        true,
+        "  requireApproval: true\n",
     ));
     let mut controller = env.controller("c", &[]);
     let minute = Duration::from_secs(60);
@@ -162,6 +171,36 @@ async fn health_of_what_the_controller_writes() {
         (p["status"]["phase"] == "Blocked").then_some(p)
     });
     assert_health(&blocked, "Progressing", "is suspended");
+
+    // A plan waiting for a person to approve it (issue #16): Suspended, not Degraded,
+    // whether no approval is given yet or the one given names another plan.
+    let ready_reason = |obj: &Value, reason: &str| {
+        condition(obj, "Ready").is_some_and(|c| c["status"] == "False" && c["reason"] == reason)
+    };
+    let gated = eventually(minute, "gated to wait for approval", || {
+        let gated = env.get("environment/gated");
+        ready_reason(&gated, "ApprovalPending").then_some(gated)
+    });
+    assert_health(
+        &gated,
+        "Suspended",
+        "ApprovalPending: waiting for approval of plan sha256:",
+    );
+    let stale = format!("sha256:{}", "0".repeat(64));
+    env.ok(&[
+        "patch",
+        "-n",
+        &env.ns,
+        "environment/gated",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"approvedPlanDigest":"{stale}"}}}}"#),
+    ]);
+    let gated = eventually(minute, "gated's approval to be stale", || {
+        let gated = env.get("environment/gated");
+        ready_reason(&gated, "ApprovalStale").then_some(gated)
+    });
+    assert_health(&gated, "Suspended", "ApprovalStale: the approved plan");
 
     // A broken change: Stalled, Degraded, naming the file and line.
     project.change(

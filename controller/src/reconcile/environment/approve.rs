@@ -38,29 +38,35 @@ async fn gate(
 ) -> Result<(), Outcome> {
     let failed =
         |e: &crate::engine::Error, db: &Gathered| engine_outcome(e, &db.fetched, &db.revision).0;
-    if approved.is_some() {
+    let mut plan = compute(scope, db).await?;
+    let mut gate = gate_for(scope, new, approved, &plan);
+    let held = gate == Gate::Open && approved.is_some() && !plan.is_empty();
+    if held {
         // NB: under the lock, what the digest covers cannot move until the deploy is done.
+        // Taken only for an approved plan: up to date, waiting, or with a stale approval,
+        // nothing is written into the database, and status names no lock of its own
+        // (issue #16).
         if let Err(e) = db.engine.hold(&db.fetched.project, "deploy").await {
             return Err(failed(&e, db));
         }
+        plan = compute(scope, db).await?;
+        gate = gate_for(scope, new, approved, &plan);
     }
-    let plan = compute(scope, db).await?;
     if plan.is_empty() {
+        if held {
+            db.engine.release(&db.fetched.project).await;
+        }
         new.plan = None;
         return Ok(());
     }
     new.plan = Some(approval::publish(scope.ctx, scope.env, &plan).await?);
-    let mut gate = approval::gate(scope.env.spec.require_approval, approved, &plan.digest);
-    // NB: the approval the last deploy ran with cannot match a later plan (the digest
-    // covers the registry head); the next plan simply waits for its own.
-    let used = new.approval.as_ref().map(|a| a.digest.as_str());
-    if matches!(&gate, Gate::Stale { approved } if Some(approved.as_str()) == used) {
-        gate = Gate::Pending;
-    }
     if let Some(waiting) = gate.outcome(&plan.digest, &how(scope, &plan.digest)) {
+        if held {
+            db.engine.release(&db.fetched.project).await;
+        }
         return Err(waiting);
     }
-    if gate == Gate::Open && approved.is_some() {
+    if held {
         let given = approval::approval(scope.env, &plan.digest);
         let recorded = db
             .engine
@@ -76,6 +82,23 @@ async fn gate(
         new.approval = Some(given);
     }
     Ok(())
+}
+
+/// Whether `plan` may run: an approval must name exactly it.
+fn gate_for(
+    scope: &Scope<'_>,
+    new: &EnvironmentStatus,
+    approved: Option<&str>,
+    plan: &ReviewPlan,
+) -> Gate {
+    let gate = approval::gate(scope.env.spec.require_approval, approved, &plan.digest);
+    // NB: the approval the last deploy ran with cannot match a later plan (the digest
+    // covers the registry head); the next plan simply waits for its own.
+    let used = new.approval.as_ref().map(|a| a.digest.as_str());
+    match gate {
+        Gate::Stale { approved } if Some(approved.as_str()) == used => Gate::Pending,
+        gate => gate,
+    }
 }
 
 /// What deploying this revision (and swapping its blue-green schemas) would do.

@@ -1,7 +1,8 @@
 //! Reviewing: the plan and its digest go into status before anything changes; a target
 //! that requires approval (or a Promotion that names an approved digest) waits until the
 //! approval names exactly this plan, checked again under the database lock so that
-//! nothing can move between the check and the swap.
+//! nothing can move between the check and the swap. Waiting writes nothing into the
+//! target.
 
 use super::{Plan, Run};
 use crate::api::conditions::reasons;
@@ -27,34 +28,40 @@ async fn compute(run: &Run<'_>, plan: &Plan) -> Result<ReviewPlan, Outcome> {
         .map_err(|e| approval::failed(&e, &plan.fetched, &plan.wanted))
 }
 
-/// The plan into `status.plan`; with an approval in the spec, the project's lock is taken
-/// first and kept for the rest of the promotion, and the approval recorded. Gives the
-/// plan back to act on, or the outcome to wait with (`ApprovalPending`, `ApprovalStale`).
+/// The plan into `status.plan`; once the approval names it, the project's lock is taken,
+/// the plan computed again under it and kept for the rest of the promotion, and the
+/// approval recorded. Gives the plan back to act on, or the outcome to wait with
+/// (`ApprovalPending`, `ApprovalStale`).
 pub(super) async fn review_plan(
     run: &Run<'_>,
     new: &mut PromotionStatus,
     mut plan: Plan,
 ) -> Result<Plan, Outcome> {
     let approved = run.promo.spec.approved_plan_digest.clone();
-    if approved.is_some() {
+    let require = plan.target.spec.require_approval;
+    let mut reviewed = compute(run, &plan).await?;
+    let mut gate = approval::gate(require, approved.as_deref(), &reviewed.digest);
+    let held = gate == Gate::Open && approved.is_some();
+    if held {
         // NB: under the lock, what the digest covers cannot move until the swap is done.
+        // Taken only for an approved plan: waiting, or with a stale approval, nothing is
+        // written into the target, not even the registry or a lock record (issue #16).
         plan.engine
             .hold(&plan.fetched.project, "promote")
             .await
             .map_err(|e| engine_outcome(&e, &plan.fetched, &plan.wanted).0)?;
+        reviewed = compute(run, &plan).await?;
+        gate = approval::gate(require, approved.as_deref(), &reviewed.digest);
     }
-    let reviewed = compute(run, &plan).await?;
     new.plan = Some(approval::publish(run.ctx, run.promo, &reviewed).await?);
-    let gate = approval::gate(
-        plan.target.spec.require_approval,
-        approved.as_deref(),
-        &reviewed.digest,
-    );
     if let Some(waiting) = gate.outcome(&reviewed.digest, &how(run, &reviewed.digest)) {
+        if held {
+            plan.engine.release(&plan.fetched.project).await;
+        }
         new.phase = Some(PromotionPhase::AwaitingApproval);
         return Err(waiting);
     }
-    if gate == Gate::Open && approved.is_some() {
+    if held {
         let given = approval::approval(run.promo, &reviewed.digest);
         plan.engine
             .record_approval(

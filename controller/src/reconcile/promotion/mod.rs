@@ -341,11 +341,16 @@ fn kube_failed(e: kube::Error) -> Outcome {
 
 /// One event per transition: Promoted, Blocked, the failure's reason, RolledBack.
 async fn events(ctx: &Context, promo: &Promotion, old: &PromotionStatus, new: &PromotionStatus) {
-    let digest = |s: &PromotionStatus| s.plan.as_ref().map(|p| p.digest.clone());
+    // NB: waiting, the Ready condition names the digest and whether an approval is stale:
+    // ApprovalPending → ApprovalStale keeps the phase and the digest (issue #16).
+    let waiting = |s: &PromotionStatus| {
+        status::condition(&s.conditions, types::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
     if old.phase == new.phase
         && status::condition(&old.conditions, types::BLOCKED).map(|c| &c.reason)
             == status::condition(&new.conditions, types::BLOCKED).map(|c| &c.reason)
-        && (new.phase != Some(PromotionPhase::AwaitingApproval) || digest(old) == digest(new))
+        && (new.phase != Some(PromotionPhase::AwaitingApproval) || waiting(old) == waiting(new))
     {
         return;
     }
