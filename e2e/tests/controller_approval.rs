@@ -413,7 +413,7 @@ async fn large_plans_go_into_a_config_map_and_auto_deploy_waits_for_each_plan() 
     let gated = "  requireApproval: true\n";
     env.apply(&env_yaml("dev", "shop", "dev-db", true, gated));
     env.apply(&env_yaml("prod", "shop", "prod-db", false, gated));
-    let controller = env.controller("c1", &[]);
+    let mut controller = env.controller("c1", &[]);
     assert!(
         env.wait("databaseproject/shop", "condition=Ready", WAIT),
         "{}",
@@ -519,12 +519,35 @@ async fn large_plans_go_into_a_config_map_and_auto_deploy_waits_for_each_plan() 
     // A new plan is a new Event, carrying its own digest.
     event(&env, "dev", "ApprovalPending", &e2);
     assert_eq!(public_tables(&dev_db.url).await.len(), 60);
+
+    // Approved, but a commit lands before the controller acts: the approval is stale,
+    // and nothing is deployed. (The controller is down meanwhile, so the order is sure.)
+    controller.kill();
+    fx.table("t61");
+    env.project_configmap("shop-files", &fx);
     patch_digest(&env, "environment/dev", &e2);
-    eventually(WAIT, "t60 deployed", || {
+    let controller = env.controller("c2", &[]);
+    let dev = waiting(&env, "environment/dev", "ApprovalStale");
+    let e3 = digest(&dev);
+    assert_ne!(e3, e2);
+    assert_waits(&dev, "ApprovalStale", &e3);
+    assert!(
+        cond(&dev, "Ready").2.contains(&e2),
+        "names the approved digest too"
+    );
+    assert_eq!(dev["status"]["plan"]["changeCount"], 2);
+    let e = event(&env, "dev", "ApprovalStale", &e3);
+    assert_eq!(e["type"], "Warning", "{e:#}");
+    assert_eq!(public_tables(&dev_db.url).await.len(), 60);
+    assert_eq!(approvals(&dev_db.url).await.len(), 1);
+
+    patch_digest(&env, "environment/dev", &e3);
+    eventually(WAIT, "t60 and t61 deployed", || {
         let dev = env.get("environment/dev");
-        (cond(&dev, "Ready").0 == "True" && dev["status"]["approval"]["digest"] == e2.as_str())
+        (cond(&dev, "Ready").0 == "True" && dev["status"]["approval"]["digest"] == e3.as_str())
             .then_some(())
     });
-    assert_eq!(public_tables(&dev_db.url).await.len(), 61);
+    assert_eq!(public_tables(&dev_db.url).await.len(), 62);
     assert_eq!(approvals(&dev_db.url).await.len(), 2);
+    assert!(!controller.log().contains("panicked"));
 }
