@@ -182,6 +182,26 @@ impl Fixture {
         )
     }
 
+    /// A project `shop` whose `switchyard.yaml` makes `shop` a stable schema and `api` a
+    /// blue-green one, with one change `schema`: `CREATE SCHEMA shop;` then `tables` (SQL
+    /// creating and filling tables), verified by reading `shop.<table>`. Tests add the
+    /// objects of `api`.
+    pub fn shop_with_api(tables: &str, table: &str) -> Fixture {
+        let mut fx = Fixture::new("shop");
+        fx.write(
+            "switchyard.yaml",
+            "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
+        );
+        fx.change(
+            "schema",
+            &[],
+            &format!("CREATE SCHEMA shop;\n{tables}"),
+            "DROP SCHEMA shop CASCADE;\n",
+            &format!("SELECT 1 FROM shop.{table} WHERE false;\n"),
+        );
+        fx
+    }
+
     /// Tags the last change.
     pub fn tag(&mut self, name: &str) -> &mut Self {
         let ts = self.next_timestamp();

@@ -11,19 +11,11 @@ use serde_json::Value;
 /// over views, a materialized view with an index, plpgsql and SQL functions, and a verify
 /// script reading from a flag table so tests can make verify fail on purpose.
 fn project(version: &str) -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "schema",
-        &[],
-        "CREATE SCHEMA shop;\nCREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n\
+    let fx = Fixture::shop_with_api(
+        "CREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n\
          INSERT INTO shop.orders VALUES (1, 5), (2, 20), (3, 30);\n\
          CREATE TABLE shop.flags (ok boolean NOT NULL);\nINSERT INTO shop.flags VALUES (true);\n",
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.orders WHERE false;\n",
+        "orders",
     );
     write_objects(&fx, version);
     fx

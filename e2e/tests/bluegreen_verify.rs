@@ -9,18 +9,10 @@ use e2e::tools::{Fixture, json, output, run_ok, switchyard_on};
 /// version 2 on, and a verify that passes only when the version it reads has `tier`:
 /// one check in a `DO` block, one in a function created and called on the spot.
 fn project() -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "schema",
-        &[],
-        "CREATE SCHEMA shop;\nCREATE TABLE shop.customers (id int PRIMARY KEY, spent int NOT NULL);\n\
+    let fx = Fixture::shop_with_api(
+        "CREATE TABLE shop.customers (id int PRIMARY KEY, spent int NOT NULL);\n\
          INSERT INTO shop.customers VALUES (1, 5), (2, 500);\n",
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.customers WHERE false;\n",
+        "customers",
     );
     fx.write(
         "objects/api/verify.sql",

@@ -23,17 +23,9 @@ const ZEROS: &str = "sha256:0000000000000000000000000000000000000000000000000000
 
 /// A stable `shop` schema with a table, and a blue-green `api` with a view over it.
 fn project() -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "schema",
-        &[],
-        "CREATE SCHEMA shop;\nCREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n",
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.orders WHERE false;\n",
+    let fx = Fixture::shop_with_api(
+        "CREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n",
+        "orders",
     );
     fx.write(
         "objects/api/orders_v.sql",

@@ -21,19 +21,11 @@ const WAIT: Duration = Duration::from_secs(90);
 /// A stable `shop` schema with a table, and a blue-green `api` with two views and a
 /// function. `comment` goes into the deploy script of `schema`, for script drift.
 fn project(comment: &str) -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "schema",
-        &[],
+    let fx = Fixture::shop_with_api(
         &format!(
-            "-- {comment}\nCREATE SCHEMA shop;\nCREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n"
+            "CREATE TABLE shop.orders (id int PRIMARY KEY, amount int NOT NULL);\n-- {comment}\n"
         ),
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.orders WHERE false;\n",
+        "orders",
     );
     fx.write(
         "objects/api/orders_v.sql",

@@ -10,18 +10,10 @@ use serde_json::Value;
 /// A stable `shop` schema (two changes) and a blue-green `api` with a view over a view,
 /// a materialized view with an index, a function and an enum type.
 fn project(version: &str) -> Fixture {
-    let mut fx = Fixture::new("shop");
-    fx.write(
-        "switchyard.yaml",
-        "project: shop\nengine: postgres\nschemas:\n  shop: stable\n  api: blue-green\n",
-    );
-    fx.change(
-        "schema",
-        &[],
-        "CREATE SCHEMA shop;\nCREATE TABLE shop.customers (id int PRIMARY KEY, spent int NOT NULL);\n\
+    let mut fx = Fixture::shop_with_api(
+        "CREATE TABLE shop.customers (id int PRIMARY KEY, spent int NOT NULL);\n\
          INSERT INTO shop.customers VALUES (1, 5), (2, 50);\n",
-        "DROP SCHEMA shop CASCADE;\n",
-        "SELECT 1 FROM shop.customers WHERE false;\n",
+        "customers",
     );
     fx.change(
         "notes",

@@ -164,163 +164,104 @@ mod tests {
         let suspended = env("prod").suspended().build();
         let locked = env("prod").locked("someone").build();
         let drifted = env("prod").drifted("view api.v changed").build();
-        struct Case<'a> {
-            name: &'static str,
-            input: Input<'a>,
-            want: Option<&'static str>,
-        }
+        let ok = Input {
+            source: Some(&ready_dev),
+            from_environment: true,
+            source_name: Some("dev"),
+            target: Some(&prod),
+            target_name: "prod",
+            project_revision: Some("cm:p@sha1:1"),
+            allow_drift: false,
+        };
         let cases = [
-            Case {
-                name: "ok",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
-                    target: Some(&prod),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
-                },
-                want: None,
-            },
-            Case {
-                name: "target missing",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
+            ("ok", ok.clone(), None),
+            (
+                "target missing",
+                Input {
                     target: None,
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_TARGET_NOT_FOUND),
-            },
-            Case {
-                name: "source missing",
-                input: Input {
+                Some(reasons::GUARD_TARGET_NOT_FOUND),
+            ),
+            (
+                "source missing",
+                Input {
                     source: None,
-                    from_environment: true,
-                    source_name: Some("dev"),
-                    target: Some(&prod),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_SOURCE_NOT_FOUND),
-            },
-            Case {
-                name: "other project",
-                input: Input {
+                Some(reasons::GUARD_SOURCE_NOT_FOUND),
+            ),
+            (
+                "other project",
+                Input {
                     source: Some(&other_project),
-                    from_environment: true,
                     source_name: Some("other"),
-                    target: Some(&prod),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_PROJECT_MISMATCH),
-            },
-            Case {
-                name: "target suspended",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
+                Some(reasons::GUARD_PROJECT_MISMATCH),
+            ),
+            (
+                "target suspended",
+                Input {
                     target: Some(&suspended),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_TARGET_SUSPENDED),
-            },
-            Case {
-                name: "source not ready",
-                input: Input {
+                Some(reasons::GUARD_TARGET_SUSPENDED),
+            ),
+            (
+                "source not ready",
+                Input {
                     source: Some(&unready),
-                    from_environment: true,
-                    source_name: Some("dev"),
-                    target: Some(&prod),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_SOURCE_NOT_FINALIZED),
-            },
-            Case {
-                name: "source stale",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
-                    target: Some(&prod),
-                    target_name: "prod",
+                Some(reasons::GUARD_SOURCE_NOT_FINALIZED),
+            ),
+            (
+                "source stale",
+                Input {
                     project_revision: Some("cm:p@sha1:2"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_SOURCE_STALE),
-            },
-            Case {
-                name: "target locked",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
+                Some(reasons::GUARD_SOURCE_STALE),
+            ),
+            (
+                "target locked",
+                Input {
                     target: Some(&locked),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_TARGET_LOCKED),
-            },
-            Case {
-                name: "from a revision needs no source",
-                input: Input {
+                Some(reasons::GUARD_TARGET_LOCKED),
+            ),
+            (
+                "from a revision needs no source",
+                Input {
                     source: None,
                     from_environment: false,
                     source_name: None,
-                    target: Some(&prod),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: None,
-            },
-            Case {
-                name: "target drifted",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
+                None,
+            ),
+            (
+                "target drifted",
+                Input {
                     target: Some(&drifted),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
-                    allow_drift: false,
+                    ..ok.clone()
                 },
-                want: Some(reasons::GUARD_TARGET_DRIFTED),
-            },
-            Case {
-                name: "target drifted, allowed",
-                input: Input {
-                    source: Some(&ready_dev),
-                    from_environment: true,
-                    source_name: Some("dev"),
+                Some(reasons::GUARD_TARGET_DRIFTED),
+            ),
+            (
+                "target drifted, allowed",
+                Input {
                     target: Some(&drifted),
-                    target_name: "prod",
-                    project_revision: Some("cm:p@sha1:1"),
                     allow_drift: true,
+                    ..ok.clone()
                 },
-                want: None,
-            },
+                None,
+            ),
         ];
-        for case in cases {
-            assert_eq!(
-                check(&case.input).map(|(r, _)| r),
-                case.want,
-                "{}",
-                case.name
-            );
+        for (name, input, want) in cases {
+            assert_eq!(check(&input).map(|(r, _)| r), want, "{name}");
         }
     }
 }
