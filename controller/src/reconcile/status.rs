@@ -117,6 +117,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The reason and message every kind of outcome carries.
+    pub fn reason_and_message(&self) -> (&'static str, &str) {
+        match self {
+            Outcome::Ready { reason, message }
+            | Outcome::Progressing { reason, message }
+            | Outcome::Transient { reason, message }
+            | Outcome::Waiting { reason, message }
+            | Outcome::Terminal { reason, message } => (reason, message),
+        }
+    }
+
     /// A failure: [`Outcome::Terminal`] when only new input can help, else
     /// [`Outcome::Transient`]. Every error type says which it is (`is_terminal`).
     pub fn failed(terminal: bool, reason: &'static str, message: String) -> Outcome {
@@ -135,96 +146,34 @@ pub fn summarize(
     generation: Option<i64>,
     now: &Time,
 ) {
-    match outcome {
-        Outcome::Ready { reason, message } => {
-            set_condition(
-                conditions,
-                types::READY,
-                true,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            remove_condition(conditions, types::RECONCILING);
-            remove_condition(conditions, types::STALLED);
+    let (reason, message) = outcome.reason_and_message();
+    let ready = matches!(outcome, Outcome::Ready { .. });
+    set_condition(
+        conditions,
+        types::READY,
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    let retrying;
+    let reconciling = match outcome {
+        Outcome::Progressing { .. } => Some((reason, message)),
+        // kstatus: a transient failure is still "in progress" (it retries by itself).
+        Outcome::Transient { .. } => {
+            retrying = format!("retrying: {message}");
+            Some((reasons::PROGRESSING, retrying.as_str()))
         }
-        Outcome::Progressing { reason, message } => {
-            set_condition(
-                conditions,
-                types::READY,
-                false,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                types::RECONCILING,
-                true,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            remove_condition(conditions, types::STALLED);
-        }
-        Outcome::Transient { reason, message } => {
-            set_condition(
-                conditions,
-                types::READY,
-                false,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            // kstatus: a transient failure is still "in progress" (it retries by itself).
-            set_condition(
-                conditions,
-                types::RECONCILING,
-                true,
-                reasons::PROGRESSING,
-                &format!("retrying: {message}"),
-                generation,
-                now,
-            );
-            remove_condition(conditions, types::STALLED);
-        }
-        Outcome::Waiting { reason, message } => {
-            set_condition(
-                conditions,
-                types::READY,
-                false,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            remove_condition(conditions, types::RECONCILING);
-            remove_condition(conditions, types::STALLED);
-        }
-        Outcome::Terminal { reason, message } => {
-            set_condition(
-                conditions,
-                types::READY,
-                false,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            set_condition(
-                conditions,
-                types::STALLED,
-                true,
-                reason,
-                message,
-                generation,
-                now,
-            );
-            remove_condition(conditions, types::RECONCILING);
+        _ => None,
+    };
+    let stalled = matches!(outcome, Outcome::Terminal { .. }).then_some((reason, message));
+    for (type_, set) in [(types::RECONCILING, reconciling), (types::STALLED, stalled)] {
+        match set {
+            Some((reason, message)) => {
+                set_condition(conditions, type_, true, reason, message, generation, now)
+            }
+            None => remove_condition(conditions, type_),
         }
     }
 }
