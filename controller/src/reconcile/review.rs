@@ -68,6 +68,15 @@ impl Gate {
     }
 }
 
+/// How to approve `digest` for `owner` (a Promotion, or an autoDeploy Environment).
+pub fn how_to_approve<K: Resource<DynamicType = ()>>(owner: &K, digest: &str) -> String {
+    let kind = K::kind(&()).to_lowercase();
+    format!(
+        "approve it with `switchyard approve {kind}/{name}` or `kubectl patch {kind} {name} --type merge -p '{{\"spec\":{{\"approvedPlanDigest\":\"{digest}\"}}}}'`",
+        name = owner.name_any()
+    )
+}
+
 /// The plan as status shows it: whole when small; else the first changes and the object
 /// counts, with `configMap` naming where the whole plan is (set by [`publish`]).
 pub fn plan_status(plan: &ReviewPlan) -> (PlanStatus, bool) {

@@ -60,7 +60,10 @@ async fn gate(
         return Ok(());
     }
     new.plan = Some(approval::publish(scope.ctx, scope.env, &plan).await?);
-    if let Some(waiting) = gate.outcome(&plan.digest, &how(scope, &plan.digest)) {
+    if let Some(waiting) = gate.outcome(
+        &plan.digest,
+        &approval::how_to_approve(scope.env, &plan.digest),
+    ) {
         if held {
             db.engine.release(&db.fetched.project).await;
         }
@@ -115,11 +118,4 @@ async fn compute(scope: &Scope<'_>, db: &Gathered) -> Result<ReviewPlan, Outcome
     review(&db.engine, &bg, &input)
         .await
         .map_err(|e| approval::failed(&e, &db.fetched, &db.revision))
-}
-
-fn how(scope: &Scope<'_>, digest: &str) -> String {
-    format!(
-        "approve it with `switchyard approve environment/{name}` or `kubectl patch environment {name} --type merge -p '{{\"spec\":{{\"approvedPlanDigest\":\"{digest}\"}}}}'`",
-        name = scope.name
-    )
 }

@@ -54,7 +54,10 @@ pub(super) async fn review_plan(
         gate = approval::gate(require, approved.as_deref(), &reviewed.digest);
     }
     new.plan = Some(approval::publish(run.ctx, run.promo, &reviewed).await?);
-    if let Some(waiting) = gate.outcome(&reviewed.digest, &how(run, &reviewed.digest)) {
+    if let Some(waiting) = gate.outcome(
+        &reviewed.digest,
+        &approval::how_to_approve(run.promo, &reviewed.digest),
+    ) {
         if held {
             plan.engine.release(&plan.fetched.project).await;
         }
@@ -76,14 +79,6 @@ pub(super) async fn review_plan(
         new.approval = Some(given);
     }
     Ok(plan)
-}
-
-/// How to approve this Promotion.
-fn how(run: &Run<'_>, digest: &str) -> String {
-    format!(
-        "approve it with `switchyard approve promotion/{name}` or `kubectl patch promotion {name} --type merge -p '{{\"spec\":{{\"approvedPlanDigest\":\"{digest}\"}}}}'`",
-        name = run.name
-    )
 }
 
 /// The reasons a promotion waits for a person with.
